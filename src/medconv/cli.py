@@ -1,0 +1,158 @@
+"""The `medconv` command: argument parsing and dispatch only; each verb calls one library function."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .config import TrainConfig, load_config
+from .errors import TrainingDiverged, UserError
+
+TRAIN_HELP = {
+    "dataset": "MedMNIST 2D flag (breastmnist, pneumoniamnist, pathmnist, ...) or 'synthetic'",
+    "images": "folder of class sub-folders (optionally under train/ val/ test/)",
+    "manifest": "CSV with columns path,label[,split][,group]",
+    "data_root": "where MedMNIST files are (default: $MEDCONV_DATA, else ~/.medconv/data)",
+    "download": "download the MedMNIST file when it is missing",
+    "arch": "network: simple-cnn, lenet5, resnet18, resnet50",
+    "augment": "augmentation preset: none, light, strong, histology",
+    "tta": "test-time augmentation at evaluation: none, flip, d4",
+    "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
+    "train_fraction": "use this stratified fraction of the training labels",
+    "select_metric": "validation metric that picks the best checkpoint",
+}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, default None so only given options override --config."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})"
+        if f.name == "model_options":
+            parser.add_argument("--model-option", action="append", metavar="KEY=VALUE", dest="model_options",
+                                help="architecture option, e.g. widths=32,64,128 (repeatable)")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, default=None, metavar="A,B", help=help_text,
+                                type=lambda s: [float(v) for v in s.split(",")])
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+
+
+def parse_model_options(items: list[str] | None) -> dict:
+    options = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--model-option {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    cfg = load_config(args.config) if args.config else TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if f.name == "model_options":
+            value = parse_model_options(value) or None
+        if value is not None:
+            setattr(cfg, f.name, value)
+    return cfg
+
+
+EXAMPLES = {
+    "demo": "example: medconv demo            (BreastMNIST if at hand, else synthetic lesions)",
+    "train": "example: medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast",
+    "evaluate": "example: medconv evaluate runs/breast --split test --json",
+    "predict": "example: medconv predict runs/breast scans/*.png --out preds.csv",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medconv", description="CNNs for medical image analysis.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = verb("demo", "train a small CNN end to end and compare with published results")
+    p.add_argument("--out", default=None, help="run directory (default: runs/demo-TIMESTAMP)")
+    p.add_argument("--data-root", default=None, help="where breastmnist.npz is (default: $MEDCONV_DATA)")
+    p.add_argument("--epochs", type=int, default=25, help="training epochs (default: 25)")
+    p.add_argument("--no-download", action="store_true", help="do not try to download BreastMNIST")
+
+    p = verb("train", "train a classifier; writes a run directory")
+    p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    p.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_config_options(p)
+
+    p = verb("evaluate", "metrics, predictions and plots of a trained run on one split")
+    p.add_argument("run_dir", help="run directory made by medconv train")
+    p.add_argument("--split", default="test", help="train, val or test (default: test)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
+    p.add_argument("--tta", default=None, choices=["none", "flip", "d4"], help="(default: as trained)")
+    p.add_argument("--data-root", default=None, help="override the run's data root")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = verb("predict", "class probabilities for image files or folders")
+    p.add_argument("run_dir", help="run directory made by medconv train")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF, DICOM) or folders")
+    p.add_argument("--out", default=None, help="CSV to write (default: print)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
+    p.add_argument("--tta", default="none", choices=["none", "flip", "d4"], help="(default: none)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verb == "demo":
+        from .demo import demo
+        demo(args.out, args.data_root, args.epochs, download=not args.no_download)
+    elif args.verb == "train":
+        from .train.loop import train
+        train(config_from_args(args), args.out, resume=args.resume)
+    elif args.verb == "evaluate":
+        from .evaluate import evaluate
+        metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root)
+        if args.json:
+            print(json.dumps(metrics, indent=2))
+        else:
+            print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  ACC {metrics['acc']:.4f}  "
+                  f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}.json")
+    elif args.verb == "predict":
+        from .predict import predict_files
+        rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta)
+        if args.out is None:
+            print(",".join(rows[0]))
+            for row in rows:
+                print(",".join(str(v) for v in row.values()))
+        else:
+            print(f"{len(rows)} predictions -> {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"medconv {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"medconv {args.verb}: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"medconv {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

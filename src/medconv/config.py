@@ -1,0 +1,100 @@
+"""Typed run configuration: a dataclass, read from and written to YAML."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to repeat a training run (seed included)."""
+
+    # data
+    dataset: str = "breastmnist"      # a MedMNIST 2D flag or "synthetic"; ignored when images/manifest is set
+    images: str | None = None         # folder of class sub-folders (optionally under train/val/test)
+    manifest: str | None = None       # CSV: path,label[,split][,group]
+    data_root: str | None = None      # else $MEDCONV_DATA, else ~/.medconv/data
+    download: bool = False
+    size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
+    channels: int | None = None       # folders: 1 or 3 (default: as the images are)
+    val_fraction: float = 0.1         # folders without a split column
+    test_fraction: float = 0.2
+    train_fraction: float = 1.0       # keep this stratified fraction of the training labels
+    # model
+    arch: str = "simple-cnn"
+    model_options: dict = field(default_factory=dict)
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adamw"          # adamw, adam, sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9             # sgd only
+    schedule: str = "cosine"          # cosine, step, constant
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of epochs
+    gamma: float = 0.1                # step: lr factor at each milestone
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    class_weights: str = "none"       # none, balanced
+    augment: str = "none"             # a preset in data.transforms.PRESETS
+    tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
+    amp: bool = True                  # mixed precision (bfloat16), CUDA only
+    # reproducibility and hardware
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"              # auto, cpu, cuda, cuda:1, ...
+    threads: int | None = None        # CPU threads for torch (default: torch's choice)
+    select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc
+
+    def validate(self) -> "TrainConfig":
+        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
+                   "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
+                   "select_metric": ("auc", "acc")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        from .data.transforms import PRESETS
+        if self.augment not in PRESETS:
+            raise UserError(f"--augment {self.augment!r}: expected one of {', '.join(PRESETS)}")
+        for name in ("epochs", "batch_size", "size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.train_fraction <= 1:
+            raise UserError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TrainConfig from YAML; unknown keys are an error."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path}: expected a mapping of settings")
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,40 @@
+"""Datasets: MedMNIST by flag, the user's image folders or CSV manifests, and synthetic lesions."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .types import DatasetInfo, ImageSet
+
+
+def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """The train/val/test ImageSets a TrainConfig names, with `train_fraction` applied."""
+    size = (cfg.size, cfg.size)
+    if cfg.images or cfg.manifest:
+        from .folders import load_image_folder, load_manifest
+        common = dict(size=size, channels=cfg.channels, val_fraction=cfg.val_fraction,
+                      test_fraction=cfg.test_fraction, seed=cfg.seed)
+        info, sets = load_manifest(cfg.manifest, **common) if cfg.manifest else load_image_folder(cfg.images, **common)
+    elif cfg.dataset == "synthetic":
+        from .synthetic import load_synthetic
+        info, sets = load_synthetic(size=cfg.size)
+    else:
+        from .medmnist import load_medmnist
+        info, sets = load_medmnist(cfg.dataset, size=cfg.size, root=cfg.data_root, download=cfg.download)
+    if cfg.train_fraction < 1:
+        sets["train"] = subsample(sets["train"], cfg.train_fraction, cfg.seed)
+        info.notes.append(f"trained on {len(sets['train'])} training images ({cfg.train_fraction:.0%}, stratified)")
+    return info, sets
+
+
+def subsample(s: ImageSet, fraction: float, seed: int) -> ImageSet:
+    """A stratified random `fraction` of s (at least one image per label pattern)."""
+    rng = np.random.default_rng(seed)
+    keys = [tuple(row) for row in s.labels.tolist()]
+    keep: list[int] = []
+    for key in sorted(set(keys)):
+        idx = np.array([i for i, k in enumerate(keys) if k == key])
+        keep.extend(rng.choice(idx, max(1, round(fraction * len(idx))), replace=False).tolist())
+    keep_t = torch.tensor(sorted(keep))
+    paths = [s.paths[i] for i in keep_t.tolist()] if s.paths else None
+    return ImageSet(s.images[keep_t], s.labels[keep_t], paths)

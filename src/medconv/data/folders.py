@@ -1,0 +1,429 @@
+"""The user's own images as classification datasets: class folders, split folders, CSV manifests.
+
+Layouts read here:
+
+- ``root/CLASS/*.png``                     splits made here, stratified by class
+- ``root/{train,val,test}/CLASS/*.png``    splits given (``validation`` also accepted; with only
+                                           train and test, val is split off train)
+- a CSV manifest ``path,label[,split][,group]`` (paths relative to the CSV's folder; rows of one
+  group, e.g. one patient, always land in the same split)
+
+Every image is read to float (H, W, C) in [0, 1] by :func:`read_image`, brought to the dataset's
+channel count and size by :func:`prepare_image`, and stored as uint8 (N, C, H, W).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medconv.data.types import DatasetInfo, ImageSet
+from medconv.errors import UserError
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
+_LUMA = (0.299, 0.587, 0.114)
+_PROGRESS_ABOVE = 500
+
+
+# ----------------------------------------------------------------------------- reading one image
+
+
+def _to_unit(a: np.ndarray) -> np.ndarray:
+    """Any numeric array -> float64 in [0, 1]: integers by their dtype's max, floats min-max if needed."""
+    if a.dtype == bool:
+        return a.astype(np.float64)
+    if np.issubdtype(a.dtype, np.unsignedinteger):
+        return a.astype(np.float64) / np.iinfo(a.dtype).max
+    if np.issubdtype(a.dtype, np.signedinteger) and a.size and a.min() >= 0:
+        return a.astype(np.float64) / np.iinfo(a.dtype).max
+    a = np.nan_to_num(a.astype(np.float64))
+    if a.size and (a.min() < 0 or a.max() > 1):
+        return _minmax(a)
+    return a
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the array's own range; a constant array is clipped to [0, 1] instead."""
+    a = np.nan_to_num(a.astype(np.float64))
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.clip(a, 0.0, 1.0)
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        mode = img.mode
+        if mode == "P" or mode == "PA":
+            rgb = np.asarray(img.convert("RGB"))
+            gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+            return _to_unit(rgb[..., 0] if gray else rgb)
+        if mode in ("1", "LA", "La"):
+            img = img.convert("L")
+        elif mode.startswith("I;16"):
+            return _to_unit(np.asarray(img).astype(np.uint16))
+        elif mode == "I":
+            a = np.asarray(img)
+            if a.size and a.min() >= 0 and a.max() <= 65535:  # 16-bit PNGs may open as mode I
+                a = a.astype(np.uint16)
+            return _to_unit(a)
+        elif mode not in ("L", "RGB", "F"):
+            img = img.convert("RGB")  # RGBA, CMYK, YCbCr, ...: colour without alpha
+        return _to_unit(np.asarray(img))
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        a = page.asarray()
+        axes, inverted = page.axes, page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
+        if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
+            a, axes = page.colormap.T[a], axes + "S"
+    if a.ndim == 3 and axes.startswith("S"):  # planar configuration: samples first
+        a = np.moveaxis(a, 0, -1)
+    while a.ndim > 3:
+        a = a[0]
+    x = _to_unit(a)
+    return 1.0 - x if inverted else x
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        raise UserError(f"cannot read image {path}: DICOM file has no pixel data")
+    a = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        a = a[0]
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        return _to_unit(a)  # colour: keep the hue balance, scale by the dtype
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    x = _minmax(a.astype(np.float64) * slope + intercept)
+    return 1.0 - x if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1" else x
+
+
+_READERS: dict[str, Callable[[Path], np.ndarray]] = {
+    ".png": _read_pillow, ".jpg": _read_pillow, ".jpeg": _read_pillow, ".bmp": _read_pillow,
+    ".tif": _read_tiff, ".tiff": _read_tiff, ".dcm": _read_dicom,
+}
+SUPPORTED_EXTENSIONS = tuple(_READERS)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG, JPEG, BMP, TIFF or DICOM file as float32 (H, W, C) in [0, 1], C = 1 or 3.
+
+    Alpha is dropped; integer pixels are divided by their dtype's max, floats outside [0, 1] are
+    min-max scaled; DICOM gets RescaleSlope/Intercept, min-max scaling and MONOCHROME1 inversion,
+    and multi-frame files give their first frame. Any failure raises a one-line UserError.
+    """
+    path = Path(path)
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"cannot read image {path}: unsupported file type "
+                        f"'{path.suffix or '(none)'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not path.is_file():
+        raise UserError(f"cannot read image {path}: file not found")
+    try:
+        a = reader(path)
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:  # any decoder failure means the file is not a readable image
+        raise UserError(f"cannot read image {path}: {_reason(exc)}") from exc
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] not in (1, 2, 3, 4):
+        raise UserError(f"cannot read image {path}: unsupported pixel array shape {a.shape}")
+    a = a[..., :1] if a.shape[2] == 2 else a[..., :3]  # gray+alpha -> gray, RGBA -> RGB
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W, C) or (H, W) float in [0, 1] -> float32 tensor (channels, size[0], size[1]) in [0, 1].
+
+    Gray -> RGB repeats the channel; RGB -> gray uses luminance (0.299, 0.587, 0.114); the image is
+    resized with antialiased bilinear interpolation when its shape differs from `size` (H, W).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3):
+        raise ValueError(f"expected an (H, W, 1|3) array, got shape {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    if x.shape[0] == 1 and channels == 3:
+        x = x.expand(3, -1, -1)
+    elif x.shape[0] == 3 and channels == 1:
+        x = (x * torch.tensor(_LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[1:]) != size:
+        x = F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False,
+                          antialias=True)[0]
+    return x.clamp(0.0, 1.0).contiguous()
+
+
+# ----------------------------------------------------------------------------- rows -> splits
+
+
+@dataclass
+class _Row:
+    """One image of a dataset before reading: file, class index, given split, group, where from."""
+
+    path: Path
+    label: int
+    split: str | None = None
+    group: str | None = None
+    where: str | None = None  # e.g. "labels.csv line 7", prefixed to read errors
+
+
+def _holdout(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, fraction: float,
+             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices `idx` into (kept, held out): group-wise if groups, else stratified if possible."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    pos = np.arange(len(idx))
+    if groups is not None:
+        keep, held = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+                          .split(pos, groups=groups[idx]))
+    else:
+        try:
+            keep, held = train_test_split(pos, test_size=fraction, random_state=seed,
+                                          stratify=labels[idx])
+        except ValueError:  # a class too small to stratify: fall back to a plain shuffle
+            keep, held = train_test_split(pos, test_size=fraction, random_state=seed)
+    return np.sort(idx[keep]), np.sort(idx[held])
+
+
+def _assign_splits(rows: Sequence[_Row], val_fraction: float, test_fraction: float, seed: int,
+                   source: str) -> dict[str, np.ndarray]:
+    """Row indices of each split: the given splits, or new ones (val split off train if missing)."""
+    labels = np.array([r.label for r in rows])
+    has_groups = any(r.group is not None for r in rows)
+    groups = (np.array([r.group if r.group is not None else f"\0row{i}" for i, r in enumerate(rows)],
+                       dtype=object) if has_groups else None)
+    given = np.array([r.split or "" for r in rows], dtype=object)
+    try:
+        if all(r.split is None for r in rows):
+            rest, test = _holdout(np.arange(len(rows)), labels, groups, test_fraction, seed)
+            train, val = _holdout(rest, labels, groups, val_fraction / (1.0 - test_fraction), seed)
+        else:
+            train, val, test = (np.flatnonzero(given == s) for s in SPLITS)
+            if len(val) == 0 and len(train) > 0:
+                train, val = _holdout(train, labels, groups, val_fraction, seed)
+    except ValueError as exc:
+        unit = f"{len(set(groups))} groups" if groups is not None else f"{len(rows)} images"
+        raise UserError(f"{source}: too small to split ({unit}) into train/val/test with "
+                        f"val_fraction={val_fraction} and test_fraction={test_fraction}; add images "
+                        f"or give the splits yourself ({_reason(exc)})") from None
+    out = {"train": train, "val": val, "test": test}
+    for name, idx in out.items():
+        if len(idx) == 0:
+            raise UserError(f"{source}: the {name} split has no images; every split needs at least one")
+    return out
+
+
+def _read_all(rows: Sequence[_Row], channels: int | None, size: tuple[int, int]
+              ) -> tuple[list[torch.Tensor], int]:
+    """Read and prepare every row's image -> uint8 (C, H, W) tensors and the channel count used."""
+    items: Sequence[_Row] = rows
+    if len(rows) > _PROGRESS_ABOVE:
+        from rich.console import Console
+        from rich.progress import track
+
+        items = track(rows, description=f"Reading {len(rows)} images", total=len(rows),
+                      console=Console(stderr=True), transient=True)
+    out = []
+    for row in items:
+        try:
+            a = read_image(row.path)
+        except UserError as exc:
+            raise (UserError(f"{row.where}: {exc}") if row.where else exc) from None
+        x = prepare_image(a, channels or a.shape[2], size)  # channels=None: keep native for now
+        out.append(x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
+    if channels is None:  # 3 if any image is colour, else 1; gray ones repeated (exact on uint8)
+        channels = 3 if any(t.shape[0] == 3 for t in out) else 1
+        out = [t.expand(3, -1, -1) if t.shape[0] < channels else t for t in out]
+    return out, channels
+
+
+def _build_dataset(rows: Sequence[_Row], classes: list[str], name: str, source: str,
+                   size: tuple[int, int], channels: int | None, val_fraction: float,
+                   test_fraction: float, seed: int) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Shared by both loaders: split rows, read images, return (DatasetInfo, {split: ImageSet})."""
+    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        raise UserError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be "
+                        "above 0 and sum to less than 1")
+    if channels not in (None, 1, 3):
+        raise UserError(f"channels must be 1 or 3 (or left unset), got {channels}")
+    if len(size) != 2 or min(int(s) for s in size) < 1:
+        raise UserError(f"image size must be two positive integers (height, width), got {size}")
+    size = (int(size[0]), int(size[1]))
+    if len(classes) < 2:
+        raise UserError(f"{source}: need at least 2 classes, found {len(classes)} ({', '.join(classes)})")
+    splits = _assign_splits(rows, val_fraction, test_fraction, seed, source)
+    tensors, channels = _read_all(rows, channels, size)
+    sets = {}
+    for split, idx in splits.items():
+        sets[split] = ImageSet(
+            images=torch.stack([tensors[i] for i in idx]),
+            labels=torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
+            paths=[str(rows[i].path) for i in idx],
+        )
+    task = "binary-class" if len(classes) == 2 else "multi-class"
+    info = DatasetInfo(name=name, task=task, classes=list(classes), channels=channels, size=size,
+                       source=source)
+    return info, sets
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in _READERS and not p.name.startswith("."))
+
+
+def load_image_folder(root: str | Path, size: tuple[int, int] = (28, 28), channels: int | None = None,
+                      val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                      ) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Read ``root/CLASS/*`` or ``root/{train,val,test}/CLASS/*`` -> (info, {"train","val","test"}).
+
+    Images: uint8 (N, channels, H, W); labels: int64 (N, 1) indexes into the sorted class names.
+    channels=None picks 3 if any image is colour, else 1.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder {root} not found")
+    subdirs = _subdirs(root)
+    split_dirs = [d for d in subdirs if d.name.lower() in _SPLIT_ALIASES]
+    if split_dirs and len(split_dirs) == len(subdirs):  # root/{train,val,test}/CLASS
+        by_split: dict[str, Path] = {}
+        for d in split_dirs:
+            split = _SPLIT_ALIASES[d.name.lower()]
+            if split in by_split:
+                raise UserError(f"{root}: both {by_split[split].name}/ and {d.name}/ found; keep one")
+            by_split[split] = d
+        for needed in ("train", "test"):
+            if needed not in by_split:
+                raise UserError(f"{root}: split folders found but no {needed}/ folder; add it, or put "
+                                f"the class folders directly in {root}")
+        layout = [(split, d) for split, d in by_split.items()]
+    elif any(d.name.lower() in ("train", "test") for d in split_dirs):
+        raise UserError(f"{root}: mixes split folders (train/, test/) with other folders; use "
+                        f"{root}/CLASS/* or {root}/{{train,val,test}}/CLASS/*")
+    else:
+        layout = [(None, root)]
+
+    found: list[tuple[str | None, str, Path]] = []  # (split, class, file)
+    for split, folder in layout:
+        class_dirs = _subdirs(folder)
+        if not class_dirs:
+            raise UserError(f"{folder}: no class folders; expected {folder}/CLASS_NAME/image files")
+        for cdir in class_dirs:
+            files = _image_files(cdir)
+            if not files:
+                raise UserError(f"class folder {cdir} has no images "
+                                f"({', '.join(SUPPORTED_EXTENSIONS)})")
+            found += [(split, cdir.name, f) for f in files]
+    classes = sorted({c for _, c, _ in found})
+    index = {c: i for i, c in enumerate(classes)}
+    rows = [_Row(path=f, label=index[c], split=s) for s, c, f in found]
+    return _build_dataset(rows, classes, root.resolve().name, str(root), size, channels,
+                          val_fraction, test_fraction, seed)
+
+
+# ----------------------------------------------------------------------------- CSV manifests
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def load_manifest(csv_path: str | Path, size: tuple[int, int] = (28, 28), channels: int | None = None,
+                  val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                  classes: Sequence[str] | None = None) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Read a CSV ``path,label[,split][,group]`` -> (info, {"train","val","test"}), like load_image_folder.
+
+    Paths are relative to the CSV's folder. Labels are class names or integers; integer labels index
+    `classes` when given. Without a split column, splits are made here: group-wise when a group
+    column (e.g. patient id) exists, so one group never lands in two splits; else stratified.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise UserError(f"manifest {csv_path} not found")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            records = [(reader.line_num, rec) for rec in reader if any(c.strip() for c in rec)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read manifest {csv_path}: {_reason(exc)}") from None
+    if not header or not any(h.strip() for h in header):
+        raise UserError(f"manifest {csv_path} is empty; expected a header line 'path,label[,split][,group]'")
+    cols = {h.strip().lower(): i for i, h in enumerate(header)}
+    missing = [c for c in ("path", "label") if c not in cols]
+    if missing:
+        raise UserError(f"manifest {csv_path}: missing column(s) {', '.join(missing)}; header is "
+                        f"'{','.join(header)}', expected 'path,label[,split][,group]'")
+    if not records:
+        raise UserError(f"manifest {csv_path} has a header but no rows")
+
+    def cell(rec: list[str], col: str) -> str | None:
+        i = cols.get(col)
+        return None if i is None else (rec[i].strip() if i < len(rec) else "")
+
+    raw: list[tuple[str, Path, str, str | None, str | None]] = []  # (where, path, label, split, group)
+    for line, rec in records:
+        where = f"{csv_path} line {line}"
+        p, label, split, group = (cell(rec, c) for c in ("path", "label", "split", "group"))
+        if not p or not label:
+            raise UserError(f"{where}: empty path or label")
+        if split is not None:
+            if split.lower() not in _SPLIT_ALIASES:
+                raise UserError(f"{where}: split '{split}' is not one of train, val, test")
+            split = _SPLIT_ALIASES[split.lower()]
+        path = Path(p) if Path(p).is_absolute() else csv_path.parent / p
+        if not path.is_file():
+            raise UserError(f"{where}: image file {path} not found")
+        raw.append((where, path, label, split, group or None))
+
+    numeric = all(_INT.match(r[2]) for r in raw)
+    if classes is not None:
+        names = [str(c) for c in classes]
+        lookup = {n: i for i, n in enumerate(names)}
+        labels = []
+        for where, _, label, _, _ in raw:
+            idx = int(label) if numeric else lookup.get(label, -1)
+            if not 0 <= idx < len(names):
+                expected = f"0..{len(names) - 1}" if numeric else ", ".join(names)
+                raise UserError(f"{where}: label {label} is not a known class (expected {expected})")
+            labels.append(idx)
+    else:
+        values = sorted({int(r[2]) for r in raw}) if numeric else sorted({r[2] for r in raw})
+        names = [str(v) for v in values]
+        lookup = {n: i for i, n in enumerate(names)}
+        labels = [lookup[str(int(r[2]))] if numeric else lookup[r[2]] for r in raw]
+    rows = [_Row(path=p, label=y, split=s, group=g, where=w)
+            for (w, p, _, s, g), y in zip(raw, labels)]
+    return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), size, channels,
+                          val_fraction, test_fraction, seed)

@@ -1,0 +1,47 @@
+"""The in-memory form every dataset loader returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+TASKS = ("binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression")
+
+
+@dataclass
+class ImageSet:
+    """Images and labels of one split, held in memory.
+
+    images: (N, C, H, W), uint8 (0-255) or float32 (0-1).
+    labels: (N, L) int64; L = 1 (class index) except for multi-label tasks (L = label count, 0/1).
+    paths:  optional source file of each image (folder datasets), for reports and predictions.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def float_images(self, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Images `index` as float32 in [0, 1], shape (n, C, H, W)."""
+        x = self.images[index]
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+@dataclass
+class DatasetInfo:
+    """What a model needs to know about a dataset: task, classes, input shape, where it came from."""
+
+    name: str
+    task: str
+    classes: list[str]
+    channels: int
+    size: tuple[int, int]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes)

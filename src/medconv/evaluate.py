@@ -1,0 +1,76 @@
+"""Evaluate a run's checkpoint on a split: metrics JSON, predictions CSV, ROC and confusion plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from .config import TrainConfig
+from .data import load_dataset
+from .data.types import DatasetInfo, ImageSet
+from .errors import UserError
+from .fileio import write_json
+from .metrics import MULTI_LABEL, classification_metrics
+from .predict import predict_scores, write_csv
+from .report.plots import plot_confusion, plot_roc, plot_training_curves
+from .train.checkpoint import checkpoint_path, load_model
+
+
+def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
+             data_root: str | None = None, device: str = "cpu",
+             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None) -> dict:
+    """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots."""
+    run_dir = Path(run_dir)
+    model, meta = load_model(run_dir, which, device)
+    cfg = TrainConfig.from_dict(meta["config"])
+    if data_root:
+        cfg.data_root = data_root
+    info, sets = data if data is not None else load_dataset(cfg)
+    if split not in sets:
+        raise UserError(f"--split {split}: expected one of {', '.join(sets)}")
+    if info.num_outputs != meta["num_classes"]:
+        raise UserError(f"dataset {info.name} has {info.num_outputs} classes but checkpoint "
+                        f"{checkpoint_path(run_dir, which)} has {meta['num_classes']}")
+    tta = tta or cfg.tta
+    data_split = sets[split]
+    scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
+    labels = data_split.labels.numpy()
+    metrics = classification_metrics(labels, scores, meta["task"], meta["classes"])
+    metrics.update({"split": split, "checkpoint": which, "tta": tta, "dataset": info.name})
+    write_json(run_dir / f"metrics_{split}.json", metrics)
+    write_predictions(run_dir / f"predictions_{split}.csv", labels, scores, meta["classes"], data_split.paths)
+    plots = run_dir / "plots"
+    plot_roc(labels, scores, meta["task"], meta["classes"], plots / f"roc_{split}.png",
+             title=f"{info.name} {split}: AUC {metrics['auc']:.3f}")
+    if meta["task"] != MULTI_LABEL:
+        plot_confusion(metrics["confusion_matrix"], meta["classes"], plots / f"confusion_{split}.png",
+                       title=f"{info.name} {split}: ACC {metrics['acc']:.3f}")
+    return metrics
+
+
+def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classes: list[str],
+                      paths: list[str] | None) -> None:
+    rows = []
+    for i, (y, s) in enumerate(zip(labels, scores)):
+        row = {"index": i, "path": paths[i] if paths else "", "label": ";".join(str(int(v)) for v in np.ravel(y))}
+        row.update({f"prob_{c}": f"{float(v):.6f}" for c, v in zip(classes, s)})
+        rows.append(row)
+    write_csv(path, rows)
+
+
+def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console) -> dict:
+    """After training: evaluate the best checkpoint on val and test, plot curves, write metrics.json."""
+    from .train.checkpoint import read_checkpoint
+
+    _, last = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+    plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])
+    result = {"dataset": info.name, "arch": last["arch"], "epochs": last["epoch"], "best_epoch": last["best_epoch"],
+              "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
+    for split in ("val", "test"):
+        if split in sets:
+            result[split] = evaluate(run_dir, split, data=(info, sets))
+    write_json(run_dir / "metrics.json", result)
+    summary = ", ".join(f"{s} AUC {result[s]['auc']:.4f} ACC {result[s]['acc']:.4f}" for s in ("val", "test") if s in result)
+    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {run_dir}", highlight=False)
+    return result

@@ -1,0 +1,49 @@
+"""Architectures by name: `build_model("resnet18", in_channels=1, num_classes=2, input_size=(28, 28))`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import UserError
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    summary: str
+
+
+REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, summary: str):
+    """Decorator: add a builder `f(in_channels, num_classes, input_size, **options) -> nn.Module`."""
+    def wrap(builder):
+        REGISTRY[name] = ModelEntry(name, builder, summary)
+        return builder
+    return wrap
+
+
+def available() -> list[str]:
+    _load_all()
+    return sorted(REGISTRY)
+
+
+def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
+                **options) -> nn.Module:
+    """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits)."""
+    _load_all()
+    if name not in REGISTRY:
+        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(sorted(REGISTRY))}")
+    try:
+        return REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes,
+                                      input_size=tuple(input_size), **options)
+    except TypeError as exc:
+        raise UserError(f"--arch {name}: bad model option ({exc})") from None
+
+
+def _load_all() -> None:
+    from . import lenet, resnet, simple_cnn  # noqa: F401  (modules register themselves)

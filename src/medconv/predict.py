@@ -1,0 +1,82 @@
+"""Class probabilities from a trained network: for tensors, ImageSets, and image files or folders."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.transforms import normalise, tta_views
+from .errors import UserError
+from .fileio import atomic_write
+from .metrics import scores_from_logits
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".bmp"}
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], task: str,
+                   device: torch.device | str = "cpu", batch_size: int = 512, tta: str = "none") -> np.ndarray:
+    """Probabilities (N, K) for images (N, C, H, W), uint8 0-255 or float 0-1; TTA views averaged."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        x = normalise(x, mean, std)
+        views = [scores_from_logits(model(v).float(), task) for v in tta_views(x, tta)]
+        out.append(torch.stack(views).mean(0).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) in the folders named."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"input {p} not found")
+    if not files:
+        raise UserError(f"no images found in {', '.join(inputs)}")
+    return files
+
+
+def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
+                  tta: str = "none", device: str = "cpu") -> list[dict]:
+    """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given."""
+    from .data.folders import prepare_image, read_image
+    from .metrics import predicted_labels
+    from .train.checkpoint import load_model
+
+    model, meta = load_model(run_dir, which, device)
+    files = image_files(inputs)
+    size = tuple(meta["input_size"])
+    batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], size) for f in files])
+    scores = predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta)
+    classes = meta["classes"]
+    predicted = predicted_labels(scores, meta["task"])
+    rows = []
+    for f, s, p in zip(files, scores, predicted):
+        row = {"path": str(f), **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, s)}}
+        row["predicted"] = ";".join(classes[i] for i in np.flatnonzero(p)) if np.ndim(p) else classes[int(p)]
+        rows.append(row)
+    if out is not None:
+        write_csv(out, rows)
+    return rows
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)

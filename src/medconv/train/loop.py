@@ -1,0 +1,209 @@
+"""The training loop: per-epoch seeding, validation-based model selection, checkpoints, resume.
+
+Each epoch reseeds torch's generator from (seed, epoch), so an epoch's shuffling, augmentation and
+dropout depend on nothing but the epoch number: a run resumed from the last checkpoint repeats the
+interrupted epoch exactly and, with --deterministic, ends with the same weights.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from ..config import TrainConfig, dump_config
+from ..data import load_dataset
+from ..data.transforms import PRESETS, augment, channel_stats, normalise
+from ..data.types import DatasetInfo, ImageSet
+from ..errors import TrainingDiverged, UserError
+from ..fileio import write_text
+from ..metrics import MULTI_LABEL, acc_score, auc_score
+from ..models.registry import build_model
+from ..predict import predict_scores
+from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
+
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def set_determinism(cfg: TrainConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (0-based): linear warm-up, then cosine, step or constant."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(epoch >= round(m * cfg.epochs) for m in cfg.milestones)
+    return cfg.lr
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_loss(cfg: TrainConfig, info: DatasetInfo, train: ImageSet, device: torch.device) -> nn.Module:
+    """Cross-entropy (label smoothing, optional balanced class weights), or BCE for multi-label tasks."""
+    if info.task == MULTI_LABEL:
+        pos = train.labels.float().mean(0).clamp(1e-3, 1 - 1e-3)
+        weight = ((1 - pos) / pos).to(device) if cfg.class_weights == "balanced" else None
+        return nn.BCEWithLogitsLoss(pos_weight=weight)
+    weight = None
+    if cfg.class_weights == "balanced":
+        counts = torch.bincount(train.labels[:, 0], minlength=info.num_outputs).float().clamp_min(1)
+        weight = (counts.sum() / (len(counts) * counts)).to(device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+def targets(labels: torch.Tensor, task: str) -> torch.Tensor:
+    return labels.float() if task == MULTI_LABEL else labels[:, 0]
+
+
+def run_meta(cfg: TrainConfig, info: DatasetInfo, mean: list[float], std: list[float]) -> dict:
+    """What load_model and predict need besides the weights."""
+    return {"arch": cfg.arch, "model_options": cfg.model_options, "in_channels": info.channels,
+            "num_classes": info.num_outputs, "input_size": list(info.size), "classes": info.classes,
+            "task": info.task, "dataset": info.name, "mean": mean, "std": std, "config": cfg.to_dict()}
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=False, disable=not console.is_terminal)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None) -> dict:
+    """Train per `cfg` into run directory `out`; returns metrics.json's content.
+
+    Writes config.yaml, history.csv, checkpoints/{last,best}.safetensors (+ .json) each epoch,
+    then metrics.json (val and test metrics of the best checkpoint), plots and predictions.
+    """
+    console = console or Console(stderr=True)
+    out = Path(out)
+    last_path, best_path = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
+    saved = None
+    if resume:
+        if not last_path.exists():
+            raise UserError(f"--resume: {last_path} not found (nothing to resume)")
+        saved = read_checkpoint(last_path)
+        requested_arch = cfg.arch
+        cfg = TrainConfig.from_dict(saved[1]["config"], source=str(last_path))
+        if requested_arch != cfg.arch and requested_arch != TrainConfig.arch:
+            raise UserError(f"--resume: {last_path} holds arch {cfg.arch}, not {requested_arch}")
+    elif (out / "checkpoints").exists() or (out / "metrics.json").exists():
+        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    cfg.validate()
+    set_determinism(cfg)
+    info, sets = load_dataset(cfg)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
+    mean, std = channel_stats(sets["train"].images)
+    optimizer = make_optimizer(cfg, model)
+    meta = run_meta(cfg, info, mean, std)
+    start, best, best_epoch, history = 0, -math.inf, 0, []
+    if saved is not None:
+        tensors, smeta = saved
+        load_weights(model, tensors, last_path, cfg.arch)
+        restore_optimizer(optimizer, tensors, smeta)
+        start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
+        console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump_config(cfg))
+    if info.notes:
+        console.print("\n".join(f"note: {n}" for n in info.notes))
+
+    loss_fn = make_loss(cfg, info, sets["train"], device)
+    aug = PRESETS[cfg.augment]
+    train_images, train_labels = sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device)
+    val = sets["val"]
+    use_amp = cfg.amp and device.type == "cuda"
+    n = len(train_images)
+    steps = math.ceil(n / cfg.batch_size)
+    with progress_bar(console) as bar:
+        task = bar.add_task("training", total=(cfg.epochs - start) * steps, status="")
+        for epoch in range(start, cfg.epochs):
+            tic = time.time()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            lr = learning_rate(cfg, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            order = torch.randperm(n, device=device)
+            total, count = 0.0, 0
+            for b in range(steps):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if len(idx) < 2:  # batch norm cannot train on a single image
+                    continue
+                x = train_images[idx]
+                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+                x = normalise(augment(x, aug), mean, std)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(model(x).float(), train_labels[idx])
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, batch {b + 1}; "
+                                           f"training stopped, last good checkpoint kept in {last_path.parent}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
+                bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
+            scores = predict_scores(model, val.images, mean, std, info.task, device)
+            val_t = targets(val.labels, info.task)
+            with torch.no_grad():
+                val_loss = float(loss_fn(torch.log(torch.from_numpy(scores).clamp_min(1e-7)).to(device)
+                                         if info.task != MULTI_LABEL else torch.logit(torch.from_numpy(scores), 1e-6).to(device),
+                                         val_t.to(device)))
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                   "val_auc": auc_score(val.labels.numpy(), scores, info.task),
+                   "val_acc": acc_score(val.labels.numpy(), scores, info.task), "seconds": time.time() - tic}
+            history.append(row)
+            metric = row[f"val_{cfg.select_metric}"]
+            if metric > best or best_epoch == 0:
+                best, best_epoch = metric, epoch + 1
+                save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
+                                               "best_epoch": best_epoch, "history": history}, optimizer)
+            write_history(out / "history.csv", history)
+            status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val auc {row['val_auc']:.4f} "
+                      f"acc {row['val_acc']:.4f} (best {cfg.select_metric} {best:.4f} @ {best_epoch})")
+            bar.update(task, status=status)
+            if not console.is_terminal:
+                console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
+
+    from ..evaluate import finish_run
+    return finish_run(out, info, sets, console=console)
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    lines = [",".join(HISTORY_FIELDS)]
+    lines += [",".join(f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in HISTORY_FIELDS) for r in history]
+    write_text(path, "\n".join(lines) + "\n")
