@@ -1,0 +1,51 @@
+"""Shared helpers for benchmarks: hardware/version description and the results JSON + markdown."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
+    if torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def versions() -> dict:
+    import torchvision
+
+    import medconv
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "medconv": medconv.__version__}
+
+
+def command_line() -> str:
+    return " ".join(["./run bench", Path(sys.argv[0]).stem, *sys.argv[1:]])
+
+
+def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:
+    """benchmarks/results/NAME.json in the DESIGN.md format, and NAME.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": name, "command": command_line(), "hardware": hardware(), "versions": versions(),
+           "summary": summary, "runs": runs, **(extra or {})}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    return path

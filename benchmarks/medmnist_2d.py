@@ -1,0 +1,154 @@
+"""MedMNIST 2D at 28 px: the published ResNet-18 (28) recipe reproduced with medconv's trainer, and our
+best recipe, on BreastMNIST and PneumoniaMNIST, beside every row of the MedMNIST v2 table.
+
+Protocol (DESIGN.md): official splits; checkpoint chosen on validation AUC; test AUC/ACC as
+medmnist.Evaluator; mean +- std over seeds. "best" is chosen among CANDIDATES (and test-time
+augmentation none/flip) by validation AUC + ACC of seed 0 only; test labels play no part in it.
+Every run is cached under benchmarks/runs/medmnist_2d/, so the benchmark can be finished over
+several sittings:
+
+    ./run bench medmnist_2d                        # everything still missing
+    ./run bench medmnist_2d --only breastmnist:best --seeds 0,1,2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from common import RUNS, hardware, write_results  # noqa: F401
+
+from medconv.config import TrainConfig
+from medconv.evaluate import evaluate
+from medconv.published import MEDMNIST_V2
+from medconv.train.loop import train
+
+DATASETS = ("breastmnist", "pneumoniamnist")
+# MedMNIST v2's recipe: ResNet-18 (28), Adam 1e-3, batch 128, 100 epochs, lr x0.1 at 50% and 75%.
+REFERENCE = dict(arch="resnet18", optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, schedule="step",
+                 milestones=[0.5, 0.75], gamma=0.1, augment="none")
+REFERENCE_EPOCHS = 100
+CPU_REFERENCE_EPOCHS = {"breastmnist": 100, "pneumoniamnist": 20}  # 100 epochs of PneumoniaMNIST: ~2.5 h per seed
+CPU_REFERENCE_SEEDS = {"breastmnist": (0, 1, 2), "pneumoniamnist": (0,)}
+CNN = {"widths": [32, 64, 128], "hidden": [256]}
+WIDE = {"widths": [64, 128, 256], "hidden": [256]}
+CANDIDATES = {
+    "cnn-light": dict(arch="simple-cnn", model_options=CNN, augment="light", epochs={"breastmnist": 80, "pneumoniamnist": 50}),
+    "cnn-strong": dict(arch="simple-cnn", model_options=CNN, augment="strong", epochs={"breastmnist": 80, "pneumoniamnist": 50}),
+    "wide-strong-ls": dict(arch="simple-cnn", model_options=WIDE, augment="strong", label_smoothing=0.1,
+                           epochs={"breastmnist": 80, "pneumoniamnist": 40}),
+    # ResNet-18 costs ~13 s per BreastMNIST epoch and ~100 s per PneumoniaMNIST epoch on 2 CPU cores
+    "resnet18-strong": dict(arch="resnet18", augment="strong", epochs={"breastmnist": 40}),
+}
+COMMON_BEST = dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", batch_size=128)
+
+
+def config_for(dataset: str, recipe: str, seed: int) -> TrainConfig:
+    if recipe == "reference":
+        epochs = REFERENCE_EPOCHS if torch.cuda.is_available() else CPU_REFERENCE_EPOCHS[dataset]
+        return TrainConfig(dataset=dataset, epochs=epochs, seed=seed, deterministic=True, **REFERENCE)
+    values = dict(CANDIDATES[recipe])
+    values["epochs"] = values["epochs"][dataset]
+    return TrainConfig(dataset=dataset, seed=seed, deterministic=True, **{**COMMON_BEST, **values})
+
+
+def run_once(dataset: str, recipe: str, seed: int) -> dict:
+    """Train (or resume, or read the cached result of) one run; test metrics under both TTA choices."""
+    out = RUNS / "medmnist_2d" / dataset / recipe / f"seed{seed}"
+    cached = out / "bench.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    cfg = config_for(dataset, recipe, seed)
+    print(f"== {dataset} {recipe} seed {seed}: {cfg.arch}, {cfg.epochs} epochs", flush=True)
+    tic = time.time()
+    result = train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists())
+    wall = time.time() - tic
+    row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": cfg.arch, "epochs": cfg.epochs,
+           "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+           "wall_seconds_last_sitting": round(wall, 1), "config": cfg.to_dict(), "tta": {}}
+    for tta in ("none", "flip"):
+        row["tta"][tta] = {split: {k: evaluate(out, split, tta=tta)[k] for k in ("auc", "acc")}
+                           for split in ("val", "test")}
+    cached.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def select_best(dataset: str) -> tuple[str, str, list[dict]]:
+    """(recipe, tta) with the highest validation AUC + ACC of seed 0 among the candidates."""
+    trials = [run_once(dataset, name, 0) for name, c in CANDIDATES.items() if dataset in c["epochs"]]
+    scored = [(r["tta"][t]["val"]["auc"] + r["tta"][t]["val"]["acc"], r["recipe"], t) for r in trials for t in r["tta"]]
+    _, recipe, tta = max(scored)
+    return recipe, tta, trials
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--only", default=None, help="comma list of DATASET:RECIPE (recipe: best or reference)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    wanted = {tuple(x.split(":")) for x in args.only.split(",")} if args.only else None
+    runs, summary, selection = [], {}, {}
+    for dataset in DATASETS:
+        for kind in ("best", "reference"):
+            if wanted and (dataset, kind) not in wanted:
+                continue
+            if kind == "best":
+                recipe, tta, trials = select_best(dataset)
+                selection[dataset] = {"recipe": recipe, "tta": tta, "candidates": [
+                    {"recipe": r["recipe"], **{t: r["tta"][t]["val"] for t in r["tta"]}} for r in trials]}
+                kind_seeds = seeds
+            else:
+                recipe, tta = "reference", "none"
+                kind_seeds = seeds if torch.cuda.is_available() else [s for s in seeds if s in CPU_REFERENCE_SEEDS[dataset]]
+            rows = [run_once(dataset, recipe, s) for s in kind_seeds]
+            for r in rows:
+                runs.append({**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch",
+                                                  "train_seconds")}, "kind": kind, "tta": tta,
+                             "test_auc": r["tta"][tta]["test"]["auc"], "test_acc": r["tta"][tta]["test"]["acc"],
+                             "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]})
+            mine = [r for r in runs if r["dataset"] == dataset and r["kind"] == kind]
+            for metric in ("auc", "acc"):
+                summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r[f"test_{metric}"] for r in mine])[0], 4)
+    write_results("medmnist_2d", summary, runs, markdown(runs, selection), {"selection": selection})
+    print(markdown(runs, selection))
+
+
+def markdown(runs: list[dict], selection: dict) -> str:
+    lines = [f"## MedMNIST 2D (28 px), test set\n\nhardware: {hardware()}\n"]
+    for dataset in DATASETS:
+        mine = [r for r in runs if r["dataset"] == dataset]
+        if not mine:
+            continue
+        lines += [f"### {dataset}\n", "| method | AUC | ACC | seeds | epochs | train time / run |", "|---|---|---|---|---|---|"]
+        for kind in ("best", "reference"):
+            rs = [r for r in mine if r["kind"] == kind]
+            if not rs:
+                continue
+            auc, auc_sd = mean_std([r["test_auc"] for r in rs])
+            acc, acc_sd = mean_std([r["test_acc"] for r in rs])
+            label = (f"medconv best: {rs[0]['recipe']} ({rs[0]['arch']}, TTA {rs[0]['tta']})" if kind == "best"
+                     else f"medconv reference: ResNet-18 (28), published recipe, {rs[0]['epochs']} epochs")
+            secs = statistics.mean(r["train_seconds"] for r in rs)
+            lines.append(f"| **{label}** | {auc:.3f} ± {auc_sd:.3f} | {acc:.3f} ± {acc_sd:.3f} | {len(rs)} | "
+                         f"{rs[0]['epochs']} | {secs / 60:.1f} min |")
+        for method, (auc, acc) in MEDMNIST_V2[dataset].items():
+            lines.append(f"| published: {method} | {auc:.3f} | {acc:.3f} | | | |")
+        if dataset in selection:
+            cands = ", ".join(f"{c['recipe']} {c['none']['auc']:.3f}/{c['none']['acc']:.3f}" for c in selection[dataset]["candidates"])
+            lines.append(f"\nSelection on validation (seed 0, AUC/ACC without TTA): {cands}.\n")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
