@@ -22,12 +22,12 @@ def lesion_image(rng: np.random.Generator, malignant: bool, size: int) -> np.nda
     angle = np.arctan2(yy - cy, xx - cx)
     r = np.hypot(yy - cy, xx - cx)
     radius = rng.uniform(0.14, 0.26)
-    aspect = rng.normal(1.25 if malignant else 0.85, 0.2)  # height / width
+    aspect = rng.normal(1.12 if malignant else 0.92, 0.25)  # height / width
     stretch = np.sqrt((np.sin(angle) / max(aspect, 0.4)) ** 2 + np.cos(angle) ** 2)
-    irregular = rng.uniform(0.12, 0.35) if malignant else rng.uniform(0.0, 0.16)
+    irregular = rng.uniform(0.04, 0.3) if malignant else rng.uniform(0.0, 0.2)
     lobes = rng.integers(5, 11)
     margin = radius / stretch * (1 + irregular * np.sin(lobes * angle + rng.uniform(0, 2 * np.pi)))
-    inside = 1.0 / (1.0 + np.exp((r - margin) * size * (1.2 if malignant else 0.6)))
+    inside = 1.0 / (1.0 + np.exp((r - margin) * size * (1.0 if malignant else 0.7)))
     background = 0.55 + 0.1 * (yy + 0.5) + rng.normal(0, 0.04)
     image = background * (1 - 0.65 * inside)
     speckle = rng.gamma(12.0, 1 / 12.0, (size, size))
