@@ -21,9 +21,9 @@ import torch
 from common import RUNS, hardware, write_results  # noqa: F401
 
 from medconv.config import TrainConfig
-from medconv.evaluate import evaluate
+from medconv.evaluation import evaluate
 from medconv.published import MEDMNIST_V2
-from medconv.train.loop import train
+from medconv.training.loop import train
 
 DATASETS = ("breastmnist", "pneumoniamnist")
 # MedMNIST v2's recipe: ResNet-18 (28), Adam 1e-3, batch 128, 100 epochs, lr x0.1 at 50% and 75%.

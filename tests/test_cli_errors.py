@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from medconv.models.registry import build_model
-from medconv.train.checkpoint import save_checkpoint
+from medconv.training.checkpoint import save_checkpoint
 
 TINY = ["--arch", "simple-cnn", "--model-option", "widths=[4]", "--model-option", "hidden=[8]", "--epochs", "1"]
 
@@ -85,8 +85,8 @@ def test_existing_run_is_not_overwritten(tmp_path, medconv):
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     from medconv.config import TrainConfig
     from medconv.errors import TrainingDiverged
-    from medconv.train.checkpoint import read_checkpoint
-    from medconv.train.loop import train
+    from medconv.training.checkpoint import read_checkpoint
+    from medconv.training.loop import train
 
     run = tmp_path / "run"
     # lr 1e-3 in epoch 1, then x1e33 from epoch 2 on: the loss explodes in epoch 2

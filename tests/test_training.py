@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from medconv.config import TrainConfig
-from medconv.train.loop import learning_rate, train
+from medconv.training.loop import learning_rate, train
 
 
 @pytest.fixture(scope="module")

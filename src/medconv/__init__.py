@@ -14,24 +14,24 @@ from .config import TrainConfig, load_config  # noqa: E402,F401
 
 
 def train(config, out, resume: bool = False) -> dict:
-    """Train a classifier into run directory `out`; see medconv.train.loop.train."""
-    from .train.loop import train as _train
+    """Train a classifier into run directory `out`; see medconv.training.loop.train."""
+    from .training.loop import train as _train
     return _train(config, out, resume=resume)
 
 
 def evaluate(run_dir, split: str = "test", **options) -> dict:
     """Metrics of a run on a split; see medconv.evaluate.evaluate."""
-    from .evaluate import evaluate as _evaluate
+    from .evaluation import evaluate as _evaluate
     return _evaluate(run_dir, split, **options)
 
 
 def load(run_dir, which: str = "best", device: str = "cpu"):
     """(model, metadata) of a run's checkpoint."""
-    from .train.checkpoint import load_model
+    from .training.checkpoint import load_model
     return load_model(run_dir, which, device)
 
 
 def predict(run_dir, inputs, out=None, **options) -> list[dict]:
     """Class probabilities for image files or folders; see medconv.predict.predict_files."""
-    from .predict import predict_files
+    from .prediction import predict_files
     return predict_files(run_dir, list(inputs), out, **options)

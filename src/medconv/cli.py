@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
         from .demo import demo
         demo(args.out, args.data_root, args.epochs, download=not args.no_download)
     elif args.verb == "train":
-        from .train.loop import train
+        from .training.loop import train
         train(config_from_args(args), args.out, resume=args.resume)
     elif args.verb == "evaluate":
-        from .evaluate import evaluate
+        from .evaluation import evaluate
         metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root)
         if args.json:
             print(json.dumps(metrics, indent=2))
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  ACC {metrics['acc']:.4f}  "
                   f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}.json")
     elif args.verb == "predict":
-        from .predict import predict_files
+        from .prediction import predict_files
         rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta)
         if args.out is None:
             print(",".join(rows[0]))

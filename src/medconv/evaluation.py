@@ -12,9 +12,9 @@ from .data.types import DatasetInfo, ImageSet
 from .errors import UserError
 from .fileio import write_json
 from .metrics import MULTI_LABEL, classification_metrics
-from .predict import predict_scores, write_csv
+from .prediction import predict_scores, write_csv
 from .report.plots import plot_confusion, plot_roc, plot_training_curves
-from .train.checkpoint import checkpoint_path, load_model
+from .training.checkpoint import checkpoint_path, load_model
 
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
@@ -61,7 +61,7 @@ def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classe
 
 def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console) -> dict:
     """After training: evaluate the best checkpoint on val and test, plot curves, write metrics.json."""
-    from .train.checkpoint import read_checkpoint
+    from .training.checkpoint import read_checkpoint
 
     _, last = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])

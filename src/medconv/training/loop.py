@@ -25,7 +25,7 @@ from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model
-from ..predict import predict_scores
+from ..prediction import predict_scores
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
 
-    from ..evaluate import finish_run
+    from ..evaluation import finish_run
     return finish_run(out, info, sets, console=console)
 
 

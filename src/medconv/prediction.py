@@ -54,7 +54,7 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given."""
     from .data.folders import prepare_image, read_image
     from .metrics import predicted_labels
-    from .train.checkpoint import load_model
+    from .training.checkpoint import load_model
 
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)
