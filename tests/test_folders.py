@@ -10,7 +10,12 @@ import tifffile
 import torch
 from PIL import Image
 
-from medconv.data.folders import load_image_folder, load_manifest, prepare_image, read_image
+from medconv.data.folders import (
+    load_image_folder,
+    load_manifest,
+    prepare_image,
+    read_image,
+)
 from medconv.errors import UserError
 
 
@@ -18,7 +23,11 @@ def _dicom(path: Path, frames: np.ndarray, photometric: str, slope: float = 1.0,
            intercept: float = 0.0) -> None:
     """Write a minimal uint16 grayscale DICOM; frames (F, H, W)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

@@ -9,8 +9,13 @@ import math
 
 import numpy as np
 import torch
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 MULTI_LABEL = "multi-label, binary-class"
 

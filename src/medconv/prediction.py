@@ -52,7 +52,7 @@ def image_files(inputs: list[str]) -> list[Path]:
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
                   tta: str = "none", device: str = "cpu") -> list[dict]:
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given."""
-    from .data.folders import prepare_image, read_image
+    from .data.images import prepare_image, read_image
     from .metrics import predicted_labels
     from .training.checkpoint import load_model
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 
 from ..config import TrainConfig, dump_config
@@ -26,7 +33,12 @@ from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model
 from ..prediction import predict_scores
-from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import (
+    load_weights,
+    read_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
 
@@ -84,6 +96,16 @@ def make_loss(cfg: TrainConfig, info: DatasetInfo, train: ImageSet, device: torc
 
 def targets(labels: torch.Tensor, task: str) -> torch.Tensor:
     return labels.float() if task == MULTI_LABEL else labels[:, 0]
+
+
+@torch.no_grad()
+def loss_of_scores(loss_fn: nn.Module, scores: np.ndarray, target: torch.Tensor, task: str) -> float:
+    """The training loss of probabilities (N, K): log p are logits with the same softmax, logit p
+    the same sigmoid, so this equals the loss of the network's own logits."""
+    p = torch.from_numpy(scores).double()
+    logits = torch.logit(p, 1e-7) if task == MULTI_LABEL else torch.log(p.clamp_min(1e-12))
+    device = next((b.device for b in loss_fn.buffers()), "cpu")  # class weights live on the model's device
+    return float(loss_fn(logits.float().to(device), target.to(device)))
 
 
 def run_meta(cfg: TrainConfig, info: DatasetInfo, mean: list[float], std: list[float]) -> dict:
@@ -177,12 +199,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 count += len(idx)
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
             scores = predict_scores(model, val.images, mean, std, info.task, device)
-            val_t = targets(val.labels, info.task)
-            with torch.no_grad():
-                val_loss = float(loss_fn(torch.log(torch.from_numpy(scores).clamp_min(1e-7)).to(device)
-                                         if info.task != MULTI_LABEL else torch.logit(torch.from_numpy(scores), 1e-6).to(device),
-                                         val_t.to(device)))
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1), "val_loss": val_loss,
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1),
+                   "val_loss": loss_of_scores(loss_fn, scores, targets(val.labels, info.task), info.task),
                    "val_auc": auc_score(val.labels.numpy(), scores, info.task),
                    "val_acc": acc_score(val.labels.numpy(), scores, info.task), "seconds": time.time() - tic}
             history.append(row)
