@@ -39,6 +39,8 @@ CANDIDATES = {
     "cnn-strong": dict(arch="simple-cnn", model_options=CNN, augment="strong", epochs={"breastmnist": 80, "pneumoniamnist": 50}),
     "wide-strong-ls": dict(arch="simple-cnn", model_options=WIDE, augment="strong", label_smoothing=0.1,
                            epochs={"breastmnist": 80, "pneumoniamnist": 40}),
+    "cnn-strong-balanced": dict(arch="simple-cnn", model_options=CNN, augment="strong", class_weights="balanced",
+                                epochs={"pneumoniamnist": 50}),
     # ResNet-18 costs ~13 s per BreastMNIST epoch and ~100 s per PneumoniaMNIST epoch on 2 CPU cores
     "resnet18-strong": dict(arch="resnet18", augment="strong", epochs={"breastmnist": 40}),
 }
@@ -54,33 +56,85 @@ def config_for(dataset: str, recipe: str, seed: int) -> TrainConfig:
     return TrainConfig(dataset=dataset, seed=seed, deterministic=True, **{**COMMON_BEST, **values})
 
 
+def run_dir(dataset: str, recipe: str, seed: int):
+    return RUNS / "medmnist_2d" / dataset / recipe / f"seed{seed}"
+
+
+def cached_run(dataset: str, recipe: str, seed: int) -> dict | None:
+    path = run_dir(dataset, recipe, seed) / "bench.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def run_once(dataset: str, recipe: str, seed: int) -> dict:
-    """Train (or resume, or read the cached result of) one run; test metrics under both TTA choices."""
-    out = RUNS / "medmnist_2d" / dataset / recipe / f"seed{seed}"
-    cached = out / "bench.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
+    """Train (or resume, or read the cached result of) one run; val/test metrics under both TTA choices."""
+    if (row := cached_run(dataset, recipe, seed)) is not None:
+        return row
+    out = run_dir(dataset, recipe, seed)
     cfg = config_for(dataset, recipe, seed)
     print(f"== {dataset} {recipe} seed {seed}: {cfg.arch}, {cfg.epochs} epochs", flush=True)
     tic = time.time()
     result = train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists())
-    wall = time.time() - tic
     row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": cfg.arch, "epochs": cfg.epochs,
            "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-           "wall_seconds_last_sitting": round(wall, 1), "config": cfg.to_dict(), "tta": {}}
+           "wall_seconds_last_sitting": round(time.time() - tic, 1), "config": cfg.to_dict(), "tta": {}}
     for tta in ("none", "flip"):
         row["tta"][tta] = {split: {k: evaluate(out, split, tta=tta)[k] for k in ("auc", "acc")}
                            for split in ("val", "test")}
-    cached.write_text(json.dumps(row, indent=2))
+    (out / "bench.json").write_text(json.dumps(row, indent=2))
     return row
 
 
-def select_best(dataset: str) -> tuple[str, str, list[dict]]:
-    """(recipe, tta) with the highest validation AUC + ACC of seed 0 among the candidates."""
-    trials = [run_once(dataset, name, 0) for name, c in CANDIDATES.items() if dataset in c["epochs"]]
+def candidates(dataset: str) -> list[str]:
+    return [name for name, c in CANDIDATES.items() if dataset in c["epochs"]]
+
+
+def select_best(trials: list[dict]) -> tuple[str, str]:
+    """(recipe, tta) with the highest validation AUC + ACC among seed-0 candidate runs."""
     scored = [(r["tta"][t]["val"]["auc"] + r["tta"][t]["val"]["acc"], r["recipe"], t) for r in trials for t in r["tta"]]
     _, recipe, tta = max(scored)
-    return recipe, tta, trials
+    return recipe, tta
+
+
+def reference_seeds(seeds: list[int], dataset: str) -> list[int]:
+    return seeds if torch.cuda.is_available() else [s for s in seeds if s in CPU_REFERENCE_SEEDS[dataset]]
+
+
+def train_missing(dataset: str, kind: str, seeds: list[int]) -> None:
+    """Train every run `kind` needs that is not cached yet (best: candidates first, then seeds)."""
+    if kind == "reference":
+        for seed in reference_seeds(seeds, dataset):
+            run_once(dataset, "reference", seed)
+        return
+    recipe, _ = select_best([run_once(dataset, name, 0) for name in candidates(dataset)])
+    for seed in seeds:
+        run_once(dataset, recipe, seed)
+
+
+def report(seeds: list[int]) -> tuple[dict, list[dict], dict]:
+    """Summary, runs and selection from the cached runs only (nothing is trained here)."""
+    runs, summary, selection = [], {}, {}
+    for dataset in DATASETS:
+        for kind in ("best", "reference"):
+            if kind == "best":
+                trials = [cached_run(dataset, name, 0) for name in candidates(dataset)]
+                if None in trials:
+                    continue  # selection not finished: no "best" yet
+                recipe, tta = select_best(trials)
+                selection[dataset] = {"recipe": recipe, "tta": tta, "candidates": [
+                    {"recipe": r["recipe"], **{t: r["tta"][t]["val"] for t in r["tta"]}} for r in trials]}
+                kind_seeds = seeds
+            else:
+                recipe, tta, kind_seeds = "reference", "none", reference_seeds(seeds, dataset)
+            rows = [r for r in (cached_run(dataset, recipe, s) for s in kind_seeds) if r is not None]
+            for r in rows:
+                runs.append({**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch",
+                                                  "train_seconds")}, "kind": kind, "tta": tta,
+                             "test_auc": r["tta"][tta]["test"]["auc"], "test_acc": r["tta"][tta]["test"]["acc"],
+                             "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]})
+            if rows:
+                for metric in ("auc", "acc"):
+                    summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r["tta"][tta]["test"][metric] for r in rows])[0], 4)
+    return summary, runs, selection
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -90,37 +144,22 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--only", default=None, help="comma list of DATASET:RECIPE (recipe: best or reference)")
+    parser.add_argument("--only", default=None, help="comma list of DATASET:KIND to train (kind: best or reference)")
+    parser.add_argument("--report-only", action="store_true", help="write the results from cached runs, train nothing")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = {tuple(x.split(":")) for x in args.only.split(",")} if args.only else None
-    runs, summary, selection = [], {}, {}
-    for dataset in DATASETS:
-        for kind in ("best", "reference"):
-            if wanted and (dataset, kind) not in wanted:
-                continue
-            if kind == "best":
-                recipe, tta, trials = select_best(dataset)
-                selection[dataset] = {"recipe": recipe, "tta": tta, "candidates": [
-                    {"recipe": r["recipe"], **{t: r["tta"][t]["val"] for t in r["tta"]}} for r in trials]}
-                kind_seeds = seeds
-            else:
-                recipe, tta = "reference", "none"
-                kind_seeds = seeds if torch.cuda.is_available() else [s for s in seeds if s in CPU_REFERENCE_SEEDS[dataset]]
-            rows = [run_once(dataset, recipe, s) for s in kind_seeds]
-            for r in rows:
-                runs.append({**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch",
-                                                  "train_seconds")}, "kind": kind, "tta": tta,
-                             "test_auc": r["tta"][tta]["test"]["auc"], "test_acc": r["tta"][tta]["test"]["acc"],
-                             "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]})
-            mine = [r for r in runs if r["dataset"] == dataset and r["kind"] == kind]
-            for metric in ("auc", "acc"):
-                summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r[f"test_{metric}"] for r in mine])[0], 4)
-    write_results("medmnist_2d", summary, runs, markdown(runs, selection), {"selection": selection})
-    print(markdown(runs, selection))
+    wanted = [tuple(x.split(":")) for x in args.only.split(",")] if args.only else \
+        [(d, k) for d in DATASETS for k in ("best", "reference")]
+    if not args.report_only:
+        for dataset, kind in wanted:
+            train_missing(dataset, kind, seeds)
+    summary, runs, selection = report([0, 1, 2])
+    text = markdown(runs, selection)
+    write_results("medmnist_2d", summary, runs, text, {"selection": selection})
+    print(text)
 
 
 def markdown(runs: list[dict], selection: dict) -> str:
