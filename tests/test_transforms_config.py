@@ -9,6 +9,7 @@ from medconv.data.transforms import (
     AugmentConfig,
     augment,
     channel_stats,
+    parse_augment,
     tta_views,
 )
 from medconv.errors import UserError
@@ -30,6 +31,15 @@ def test_augment_varies_per_sample_and_repeats_with_seed():
     assert torch.equal(a, b)
     assert not torch.allclose(a[0], a[1])
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_augment_spec_presets_and_fields():
+    assert parse_augment("light") == PRESETS["light"]
+    assert parse_augment("hflip=0.5,rotate=15,rotate90=true") == AugmentConfig(hflip=0.5, rotate=15, rotate90=True)
+    with pytest.raises(UserError, match="keys hflip"):
+        parse_augment("hflop=0.5")
+    with pytest.raises(UserError, match="needs a number"):
+        TrainConfig(augment="rotate=a lot").validate()
 
 
 def test_tta_views_and_channel_stats():

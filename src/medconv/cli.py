@@ -16,7 +16,7 @@ TRAIN_HELP = {
     "data_root": "where MedMNIST files are (default: $MEDCONV_DATA, else ~/.medconv/data)",
     "download": "download the MedMNIST file when it is missing",
     "arch": "network: simple-cnn, lenet5, resnet18, resnet50",
-    "augment": "augmentation preset: none, light, strong, histology",
+    "augment": "augmentation: a preset (none, light, strong, histology) or e.g. hflip=0.5,rotate=15,translate=0.1,contrast=0.1",
     "tta": "test-time augmentation at evaluation: none, flip, d4",
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",

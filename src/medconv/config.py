@@ -41,7 +41,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     class_weights: str = "none"       # none, balanced
-    augment: str = "none"             # a preset in data.transforms.PRESETS
+    augment: str = "none"             # a preset (none, light, strong, histology) or "hflip=0.5,rotate=15,..."
     tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
     amp: bool = True                  # mixed precision (bfloat16), CUDA only
     # reproducibility and hardware
@@ -58,9 +58,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        from .data.transforms import PRESETS
-        if self.augment not in PRESETS:
-            raise UserError(f"--augment {self.augment!r}: expected one of {', '.join(PRESETS)}")
+        from .data.transforms import parse_augment
+        parse_augment(self.augment)
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

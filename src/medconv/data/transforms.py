@@ -5,6 +5,7 @@ the batch lives on, drawing from torch's global generator so a seeded epoch repe
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,26 @@ PRESETS = {
     "strong": AugmentConfig(hflip=0.5, rotate=15, translate=0.1, scale=0.1, brightness=0.1, contrast=0.1),
     "histology": AugmentConfig(hflip=0.5, vflip=0.5, rotate90=True, translate=0.06, brightness=0.1, contrast=0.1),
 }
+
+
+def parse_augment(spec: str) -> AugmentConfig:
+    """A preset name (none, light, strong, histology) or fields, e.g. "hflip=0.5,rotate=15,contrast=0.1"."""
+    from ..errors import UserError
+
+    if spec in PRESETS:
+        return PRESETS[spec]
+    fields = {f.name: f.type for f in dataclasses.fields(AugmentConfig)}
+    values = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = item.partition("=")
+        if key not in fields or not value:
+            raise UserError(f"--augment {spec!r}: expected a preset ({', '.join(PRESETS)}) or KEY=VALUE pairs "
+                            f"with keys {', '.join(fields)}")
+        try:
+            values[key] = value.lower() in ("1", "true", "yes") if fields[key] == "bool" else float(value)
+        except ValueError:
+            raise UserError(f"--augment {spec!r}: {key} needs a number, got {value!r}") from None
+    return AugmentConfig(**values)
 
 
 def uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:

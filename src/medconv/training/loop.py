@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import TrainConfig, dump_config
 from ..data import load_dataset
-from ..data.transforms import PRESETS, augment, channel_stats, normalise
+from ..data.transforms import augment, channel_stats, normalise, parse_augment
 from ..data.types import DatasetInfo, ImageSet
 from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
@@ -163,7 +163,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         console.print("\n".join(f"note: {n}" for n in info.notes))
 
     loss_fn = make_loss(cfg, info, sets["train"], device)
-    aug = PRESETS[cfg.augment]
+    aug = parse_augment(cfg.augment)
     train_images, train_labels = sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device)
     val = sets["val"]
     use_amp = cfg.amp and device.type == "cuda"
