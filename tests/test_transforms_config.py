@@ -69,3 +69,16 @@ def test_config_errors(tmp_path):
         load_config(bad)
     with pytest.raises(UserError, match="--optimizer 'rmsprop'"):
         TrainConfig(optimizer="rmsprop").validate()
+
+
+def test_resize_nearest_doubles_pixels_and_bilinear_keeps_range():
+    from medconv.data import resized
+    from medconv.data.types import ImageSet
+
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    s = ImageSet(images, torch.zeros(3, 1, dtype=torch.long))
+    up = resized(s, 56, "nearest").images
+    assert up.dtype == torch.uint8 and up.shape == (3, 1, 56, 56)
+    assert torch.equal(up, images.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    smooth = resized(s, 299, "bilinear").images
+    assert smooth.shape == (3, 1, 299, 299) and smooth.dtype == torch.uint8

@@ -21,6 +21,7 @@ TRAIN_HELP = {
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",
+    "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3",
 }
 
 

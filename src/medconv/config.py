@@ -21,6 +21,8 @@ class TrainConfig:
     data_root: str | None = None      # else $MEDCONV_DATA, else ~/.medconv/data
     download: bool = False
     size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
+    resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
+    resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
     channels: int | None = None       # folders: 1 or 3 (default: as the images are)
     val_fraction: float = 0.1         # folders without a split column
     test_fraction: float = 0.2
@@ -54,7 +56,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
                    "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
-                   "select_metric": ("auc", "acc")}
+                   "select_metric": ("auc", "acc"), "resize_mode": ("nearest", "bilinear")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -63,6 +65,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.resize is not None and self.resize < 8:
+            raise UserError(f"--resize must be at least 8 pixels, got {self.resize}")
         if not 0 < self.train_fraction <= 1:
             raise UserError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
         if self.lr <= 0:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .types import DatasetInfo, ImageSet
 
@@ -21,10 +22,24 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
     else:
         from .medmnist import load_medmnist
         info, sets = load_medmnist(cfg.dataset, size=cfg.size, root=cfg.data_root, download=cfg.download)
+    if cfg.resize and (cfg.resize, cfg.resize) != tuple(info.size):
+        sets = {name: resized(s, cfg.resize, cfg.resize_mode) for name, s in sets.items()}
+        info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({cfg.resize_mode})")
+        info.size = (cfg.resize, cfg.resize)
     if cfg.train_fraction < 1:
         sets["train"] = subsample(sets["train"], cfg.train_fraction, cfg.seed)
         info.notes.append(f"trained on {len(sets['train'])} training images ({cfg.train_fraction:.0%}, stratified)")
     return info, sets
+
+
+def resized(s: ImageSet, side: int, mode: str, chunk: int = 256) -> ImageSet:
+    """s with images (N, C, side, side), same dtype; resized in chunks to bound memory."""
+    parts = []
+    for start in range(0, len(s), chunk):
+        x = F.interpolate(s.images[start:start + chunk].float(), size=(side, side), mode=mode,
+                          **({} if mode == "nearest" else {"align_corners": False, "antialias": True}))
+        parts.append(x.round().clamp(0, 255).to(torch.uint8) if s.images.dtype == torch.uint8 else x)
+    return ImageSet(torch.cat(parts), s.labels, s.paths)
 
 
 def subsample(s: ImageSet, fraction: float, seed: int) -> ImageSet:
