@@ -1,4 +1,8 @@
-"""ResNets from torchvision, adapted to any channel count and to small (28-64 px) inputs."""
+"""ResNets from torchvision (18, 34, 50, 101 layers), adapted to any channel count and to small (28-64 px) inputs.
+
+At 3 channels and inputs above 64 px the network is exactly torchvision's (1000 classes: ResNet-18 11,689,512,
+ResNet-34 21,797,672, ResNet-50 25,557,032, ResNet-101 44,549,160 parameters).
+"""
 from __future__ import annotations
 
 import torchvision
@@ -29,4 +33,6 @@ def _builder(name: str, depth_name: str):
 
 
 resnet18 = _builder("resnet18", "resnet18")
+resnet34 = _builder("resnet34", "resnet34")
 resnet50 = _builder("resnet50", "resnet50")
+resnet101 = _builder("resnet101", "resnet101")
