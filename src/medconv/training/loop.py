@@ -40,6 +40,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 
+AUX_WEIGHT = 0.3
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
 
 
@@ -188,7 +189,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
                 x = normalise(augment(x, aug), mean, std)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = loss_fn(model(x).float(), train_labels[idx])
+                    y = train_labels[idx]
+                    loss = loss_fn(model(x).float(), y)
+                    # auxiliary classifiers (GoogLeNet, Inception v3) add 0.3 x their losses, as Szegedy et al.
+                    loss = loss + sum(AUX_WEIGHT * loss_fn(a.float(), y) for a in getattr(model, "aux_outputs", ()))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, batch {b + 1}; "
                                            f"training stopped, last good checkpoint kept in {last_path.parent}")
