@@ -73,6 +73,10 @@ EXAMPLES = {
     "train": "example: medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast",
     "evaluate": "example: medconv evaluate runs/breast --split test --json",
     "predict": "example: medconv predict runs/breast scans/*.png --out preds.csv",
+    "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
+               "  medconv inspect googlenet --depth 1 --compare-paper\n"
+               "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
+               "  medconv inspect --run runs/breast --plot-rf rf.png --filters filters.png --image scan.png",
 }
 
 
@@ -110,7 +114,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="CSV to write (default: print)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
     p.add_argument("--tta", default="none", choices=["none", "flip", "d4"], help="(default: none)")
+    p = verb("inspect", "layer table: output shapes, parameters, multiply-accumulates, receptive fields")
+    p.add_argument("arch", nargs="?", default=None, help="architecture (see --list)")
+    p.add_argument("--list", action="store_true", help="list the architectures")
+    p.add_argument("--run", default=None, metavar="RUN_DIR", help="inspect a trained run's network instead")
+    p.add_argument("--input", default=None, metavar="CxHxW", help="input shape (default: 3x224x224; 3x299x299 "
+                   "for inception_v3; a run's own)")
+    p.add_argument("--classes", type=int, default=1000, help="output classes (default: 1000, as ImageNet)")
+    p.add_argument("--model-option", action="append", metavar="KEY=VALUE", dest="model_options",
+                   help="architecture option, e.g. batch_norm=false (repeatable)")
+    p.add_argument("--depth", type=int, default=None, help="fold modules below this nesting depth (1: one row per block)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--compare-paper", action="store_true", help="googlenet: compare with Table 1 of Szegedy et al. 2014")
+    p.add_argument("--plot-rf", default=None, metavar="OUT.png", help="draw a layer's receptive field (analytic and empirical)")
+    p.add_argument("--layer", default=None, help="layer for --plot-rf (default: the last spatial layer)")
+    p.add_argument("--filters", default=None, metavar="OUT.png", help="first-layer kernels and feature maps of --image")
+    p.add_argument("--image", default=None, help="an image file (for pictures), or HxW with --fc-vs-conv")
+    p.add_argument("--fc-vs-conv", action="store_true", help="weights of fully connected vs locally connected vs convolution")
+    p.add_argument("--hidden", type=int, default=25_000, help="--fc-vs-conv: hidden units (default: 25000)")
+    p.add_argument("--kernel", type=int, default=10, help="--fc-vs-conv: kernel side (default: 10)")
+    p.add_argument("--channels", type=int, default=1, help="--fc-vs-conv: image channels (default: 1)")
+    p.add_argument("--maps", type=int, default=100, help="--fc-vs-conv: convolution feature maps (default: 100)")
     return parser
+
+
+def run_inspect(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from .analysis.inspect import inspect, list_architectures, parse_shape
+
+    console = Console()
+    if args.list:
+        rows = list_architectures()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for row in [] if args.json else rows:
+            console.print(f"[bold]{row['name']:<22}[/] {row['summary']}", highlight=False)
+        return
+    if args.fc_vs_conv:
+        from .analysis import fc_vs_conv
+        result = fc_vs_conv(parse_shape(args.image or "200x200", 2, "--image"), args.hidden, args.kernel,
+                            args.channels, args.maps)
+        print(json.dumps(result, indent=2) if args.json else result["explanation"])
+        return
+    result = inspect(args.arch, args.run, args.input, args.classes, parse_model_options(args.model_options),
+                     args.depth, args.compare_paper, args.plot_rf, args.layer, args.filters, args.image)
+    table = result["table"]
+    if args.json:
+        print(json.dumps({**table.to_dict(), "paper": result.get("paper"), "pictures": result["pictures"]}, indent=2))
+        return
+    console.print(table.to_rich(title=f"{args.arch or args.run}, input {'x'.join(map(str, table.input_shape))}"))
+    for row in result.get("paper", []):
+        ok = row["weights_match"] and row["ops_match"]
+        console.print(f"{row['row']:<18} ours {row['weights_k']:>7.1f}K {row['ops_m']:>6.1f}M   paper "
+                      f"{row['paper_weights_k']:>6}K {row['paper_ops_m']:>4}M   "
+                      f"{'[green]within 3%[/]' if ok else '[red]differs[/]'}" + (f": {row['erratum']}" if row["erratum"] else ""),
+                      highlight=False)
+    for kind, path in result["pictures"].items():
+        console.print(f"{kind.replace('_', ' ')} picture -> {path}" + (f" (layer {result['layer']})" if kind == "receptive_field" else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  ACC {metrics['acc']:.4f}  "
                   f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}.json")
+    elif args.verb == "inspect":
+        run_inspect(args)
     elif args.verb == "predict":
         from .prediction import predict_files
         rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta)
