@@ -25,6 +25,8 @@ def hardware() -> str:
     text = f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
     if torch.cuda.is_available():
         text += f"; GPU {torch.cuda.get_device_name(0)}"
+    if hasattr(os, "getloadavg"):
+        text += f"; load average {os.getloadavg()[0]:.1f} when written (above ~0.5: other work shared the CPUs)"
     return text
 
 
