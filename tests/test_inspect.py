@@ -80,3 +80,16 @@ def test_every_architecture_trains_one_epoch_on_breastmnist(arch, tmp_path, smal
     assert result["epochs"] == 1 and 0 <= result["test"]["auc"] <= 1 and result["test"]["n"] == 16
     meta = json.loads((tmp_path / arch / "checkpoints" / "best.json").read_text())
     assert meta["input_size"] == ([75, 75] if arch == "inception_v3" else [28, 28])
+
+
+def test_resize_to_native_size_from_the_command_line(tmp_path, small_breastmnist, medconv):
+    run = tmp_path / "googlenet224"
+    proc = medconv("train", "--dataset", "breastmnist", "--data-root", small_breastmnist, "--arch", "googlenet",
+                   "--resize", "224", "--epochs", "1", "--batch-size", "16", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert meta["input_size"] == [224, 224] and meta["config"]["resize"] == 224
+    # at 224 px GoogLeNet keeps its published 7x7/2 stem (the small-input stem is for < 96 px)
+    table = json.loads(medconv("inspect", "--run", run, "--json").stdout)
+    assert table["input_shape"] == [1, 224, 224]
+    assert table["rows"][0]["kernel"] == [7, 7] and table["rows"][0]["stride"] == [2, 2]
