@@ -143,7 +143,7 @@ def run_inspect(args: argparse.Namespace) -> None:
 
     from .analysis.inspect import inspect, list_architectures, parse_shape
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # piped tables keep their columns
     if args.list:
         rows = list_architectures()
         if args.json:
