@@ -133,6 +133,11 @@ def test_every_registry_architecture_analytic_equals_empirical(name):
     """Every architecture medconv trains, as built for MedMNIST (28 px; inception_v3 at its 75 px minimum)."""
     size = 75 if name == "inception_v3" else 28
     model = build_model(name, 1, 2, (size, size))
+    if name == "mlp":  # no spatial layer: every hidden unit sees the whole image
+        assert rf_of(model, (1, size, size), "hidden_layers.0").is_global
+        with pytest.raises(UserError, match="no layer with a spatial output"):
+            last_spatial_layer(model, (1, size, size))
+        return
     layer = last_spatial_layer(model, (1, size, size))
     assert empirical_receptive_field(model, (1, size, size), layer) == analytic_extent(model, (1, size, size), layer)
 
