@@ -59,7 +59,7 @@ def test_yaml_round_trip_and_cli_overrides(tmp_path):
                                       "--model-option", "hidden=[32]", "--deterministic"])
     merged = config_from_args(args)
     assert (merged.epochs, merged.dataset, merged.deterministic) == (3, "pneumoniamnist", True)
-    assert merged.model_options == {"hidden": [32]}
+    assert merged.model_options == {"widths": [8, 16], "hidden": [32]}  # merged with the file's
 
 
 def test_config_errors(tmp_path):

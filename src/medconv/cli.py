@@ -21,6 +21,7 @@ TRAIN_HELP = {
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",
+    "pretrain": "layer-wise pretraining of --arch mlp: none, rbm (contrastive divergence) or ae (autoencoders)",
     "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3",
 }
 
@@ -62,7 +63,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
         if f.name == "model_options":
-            value = parse_model_options(value) or None
+            value = parse_model_options(value)
+            for key in ("hidden", "activation"):  # shortcuts for the mlp's options
+                if getattr(args, key, None) is not None:
+                    value[key] = getattr(args, key)
+            value = {**cfg.model_options, **value} or None
         if value is not None:
             setattr(cfg, f.name, value)
     return cfg
@@ -98,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     p.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--hidden", default=None, metavar="N,N,...", help="mlp: hidden layer widths (= --model-option hidden=...)")
+    p.add_argument("--activation", default=None, help="mlp: sigmoid, tanh or relu (= --model-option activation=...)")
     add_config_options(p)
 
     p = verb("evaluate", "metrics, predictions and plots of a trained run on one split")
