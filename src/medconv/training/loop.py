@@ -158,6 +158,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         restore_optimizer(optimizer, tensors, smeta)
         start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
         console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
+    if cfg.pretrain != "none" and saved is None:
+        from ..fileio import write_json
+        from .pretrain import pretrain_mlp
+        _, summary = pretrain_mlp(model, sets["train"].images, mean, std, cfg.pretrain, cfg.pretrain_epochs,
+                                  cfg.seed, str(device), console)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "pretrain.json", {"method": cfg.pretrain, "epochs_per_layer": cfg.pretrain_epochs,
+                                            "layers": summary})
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
     if info.notes:

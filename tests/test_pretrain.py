@@ -1,0 +1,54 @@
+"""Layer-wise pretraining: the MLP's hidden layers compute exactly the RBM/autoencoder codes."""
+import numpy as np
+import pytest
+import torch
+
+from medconv.config import TrainConfig
+from medconv.data.transforms import channel_stats, normalise
+from medconv.errors import UserError
+from medconv.models.registry import build_model
+from medconv.training.pretrain import pixel_matrix, pretrain_mlp
+
+
+@pytest.fixture(scope="module")
+def breast_images(data_root):
+    with np.load(data_root / "medmnist" / "breastmnist.npz") as npz:
+        return torch.from_numpy(npz["train_images"][:300, None])
+
+
+@pytest.mark.parametrize("method", ["rbm", "ae"])
+def test_pretrained_layers_reproduce_the_stack_codes(method, breast_images):
+    torch.manual_seed(0)
+    model = build_model("mlp", 1, 2, (28, 28), hidden=[64, 16], activation="sigmoid")
+    mean, std = channel_stats(breast_images)
+    before = model.hidden_layers[0].weight.clone()
+    fitted, summary = pretrain_mlp(model, breast_images, mean, std, method, epochs=3, seed=0)
+    assert not torch.equal(before, model.hidden_layers[0].weight)
+    assert [r["width"] for r in summary] == [64, 16]
+    # the network sees normalised pixels; its first layer must still give the stack's codes of raw pixels
+    z = normalise(breast_images.float() / 255, mean, std).flatten(1)
+    with torch.no_grad():
+        h1 = torch.sigmoid(model.hidden_layers[0](z))
+        h2 = torch.sigmoid(model.hidden_layers[1](h1))
+    codes1 = fitted[0].transform(pixel_matrix(breast_images))
+    assert np.abs(h1.numpy() - codes1).max() < 1e-4
+    assert np.abs(h2.numpy() - fitted[1].transform(codes1)).max() < 1e-4
+
+
+def test_pretraining_needs_sigmoid_mlp(breast_images):
+    model = build_model("mlp", 1, 2, (28, 28), hidden=[8], activation="relu")
+    with pytest.raises(UserError, match="--activation sigmoid"):
+        pretrain_mlp(model, breast_images, [0.5], [0.2], "rbm", epochs=1)
+    with pytest.raises(UserError, match="--arch mlp"):
+        TrainConfig(arch="resnet18", pretrain="rbm").validate()
+
+
+def test_train_with_rbm_pretraining_end_to_end(tmp_path, medconv, data_root):
+    run = tmp_path / "run"
+    proc = medconv("train", "--dataset", "breastmnist", "--data-root", data_root, "--arch", "mlp", "--hidden", "64,32",
+                   "--activation", "sigmoid", "--pretrain", "rbm", "--pretrain-epochs", "2", "--epochs", "2", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    pre = json.loads((run / "pretrain.json").read_text())
+    assert pre["method"] == "rbm" and [layer["width"] for layer in pre["layers"]] == [64, 32]
+    assert (run / "metrics.json").exists()
