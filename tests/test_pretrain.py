@@ -52,3 +52,31 @@ def test_train_with_rbm_pretraining_end_to_end(tmp_path, medconv, data_root):
     pre = json.loads((run / "pretrain.json").read_text())
     assert pre["method"] == "rbm" and [layer["width"] for layer in pre["layers"]] == [64, 32]
     assert (run / "metrics.json").exists()
+
+
+def test_pretrain_verb_saves_stack_and_pictures(tmp_path, medconv, data_root):
+    out = tmp_path / "stack"
+    proc = medconv("pretrain", "--data-root", data_root, "--hidden", "32,16", "--method", "rbm", "--epochs", "2",
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    from medconv.training.checkpoint import load_model
+    model, meta = load_model(out / "checkpoints" / "pretrained.safetensors")
+    assert meta["arch"] == "mlp" and [layer.out_features for layer in model.hidden_layers] == [32, 16]
+    for name in ("filters.png", "reconstructions.png", "gibbs.png"):
+        assert (out / "plots" / name).stat().st_size > 3000
+
+
+def test_vanishing_gradient_experiment(tmp_path, data_root):
+    from medconv.experiments.vanishing_gradient import vanishing_gradient
+
+    result = vanishing_gradient("breastmnist", str(data_root), tmp_path, depths=(2, 8), epochs=1)
+    assert (tmp_path / "vanishing_gradient.png").exists()
+
+    def ratio(depth, activation, init="random"):
+        run = next(r for r in result["runs"] if (r["depth"], r["activation"], r["init"]) == (depth, activation, init))
+        assert len(run["init_norms"]) == depth + 1 and len(run["epoch_norms"]) == 1
+        return run["init_norms"][0] / run["init_norms"][-2]  # first / last hidden layer
+
+    # sigmoid gradients vanish towards the input as depth grows; ReLU's far less
+    assert ratio(8, "sigmoid") < 1e-3 * ratio(2, "sigmoid")
+    assert ratio(8, "relu") > 100 * ratio(8, "sigmoid")

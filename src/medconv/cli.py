@@ -78,6 +78,8 @@ EXAMPLES = {
     "train": "example: medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast",
     "evaluate": "example: medconv evaluate runs/breast --split test --json",
     "predict": "example: medconv predict runs/breast scans/*.png --out preds.csv",
+    "pretrain": "example: medconv pretrain --dataset breastmnist --hidden 500,500 --method rbm --epochs 10 --out runs/stack",
+    "experiment": "example: medconv experiment vanishing-gradient --dataset breastmnist --out runs/vanishing",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
                "  medconv inspect googlenet --depth 1 --compare-paper\n"
                "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
@@ -121,6 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="CSV to write (default: print)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
     p.add_argument("--tta", default="none", choices=["none", "flip", "d4"], help="(default: none)")
+    p = verb("pretrain", "layer-wise pretraining of an MLP's hidden layers (RBMs or autoencoders), saved with pictures")
+    p.add_argument("--out", required=True, help="folder for the pretrained stack")
+    p.add_argument("--dataset", default="breastmnist", help="MedMNIST 2D flag or 'synthetic' (default: breastmnist)")
+    p.add_argument("--data-root", default=None, help="where MedMNIST files are (default: $MEDCONV_DATA)")
+    p.add_argument("--hidden", default="500,500,500", help="hidden layer widths (default: 500,500,500)")
+    p.add_argument("--method", default="rbm", choices=["rbm", "ae"], help="(default: rbm)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per layer (default: 10)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = verb("experiment", "experiments made of many runs: vanishing-gradient")
+    p.add_argument("name", choices=["vanishing-gradient"])
+    p.add_argument("--dataset", default="breastmnist", help="(default: breastmnist)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--depths", default="2,4,6,8,10", help="hidden layer counts (default: 2,4,6,8,10)")
+    p.add_argument("--epochs", type=int, default=5, help="SGD epochs per network (default: 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/vanishing-gradient", help="(default: runs/vanishing-gradient)")
+
     p = verb("inspect", "layer table: output shapes, parameters, multiply-accumulates, receptive fields")
     p.add_argument("arch", nargs="?", default=None, help="architecture (see --list)")
     p.add_argument("--list", action="store_true", help="list the architectures")
@@ -196,6 +216,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  ACC {metrics['acc']:.4f}  "
                   f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}.json")
+    elif args.verb == "pretrain":
+        from .training.pretrain import pretrain_stack
+        pretrain_stack(TrainConfig(dataset=args.dataset, data_root=args.data_root, arch="mlp", pretrain=args.method,
+                                   pretrain_epochs=args.epochs, seed=args.seed,
+                                   model_options={"hidden": args.hidden, "activation": "sigmoid"}), args.out)
+    elif args.verb == "experiment":
+        from .experiments.vanishing_gradient import vanishing_gradient
+        depths = tuple(int(d) for d in args.depths.split(","))
+        vanishing_gradient(args.dataset, args.data_root, args.out, depths, args.epochs, args.seed)
     elif args.verb == "inspect":
         run_inspect(args)
     elif args.verb == "predict":
