@@ -98,3 +98,13 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert meta["epoch"] == 1
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
     assert not (run / "metrics.json").exists()
+
+
+def test_bad_mlp_and_pretraining_options(tmp_path, medconv):
+    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "mlp", "--hidden", "500,abc",
+                              "--out", tmp_path / "a"), "hidden")
+    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "mlp", "--activation", "relu",
+                              "--pretrain", "rbm", "--out", tmp_path / "b"), "--activation sigmoid")
+    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "resnet18", "--pretrain", "ae",
+                              "--out", tmp_path / "c"), "--arch mlp")
+    assert not any((tmp_path / d).exists() for d in "abc")
