@@ -7,9 +7,9 @@
 # Results land in benchmarks/results/*.json as on the CPU; copy them out of the machine's $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} MEDCONV_RESULTS_SUFFIX=_cuda
 PY=${PYTHON:-python3}
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0))"
 "$PY" benchmarks/rbm_speed.py --epochs 3
 "$PY" benchmarks/inspect_speed.py --repeats 5
-if [[ -n ${OUT:-} ]]; then cp benchmarks/results/rbm_speed.* benchmarks/results/inspect_speed.* "$OUT"/; fi
+if [[ -n ${OUT:-} ]]; then cp benchmarks/results/*_cuda.* "$OUT"/; fi

@@ -30,9 +30,10 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, medconv
     proc = subprocess.Popen([sys.executable, "-m", "medconv.cli", *ARGS, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     deadline = time.time() + 240
-    while last_epoch(killed) < 1 and proc.poll() is None and time.time() < deadline:
+    history = killed / "history.csv"  # written just after the checkpoint
+    while (last_epoch(killed) < 1 or not history.exists()) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    epoch_seconds = float((killed / "history.csv").read_text().splitlines()[1].split(",")[-1])
+    epoch_seconds = float(history.read_text().splitlines()[1].split(",")[-1])
     time.sleep(epoch_seconds / 2)  # into the middle of epoch 2
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"

@@ -68,3 +68,30 @@ def test_learning_rate_schedules():
     assert learning_rate(cosine, 0) == pytest.approx(0.5)
     assert learning_rate(cosine, 1) == pytest.approx(1.0)
     assert learning_rate(cosine, 9) < 0.05
+
+
+def test_predict_repeats_resize_and_tta_of_the_run(tmp_path, data_root, medconv):
+    run = tmp_path / "resized"
+    cfg = TrainConfig(dataset="breastmnist", data_root=str(data_root), arch="simple-cnn", resize=56, tta="flip",
+                      model_options={"widths": [8, 16], "hidden": [16]}, epochs=1, batch_size=64)
+    train(cfg, run)
+    images = np.load(data_root / "medmnist" / "breastmnist.npz")["test_images"][:6]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"case{i}.png")
+    proc = medconv("predict", run, *[tmp_path / f"case{i}.png" for i in range(6)])
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(proc.stdout.splitlines()))  # a class name with a comma stays one column
+    expected = list(csv.DictReader(open(run / "predictions_test.csv")))[:6]
+    for row, ref in zip(rows, expected):
+        assert float(row["prob_normal, benign"]) == pytest.approx(float(ref["prob_normal, benign"]), abs=1e-5)
+
+
+def test_resume_may_add_epochs_but_not_change_the_model(tmp_path, medconv):
+    run = tmp_path / "run"
+    tiny = ["--dataset", "synthetic", "--model-option", "widths=[4]", "--model-option", "hidden=[8]"]
+    assert medconv("train", *tiny, "--epochs", "1", "--out", run).returncode == 0
+    proc = medconv("train", "--out", run, "--resume", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    proc = medconv("train", "--out", run, "--resume", "--arch", "simple-cnn", "--lr", "0.1")
+    assert proc.returncode == 2 and "--lr cannot change" in proc.stderr

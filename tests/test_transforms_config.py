@@ -45,7 +45,10 @@ def test_augment_spec_presets_and_fields():
 def test_tta_views_and_channel_stats():
     x = torch.rand(2, 3, 8, 8)
     views = tta_views(x, "d4")
-    assert len(views) == 8 and len({v.sum().item().__round__(4) for v in views}) == 1
+    assert len(views) == 8
+    assert all(not torch.equal(views[i], views[j]) for i in range(8) for j in range(i))  # 8 distinct views
+    assert any(torch.equal(v, torch.rot90(x, 1, (-2, -1)).flip(-1)) for v in views)
+    assert tta_views(x, "flip")[1].equal(x.flip(-1))
     mean, std = channel_stats((torch.ones(4, 2, 3, 3) * torch.tensor([0.0, 255.0]).view(1, 2, 1, 1)).to(torch.uint8))
     assert mean == pytest.approx([0.0, 1.0]) and std[0] == pytest.approx(1e-3)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import sys
@@ -58,8 +59,9 @@ def parse_model_options(items: list[str] | None) -> dict:
     return options
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = load_config(args.config) if args.config else TrainConfig()
+def explicit_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given on the command line, by field name (model options merged)."""
+    given = {}
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
         if f.name == "model_options":
@@ -67,9 +69,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             for key in ("hidden", "activation"):  # shortcuts for the mlp's options
                 if getattr(args, key, None) is not None:
                     value[key] = getattr(args, key)
-            value = {**cfg.model_options, **value} or None
+            value = value or None
         if value is not None:
-            setattr(cfg, f.name, value)
+            given[f.name] = value
+    return given
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """--config's settings (or the defaults), overridden by the options given on the command line."""
+    cfg = load_config(args.config) if args.config else TrainConfig()
+    for name, value in explicit_options(args).items():
+        setattr(cfg, name, {**cfg.model_options, **value} if name == "model_options" else value)
     return cfg
 
 
@@ -116,13 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default=None, choices=["none", "flip", "d4"], help="(default: as trained)")
     p.add_argument("--data-root", default=None, help="override the run's data root")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = verb("predict", "class probabilities for image files or folders")
     p.add_argument("run_dir", help="run directory made by medconv train")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF, DICOM) or folders")
     p.add_argument("--out", default=None, help="CSV to write (default: print)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "d4"], help="(default: none)")
+    p.add_argument("--tta", default=None, choices=["none", "flip", "d4"], help="(default: as trained)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
     p = verb("pretrain", "layer-wise pretraining of an MLP's hidden layers (RBMs or autoencoders), saved with pictures")
     p.add_argument("--out", required=True, help="folder for the pretrained stack")
     p.add_argument("--dataset", default="breastmnist", help="MedMNIST 2D flag or 'synthetic' (default: breastmnist)")
@@ -207,10 +220,15 @@ def run(args: argparse.Namespace) -> int:
         demo(args.out, args.data_root, args.epochs, download=not args.no_download)
     elif args.verb == "train":
         from .training.loop import train
-        train(config_from_args(args), args.out, resume=args.resume)
+        if args.resume:
+            if args.config:
+                raise UserError("--resume continues with the configuration saved in the run; drop --config")
+            train(TrainConfig(), args.out, resume=True, overrides=explicit_options(args))
+        else:
+            train(config_from_args(args), args.out)
     elif args.verb == "evaluate":
         from .evaluation import evaluate
-        metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root)
+        metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root, args.device)
         if args.json:
             print(json.dumps(metrics, indent=2))
         else:
@@ -223,17 +241,22 @@ def run(args: argparse.Namespace) -> int:
                                    model_options={"hidden": args.hidden, "activation": "sigmoid"}), args.out)
     elif args.verb == "experiment":
         from .experiments.vanishing_gradient import vanishing_gradient
-        depths = tuple(int(d) for d in args.depths.split(","))
+        try:
+            depths = tuple(int(d) for d in args.depths.split(","))
+        except ValueError:
+            raise UserError(f"--depths {args.depths!r}: expected hidden layer counts such as 2,4,6") from None
+        if args.epochs < 1 or min(depths) < 1:
+            raise UserError("--epochs and --depths must be at least 1")
         vanishing_gradient(args.dataset, args.data_root, args.out, depths, args.epochs, args.seed)
     elif args.verb == "inspect":
         run_inspect(args)
     elif args.verb == "predict":
         from .prediction import predict_files
-        rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta)
+        rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta, args.device)
         if args.out is None:
-            print(",".join(rows[0]))
-            for row in rows:
-                print(",".join(str(v) for v in row.values()))
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         else:
             print(f"{len(rows)} predictions -> {args.out}")
     return 0

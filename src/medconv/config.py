@@ -65,7 +65,14 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         from .data.transforms import parse_augment
         parse_augment(self.augment)
-        for name in ("epochs", "batch_size", "size"):
+        for f in dataclasses.fields(self):  # YAML may hold a string where a number belongs
+            value, kind = getattr(self, f.name), str(f.type).split(" ")[0]
+            if value is None and "None" in str(f.type):
+                continue
+            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(kind)
+            if expected and (not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool))):
+                raise UserError(f"setting {f.name}: expected {kind}, got {value!r}")
+        for name in ("epochs", "pretrain_epochs", "size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.pretrain != "none" and self.arch != "mlp":
@@ -74,6 +81,13 @@ class TrainConfig:
             raise UserError(f"--resize must be at least 8 pixels, got {self.resize}")
         if not 0 < self.train_fraction <= 1:
             raise UserError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
+        if self.batch_size < 2:
+            raise UserError(f"--batch-size must be at least 2 (batch norm cannot train on one image), got {self.batch_size}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         return self

@@ -59,7 +59,8 @@ def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classe
     write_csv(path, rows)
 
 
-def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console) -> dict:
+def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console,
+               device: str = "cpu") -> dict:
     """After training: evaluate the best checkpoint on val and test, plot curves, write metrics.json."""
     from .training.checkpoint import read_checkpoint
 
@@ -69,7 +70,7 @@ def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], cons
               "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
     for split in ("val", "test"):
         if split in sets:
-            result[split] = evaluate(run_dir, split, data=(info, sets))
+            result[split] = evaluate(run_dir, split, data=(info, sets), device=device)
     write_json(run_dir / "metrics.json", result)
     summary = ", ".join(f"{s} AUC {result[s]['auc']:.4f} ACC {result[s]['acc']:.4f}" for s in ("val", "test") if s in result)
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {run_dir}", highlight=False)

@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.images import SUPPORTED_EXTENSIONS
 from .data.transforms import normalise, tta_views
+from .data.types import unit_float
 from .errors import UserError
 from .fileio import atomic_write
 from .metrics import scores_from_logits
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".bmp"}
 
 
 @torch.no_grad()
@@ -25,8 +26,7 @@ def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], st
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = images[start:start + batch_size].to(device)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        x = normalise(x, mean, std)
+        x = normalise(unit_float(x), mean, std)
         views = [scores_from_logits(model(v).float(), task) for v in tta_views(x, tta)]
         out.append(torch.stack(views).mean(0).cpu())
     model.train(was_training)
@@ -39,7 +39,7 @@ def image_files(inputs: list[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in SUPPORTED_EXTENSIONS)
         elif p.is_file():
             files.append(p)
         else:
@@ -49,18 +49,35 @@ def image_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
-                  tta: str = "none", device: str = "cpu") -> list[dict]:
-    """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given."""
+def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
+    """Image files as the run's training images were made: read at the dataset's size, stored as uint8,
+    then resized as --resize did. Returns (N, C, H, W) uint8."""
+    from .data import resized
     from .data.images import prepare_image, read_image
+    from .data.types import ImageSet
+
+    cfg = meta["config"]
+    side = cfg["size"]
+    batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], (side, side)) for f in files])
+    batch = batch.mul(255).round_().to(torch.uint8)
+    if cfg.get("resize") and cfg["resize"] != side:
+        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg["resize"], cfg["resize_mode"]).images
+    return batch
+
+
+def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
+                  tta: str | None = None, device: str = "cpu", chunk: int = 256) -> list[dict]:
+    """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given.
+    `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time."""
     from .metrics import predicted_labels
     from .training.checkpoint import load_model
 
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)
-    size = tuple(meta["input_size"])
-    batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], size) for f in files])
-    scores = predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta)
+    tta = tta or meta["config"].get("tta", "none")
+    scores = np.concatenate([predict_scores(model, load_like_training(files[i:i + chunk], meta), meta["mean"],
+                                            meta["std"], meta["task"], device, tta=tta)
+                             for i in range(0, len(files), chunk)])
     classes = meta["classes"]
     predicted = predicted_labels(scores, meta["task"])
     rows = []

@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-TASKS = ("binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression")
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1]: uint8 divided by 255, float images as they are."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 @dataclass
@@ -23,11 +25,6 @@ class ImageSet:
 
     def __len__(self) -> int:
         return self.images.shape[0]
-
-    def float_images(self, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        """Images `index` as float32 in [0, 1], shape (n, C, H, W)."""
-        x = self.images[index]
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 @dataclass

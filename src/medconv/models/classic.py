@@ -43,10 +43,12 @@ class InceptionV3(Inception3):
 
     With `aux_logits=True`, in training mode the auxiliary logits (N, num_classes) are kept in
     `self.aux_outputs` (a 1-tuple; empty otherwise) instead of torchvision's InceptionOutputs tuple, so
-    `medconv train`, which expects one tensor, works unchanged; a trainer may add 0.4 x their loss.
+    `medconv train`, which expects one tensor, works unchanged and adds `aux_weight` (0.4, as in
+    torchvision's reference training) x their loss.
     """
 
     aux_outputs: tuple[torch.Tensor, ...] = ()
+    aux_weight = 0.4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, aux = self._forward(self._transform_input(x))

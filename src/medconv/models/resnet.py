@@ -16,7 +16,7 @@ SMALL_INPUT = 64  # at or below this size, use the 3x3 stride-1 stem without max
 def adapt_resnet(model: torchvision.models.ResNet, in_channels: int, input_size: tuple[int, int]) -> nn.Module:
     """Replace the stem: 3x3 stride-1 conv and no max-pool for small inputs (MedMNIST's "(28)" models,
     which keep 28x28 maps in the first stage); otherwise the 7x7 stride-2 stem for `in_channels`."""
-    if max(input_size) <= SMALL_INPUT:
+    if min(input_size) <= SMALL_INPUT:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
     elif in_channels != 3:

@@ -27,7 +27,7 @@ from torch import nn
 from ..config import TrainConfig, dump_config
 from ..data import load_dataset
 from ..data.transforms import augment, channel_stats, normalise, parse_augment
-from ..data.types import DatasetInfo, ImageSet
+from ..data.types import DatasetInfo, ImageSet, unit_float
 from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
@@ -49,7 +49,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
 def set_determinism(cfg: TrainConfig) -> None:
@@ -122,9 +125,27 @@ def progress_bar(console: Console) -> Progress:
                     console=console, transient=False, disable=not console.is_terminal)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None) -> dict:
+RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root")
+
+
+def resumed_config(saved: dict, overrides: dict | None, source: Path) -> TrainConfig:
+    """The saved configuration, with the options a resumed run may change (more epochs, another device)."""
+    cfg = TrainConfig.from_dict(saved, source=str(source))
+    for key, value in (overrides or {}).items():
+        if key in RESUME_MAY_CHANGE:
+            setattr(cfg, key, value)
+        elif value != getattr(cfg, key):
+            raise UserError(f"--resume continues the run saved in {source}: --{key.replace('_', '-')} cannot change "
+                            f"({getattr(cfg, key)!r} there, {value!r} given)")
+    return cfg
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None,
+          overrides: dict | None = None) -> dict:
     """Train per `cfg` into run directory `out`; returns metrics.json's content.
 
+    With `resume`, the configuration saved in the last checkpoint is used; `overrides` (options the
+    user gave explicitly) may extend --epochs or change the device, and may not change anything else.
     Writes config.yaml, history.csv, checkpoints/{last,best}.safetensors (+ .json) each epoch,
     then metrics.json (val and test metrics of the best checkpoint), plots and predictions.
     """
@@ -136,13 +157,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         if not last_path.exists():
             raise UserError(f"--resume: {last_path} not found (nothing to resume)")
         saved = read_checkpoint(last_path)
-        requested_arch = cfg.arch
-        cfg = TrainConfig.from_dict(saved[1]["config"], source=str(last_path))
-        if requested_arch != cfg.arch and requested_arch != TrainConfig.arch:
-            raise UserError(f"--resume: {last_path} holds arch {cfg.arch}, not {requested_arch}")
-    elif (out / "checkpoints").exists() or (out / "metrics.json").exists():
+        cfg = resumed_config(saved[1]["config"], overrides, last_path)
+    elif last_path.exists() or (out / "metrics.json").exists():
         raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
     cfg.validate()
+    for name in ("images", "manifest", "data_root"):  # evaluate may run from another folder later
+        if getattr(cfg, name):
+            setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
     info, sets = load_dataset(cfg)
     device = resolve_device(cfg.device)
@@ -194,13 +215,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 if len(idx) < 2:  # batch norm cannot train on a single image
                     continue
                 x = train_images[idx]
-                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-                x = normalise(augment(x, aug), mean, std)
+                x = normalise(augment(unit_float(x), aug), mean, std)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     y = train_labels[idx]
                     loss = loss_fn(model(x).float(), y)
                     # auxiliary classifiers (GoogLeNet, Inception v3) add 0.3 x their losses, as Szegedy et al.
-                    loss = loss + sum(AUX_WEIGHT * loss_fn(a.float(), y) for a in getattr(model, "aux_outputs", ()))
+                    aux_weight = getattr(model, "aux_weight", AUX_WEIGHT)
+                    loss = loss + sum(aux_weight * loss_fn(a.float(), y) for a in getattr(model, "aux_outputs", ()))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, batch {b + 1}; "
                                            f"training stopped, last good checkpoint kept in {last_path.parent}")
@@ -211,13 +232,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 count += len(idx)
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
             scores = predict_scores(model, val.images, mean, std, info.task, device)
+            if not np.isfinite(scores).all():
+                raise TrainingDiverged(f"the network's outputs became NaN or infinite in epoch {epoch + 1}; training "
+                                       f"stopped, last good checkpoint kept in {last_path.parent}")
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1),
                    "val_loss": loss_of_scores(loss_fn, scores, targets(val.labels, info.task), info.task),
                    "val_auc": auc_score(val.labels.numpy(), scores, info.task),
                    "val_acc": acc_score(val.labels.numpy(), scores, info.task), "seconds": time.time() - tic}
             history.append(row)
             metric = row[f"val_{cfg.select_metric}"]
-            if metric > best or best_epoch == 0:
+            if best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best)):
                 best, best_epoch = metric, epoch + 1
                 save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
@@ -230,7 +254,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
 
     from ..evaluation import finish_run
-    return finish_run(out, info, sets, console=console)
+    return finish_run(out, info, sets, console=console, device=str(device))
 
 
 def write_history(path: Path, history: list[dict]) -> None:

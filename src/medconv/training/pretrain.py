@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ..data.types import unit_float
 from ..errors import UserError
 from ..models.autoencoder import Autoencoder, fit_stack
 from ..models.rbm import BernoulliRBM
@@ -39,8 +40,7 @@ def encoder_parameters(layer) -> tuple[torch.Tensor, torch.Tensor]:
 
 def pixel_matrix(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) uint8 or [0, 1] float -> (N, C*H*W) float32 in [0, 1]."""
-    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-    return x.flatten(1).cpu().numpy()
+    return unit_float(images).flatten(1).cpu().numpy()
 
 
 def pretrain_mlp(model, images: torch.Tensor, mean: list[float], std: list[float], method: str, epochs: int,
