@@ -80,3 +80,24 @@ def test_vanishing_gradient_experiment(tmp_path, data_root):
     # sigmoid gradients vanish towards the input as depth grows; ReLU's far less
     assert ratio(8, "sigmoid") < 1e-3 * ratio(2, "sigmoid")
     assert ratio(8, "relu") > 100 * ratio(8, "sigmoid")
+
+
+def test_convolutional_autoencoder_pretraining(breast_images):
+    from medconv.training.pretrain_cae import conv_inputs, pretrain_conv, pretrain_convolutions
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 1, 2, (28, 28))  # strided convolutions and 1x1 shortcuts included
+    mean, std = channel_stats(breast_images)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    before = [c.weight.clone() for c in convs]
+    summary = pretrain_convolutions(model, breast_images[:48], mean, std, epochs=1)
+    assert len(summary) == len(convs) == 20
+    assert all(not torch.equal(b, c.weight) for b, c in zip(before, convs))
+    # one layer trained longer reconstructs its inputs better than at the start
+    x = normalise(breast_images[:64].float() / 255, mean, std)
+    conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+    first = pretrain_conv(conv, conv_inputs(torch.nn.Sequential(conv), conv, x), epochs=1)
+    later = pretrain_conv(conv, conv_inputs(torch.nn.Sequential(conv), conv, x), epochs=30)
+    assert later < 0.5 * first
+    with pytest.raises(UserError, match="has none"):
+        pretrain_convolutions(build_model("mlp", 1, 2, (28, 28), hidden=[8]), breast_images[:8], mean, std, 1)

@@ -22,7 +22,8 @@ TRAIN_HELP = {
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",
-    "pretrain": "layer-wise pretraining of --arch mlp: none, rbm (contrastive divergence) or ae (autoencoders)",
+    "pretrain": "layer-wise pretraining: rbm (contrastive divergence) or ae (autoencoders) for --arch mlp, "
+                "cae (convolutional autoencoders) for a CNN's convolutions",
     "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3",
 }
 

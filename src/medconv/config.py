@@ -30,7 +30,7 @@ class TrainConfig:
     # model
     arch: str = "simple-cnn"
     model_options: dict = field(default_factory=dict)
-    pretrain: str = "none"            # layer-wise pretraining of an mlp's hidden layers: none, rbm, ae
+    pretrain: str = "none"            # layer-wise pretraining: rbm, ae (an mlp's hidden layers), cae (convolutions)
     pretrain_epochs: int = 10         # epochs per layer
     # optimisation
     epochs: int = 30
@@ -59,7 +59,7 @@ class TrainConfig:
         choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
                    "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
                    "select_metric": ("auc", "acc"), "resize_mode": ("nearest", "bilinear"),
-                   "pretrain": ("none", "rbm", "ae")}
+                   "pretrain": ("none", "rbm", "ae", "cae")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -75,7 +75,7 @@ class TrainConfig:
         for name in ("epochs", "pretrain_epochs", "size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.pretrain != "none" and self.arch != "mlp":
+        if self.pretrain in ("rbm", "ae") and self.arch != "mlp":
             raise UserError(f"--pretrain {self.pretrain} pretrains the hidden layers of --arch mlp, not {self.arch}")
         if self.resize is not None and self.resize < 8:
             raise UserError(f"--resize must be at least 8 pixels, got {self.resize}")

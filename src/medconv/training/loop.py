@@ -182,8 +182,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     if cfg.pretrain != "none" and saved is None:
         from ..fileio import write_json
         from .pretrain import pretrain_mlp
-        _, summary = pretrain_mlp(model, sets["train"].images, mean, std, cfg.pretrain, cfg.pretrain_epochs,
-                                  cfg.seed, str(device), console)
+        from .pretrain_cae import pretrain_convolutions
+        if cfg.pretrain == "cae":
+            summary = pretrain_convolutions(model, sets["train"].images.to(device), mean, std, cfg.pretrain_epochs,
+                                            cfg.seed, console=console)
+        else:
+            _, summary = pretrain_mlp(model, sets["train"].images, mean, std, cfg.pretrain, cfg.pretrain_epochs,
+                                      cfg.seed, str(device), console)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "pretrain.json", {"method": cfg.pretrain, "epochs_per_layer": cfg.pretrain_epochs,
                                             "layers": summary})
