@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..errors import UserError
-from .rbm import _TorchLayer, as_numpy
+from .layer import TorchLayer, as_numpy
 
 
 class AutoencoderNet(nn.Module):
@@ -53,7 +53,7 @@ class AutoencoderNet(nn.Module):
         return self.decode(self.encode(x))
 
 
-class Autoencoder(_TorchLayer):
+class Autoencoder(TorchLayer):
     """One (denoising) autoencoder layer, scikit-learn style; inputs are values in [0, 1].
 
     Parameters: n_components (code width), tied (decoder uses W^T: one weight matrix), noise (fraction
