@@ -14,7 +14,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from .receptive_field import empirical_gradient_map, find_layer, first_tensor, trace_network
+from .empirical import empirical_gradient_map
+from .receptive_field import find_layer, first_tensor, trace_network
 
 
 def _figure(width: float, height: float):
