@@ -10,12 +10,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from medconv.data.folders import (
-    load_image_folder,
-    load_manifest,
-    prepare_image,
-    read_image,
-)
+from medconv.data.folders import load_image_folder, load_manifest
+from medconv.data.images import prepare_image, read_image
 from medconv.errors import UserError
 
 

@@ -79,10 +79,6 @@ class ReceptiveField:
         """True when one unit's field is larger than the input along some axis."""
         return any(r > n for r, n in zip(self.size, input_spatial))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"size": list(self.size), "jump": list(self.jump), "start": list(self.start),
-                "global": self.is_global}
-
 
 def _union(fields: list[ReceptiveField]) -> ReceptiveField:
     """Field of a unit that sees the units of several same-grid tensors (residual `+`, `cat`)."""

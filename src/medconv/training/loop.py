@@ -180,8 +180,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
         console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
     if cfg.pretrain != "none" and saved is None:
-        from ..fileio import write_json
-        from .pretrain import pretrain_mlp
+        from .pretrain import pretrain_mlp, write_pretrain_json
         from .pretrain_cae import pretrain_convolutions
         if cfg.pretrain == "cae":
             summary = pretrain_convolutions(model, sets["train"].images.to(device), mean, std, cfg.pretrain_epochs,
@@ -189,9 +188,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         else:
             _, summary = pretrain_mlp(model, sets["train"].images, mean, std, cfg.pretrain, cfg.pretrain_epochs,
                                       cfg.seed, str(device), console)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "pretrain.json", {"method": cfg.pretrain, "epochs_per_layer": cfg.pretrain_epochs,
-                                            "layers": summary})
+        write_pretrain_json(out, cfg, summary)  # atomic_write makes the folder
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
     if info.notes:

@@ -75,6 +75,13 @@ def pretrain_mlp(model, images: torch.Tensor, mean: list[float], std: list[float
     return fitted, summary
 
 
+def write_pretrain_json(out: Path, cfg, summary: list[dict], **extra) -> None:
+    """OUT/pretrain.json: method, epochs per layer, per-layer summary (and e.g. training history)."""
+    from ..fileio import write_json
+    write_json(out / "pretrain.json", {"method": cfg.pretrain, "epochs_per_layer": cfg.pretrain_epochs,
+                                       "layers": summary, **extra})
+
+
 def pretrain_stack(cfg, out: str | Path, console: Console | None = None) -> dict:
     """`medconv pretrain`: pretrain an mlp's hidden layers alone and save them with pictures.
 
@@ -84,7 +91,7 @@ def pretrain_stack(cfg, out: str | Path, console: Console | None = None) -> dict
     from ..config import dump_config
     from ..data import load_dataset
     from ..data.transforms import channel_stats
-    from ..fileio import write_json, write_text
+    from ..fileio import write_text
     from ..models.registry import build_model
     from ..report.stack_plots import plot_filter_grid, plot_rows
     from .checkpoint import save_checkpoint
@@ -108,8 +115,7 @@ def pretrain_stack(cfg, out: str | Path, console: Console | None = None) -> dict
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
     save_checkpoint(out / "checkpoints" / "pretrained.safetensors", model, {**run_meta(cfg, info, mean, std), "epoch": 0})
-    write_json(out / "pretrain.json", {"method": cfg.pretrain, "epochs_per_layer": cfg.pretrain_epochs, "layers": summary,
-                                       "history": [getattr(layer, "history_", []) for layer in fitted]})
+    write_pretrain_json(out, cfg, summary, history=[getattr(layer, "history_", []) for layer in fitted])
     shape = (info.channels, *info.size)
     x = pixel_matrix(sets["val"].images[:12])
     first = fitted[0]
