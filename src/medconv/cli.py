@@ -11,7 +11,7 @@ from .config import TrainConfig, load_config
 from .errors import TrainingDiverged, UserError
 
 TRAIN_HELP = {
-    "dataset": "MedMNIST 2D flag (breastmnist, pneumoniamnist, pathmnist, ...) or 'synthetic'",
+    "dataset": "MedMNIST 2D flag (breastmnist, pneumoniamnist, pathmnist, ...), 'synthetic' or 'crchistophenotypes' (nucleus patches)",
     "images": "folder of class sub-folders (optionally under train/ val/ test/)",
     "manifest": "CSV with columns path,label[,split][,group]",
     "data_root": "where MedMNIST files are (default: $MEDCONV_DATA, else ~/.medconv/data)",
@@ -24,13 +24,27 @@ TRAIN_HELP = {
     "select_metric": "validation metric that picks the best checkpoint",
     "pretrain": "layer-wise pretraining: rbm (contrastive divergence) or ae (autoencoders) for --arch mlp, "
                 "cae (convolutional autoencoders) for a CNN's convolutions",
-    "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3",
+    "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3 "
+              "(default with --init-from: the size the weights were trained at)",
+    "init_from": "start from weights: a run directory, a .safetensors/.pth file, or torchvision's IMAGENET1K_V1",
+    "finetune": "with --init-from: all (every weight trains), head (a frozen feature extractor), from:LAYER",
+    "lr_decay": "discriminative learning rates: each earlier layer group trains at this x the next one's",
+    "unfreeze_every": "gradual unfreezing: the head first, then one more layer group every N epochs (0: off)",
+    "patch": "crchistophenotypes: side of the square RGB patch centred on each nucleus (odd, >= 5)",
 }
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field, default None so only given options override --config."""
+TRANSFER_FIELDS = ("dataset", "images", "manifest", "data_root", "download", "size", "resize", "resize_mode", "patch",
+                   "channels", "val_fraction", "test_fraction", "train_fraction", "model_options", "seed",
+                   "select_metric")
+
+
+def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One option per TrainConfig field (or per field in `only`), default None so only given options
+    override --config."""
     for f in dataclasses.fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})"
@@ -91,10 +105,15 @@ EXAMPLES = {
     "predict": "example: medconv predict runs/breast scans/*.png --out preds.csv",
     "pretrain": "example: medconv pretrain --dataset breastmnist --hidden 500,500 --method rbm --epochs 10 --out runs/stack",
     "experiment": "example: medconv experiment vanishing-gradient --dataset breastmnist --out runs/vanishing",
+    "transfer": "examples:\n  medconv transfer extract --backbone resnet18 --weights IMAGENET1K_V1 --dataset breastmnist\n"
+                "  medconv transfer fit --backbone simple-cnn --weights runs/pneumonia --dataset breastmnist "
+                "--out runs/breast-frozen\n  medconv evaluate runs/breast-frozen --split test",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
                "  medconv inspect googlenet --depth 1 --compare-paper\n"
                "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
                "  medconv inspect --run runs/breast --plot-rf rf.png --filters filters.png --image scan.png",
+    "taxonomy": "examples:\n  medconv taxonomy partition tree.yaml --counts counts.csv --max-class-size 1000 --out classes.yaml\n"
+                "  medconv taxonomy show tree.yaml --level coarse",
 }
 
 
@@ -176,6 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", type=int, default=10, help="--fc-vs-conv: kernel side (default: 10)")
     p.add_argument("--channels", type=int, default=1, help="--fc-vs-conv: image channels (default: 1)")
     p.add_argument("--maps", type=int, default=100, help="--fc-vs-conv: convolution feature maps (default: 100)")
+    p = verb("transfer", "a pretrained network as a frozen feature extractor: cached features, a fitted head")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("extract", "compute (or find in the cache) pooled features of every split"),
+                         ("fit", "fit a logistic-regression or MLP head on the features; writes a run directory")):
+        q = actions.add_parser(action, help=text, description=text, epilog=EXAMPLES["transfer"],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        q.add_argument("--backbone", default="resnet18", help="registry architecture (default: resnet18)")
+        q.add_argument("--weights", default=None, help="run directory, .safetensors/.pth file, or a torchvision name "
+                       "such as IMAGENET1K_V1 (default: none, random weights)")
+        q.add_argument("--layer", default=None, help="feature node, e.g. layer3 (default: the head's input)")
+        q.add_argument("--cache", default=None, help="feature cache folder (default: $MEDCONV_CACHE/features, "
+                       "else ~/.medconv/cache/features)")
+        q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+        q.add_argument("--config", default=None, help="YAML with the data settings; options given here override it")
+        add_config_options(q, TRANSFER_FIELDS)
+        if action == "fit":
+            q.add_argument("--out", required=True, help="run directory to create")
+            q.add_argument("--head", default="logreg", choices=["logreg", "mlp"], help="(default: logreg)")
+
+    p = verb("taxonomy", "class taxonomies (Esteva et al. 2017): cut a deep tree into training classes; show levels")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("partition", help="split nodes holding more than --max-class-size images into their children",
+                           epilog=EXAMPLES["taxonomy"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("tree", metavar="TREE.yaml", help="taxonomy tree (YAML)")
+    q.add_argument("--counts", required=True, metavar="COUNTS.csv", help="images per node: CSV with header node,images")
+    q.add_argument("--max-class-size", type=int, default=1000, metavar="N", help="most images per training class (default: 1000)")
+    q.add_argument("--out", default=None, metavar="NEW_TREE.yaml", help="write the tree cut at the training classes")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = actions.add_parser("show", help="print the tree, with the leaves under each class of --level",
+                           epilog=EXAMPLES["taxonomy"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("tree", metavar="TREE.yaml", help="taxonomy tree (YAML)")
+    q.add_argument("--level", default=None, help="depth, level name or 'leaves' (default: the whole tree)")
     return parser
 
 
@@ -215,6 +266,19 @@ def run_inspect(args: argparse.Namespace) -> None:
         console.print(f"{kind.replace('_', ' ')} picture -> {path}" + (f" (layer {result['layer']})" if kind == "receptive_field" else ""))
 
 
+def run_transfer(args: argparse.Namespace) -> None:
+    cfg = config_from_args(args)
+    cfg.arch, cfg.init_from = args.backbone, args.weights
+    if args.action == "extract":
+        from .transfer.features import extract_features
+        feats = extract_features(cfg, args.layer, args.cache, args.device)
+        shapes = ", ".join(f"{name} {f.shape[0]} x {f.shape[1]}" for name, (f, _) in feats.splits.items())
+        print(f"{cfg.arch} '{feats.layer}' features ({shapes}) {'found in' if feats.from_cache else 'written to'} {feats.path}")
+    else:
+        from .transfer.heads import fit_head
+        fit_head(cfg, args.out, args.head, args.layer, args.cache, args.device)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verb == "demo":
         from .demo import demo
@@ -251,6 +315,12 @@ def run(args: argparse.Namespace) -> int:
         vanishing_gradient(args.dataset, args.data_root, args.out, depths, args.epochs, args.seed)
     elif args.verb == "inspect":
         run_inspect(args)
+    elif args.verb == "transfer":
+        run_transfer(args)
+    elif args.verb == "taxonomy":
+        from .transfer.taxonomy import partition_report, show_report
+        print(partition_report(args.tree, args.counts, args.max_class_size, args.out, args.json)
+              if args.action == "partition" else show_report(args.tree, args.level))
     elif args.verb == "predict":
         from .prediction import predict_files
         rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta, args.device)

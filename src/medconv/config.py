@@ -23,7 +23,8 @@ class TrainConfig:
     size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
     resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
     resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
-    channels: int | None = None       # folders: 1 or 3 (default: as the images are)
+    patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
+    channels: int | None = None       # 1 or 3 (default: as the images are); 3 copies grey into RGB, 1 averages RGB
     val_fraction: float = 0.1         # folders without a split column
     test_fraction: float = 0.2
     train_fraction: float = 1.0       # keep this stratified fraction of the training labels
@@ -32,6 +33,10 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     pretrain: str = "none"            # layer-wise pretraining: rbm, ae (an mlp's hidden layers), cae (convolutions)
     pretrain_epochs: int = 10         # epochs per layer
+    init_from: str | None = None      # start from weights: a run directory, a .safetensors/.pth file, or a torchvision name (IMAGENET1K_V1)
+    finetune: str = "all"             # which weights train: all, head (frozen features), from:LAYER
+    lr_decay: float = 1.0             # discriminative learning rates: each earlier layer group x this
+    unfreeze_every: int = 0           # gradual unfreezing: epochs before each further group unfreezes (0: off)
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -77,6 +82,16 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.pretrain in ("rbm", "ae") and self.arch != "mlp":
             raise UserError(f"--pretrain {self.pretrain} pretrains the hidden layers of --arch mlp, not {self.arch}")
+        if self.patch < 5 or self.patch % 2 == 0:
+            raise UserError(f"--patch must be an odd number of pixels >= 5, got {self.patch}")
+        if not (self.finetune in ("all", "head") or self.finetune.startswith("from:")):
+            raise UserError(f"--finetune {self.finetune!r}: expected all, head or from:LAYER")
+        if self.finetune != "all" and not self.init_from:
+            raise UserError(f"--finetune {self.finetune} freezes weights, which only makes sense with --init-from WEIGHTS")
+        if not 0 < self.lr_decay <= 1:
+            raise UserError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if self.unfreeze_every < 0:
+            raise UserError(f"--unfreeze-every must be 0 (off) or a number of epochs, got {self.unfreeze_every}")
         if self.resize is not None and self.resize < 8:
             raise UserError(f"--resize must be at least 8 pixels, got {self.resize}")
         if not 0 < self.train_fraction <= 1:

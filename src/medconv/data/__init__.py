@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .types import DatasetInfo, ImageSet
 
 
@@ -16,12 +17,19 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
         common = dict(size=size, channels=cfg.channels, val_fraction=cfg.val_fraction,
                       test_fraction=cfg.test_fraction, seed=cfg.seed)
         info, sets = load_manifest(cfg.manifest, **common) if cfg.manifest else load_image_folder(cfg.images, **common)
+    elif cfg.dataset == "crchistophenotypes":
+        from .nuclei import load_nuclei
+        info, sets = load_nuclei(cfg.data_root, patch=cfg.patch)
     elif cfg.dataset == "synthetic":
         from .synthetic import load_synthetic
         info, sets = load_synthetic(size=cfg.size)
     else:
         from .medmnist import load_medmnist
         info, sets = load_medmnist(cfg.dataset, size=cfg.size, root=cfg.data_root, download=cfg.download)
+    if cfg.channels and cfg.channels != info.channels:
+        sets = {name: with_channels(s, cfg.channels) for name, s in sets.items()}
+        info.notes.append(f"images converted from {info.channels} to {cfg.channels} channel(s)")
+        info.channels = cfg.channels
     if cfg.resize and (cfg.resize, cfg.resize) != tuple(info.size):
         sets = {name: resized(s, cfg.resize, cfg.resize_mode) for name, s in sets.items()}
         info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({cfg.resize_mode})")
@@ -30,6 +38,16 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
         sets["train"] = subsample(sets["train"], cfg.train_fraction, cfg.seed)
         info.notes.append(f"trained on {len(sets['train'])} training images ({cfg.train_fraction:.0%}, stratified)")
     return info, sets
+
+
+def with_channels(s: ImageSet, channels: int) -> ImageSet:
+    """s with images (N, channels, H, W): grey copied into 3 channels, or RGB averaged to 1; same dtype."""
+    if channels not in (1, 3) or s.images.shape[1] not in (1, 3):
+        raise UserError(f"--channels {channels}: expected 1 or 3 (images have {s.images.shape[1]})")
+    if channels == 3:
+        return ImageSet(s.images.expand(-1, 3, -1, -1).contiguous(), s.labels, s.paths)
+    grey = s.images.float().mean(1, keepdim=True)
+    return ImageSet(grey.round().to(torch.uint8) if s.images.dtype == torch.uint8 else grey, s.labels, s.paths)
 
 
 def resized(s: ImageSet, side: int, mode: str, chunk: int = 256) -> ImageSet:

@@ -14,22 +14,23 @@ class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     summary: str
+    listed: bool = True  # False: built from a run's metadata only (feature-head), not a choice for --arch
 
 
 REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, summary: str):
+def register(name: str, summary: str, listed: bool = True):
     """Decorator: add a builder `f(in_channels, num_classes, input_size, **options) -> nn.Module`."""
     def wrap(builder):
-        REGISTRY[name] = ModelEntry(name, builder, summary)
+        REGISTRY[name] = ModelEntry(name, builder, summary, listed)
         return builder
     return wrap
 
 
 def available() -> list[str]:
     _load_all()
-    return sorted(REGISTRY)
+    return sorted(name for name, entry in REGISTRY.items() if entry.listed)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
@@ -37,7 +38,7 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple
     """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits)."""
     _load_all()
     if name not in REGISTRY:
-        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(sorted(REGISTRY))}")
+        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(available())}")
     try:
         return REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes,
                                       input_size=tuple(input_size), **options)
@@ -47,3 +48,4 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple
 
 def _load_all() -> None:
     from . import classic, googlenet, lenet, mlp, resnet, simple_cnn  # noqa: F401  (modules register themselves)
+    from ..transfer import heads  # noqa: F401  (feature-head: a frozen backbone + a fitted head)

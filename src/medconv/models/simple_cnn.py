@@ -41,7 +41,8 @@ class SimpleCNN(nn.Module):
 @register("simple-cnn", "conv-pool blocks + fully connected layers (widths, convs_per_block, hidden, dropout)")
 def simple_cnn(in_channels: int, num_classes: int, input_size: tuple[int, int], **options) -> SimpleCNN:
     for key in ("widths", "hidden"):
-        if key in options and isinstance(options[key], (list, str)):
+        if key in options and isinstance(options[key], (list, str, int)):
             value = options[key]
-            options[key] = tuple(int(v) for v in (value.split(",") if isinstance(value, str) else value))
+            value = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
+            options[key] = tuple(int(v) for v in value)
     return SimpleCNN(in_channels, num_classes, input_size, **options)

@@ -33,6 +33,8 @@ from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model
 from ..prediction import predict_scores
+from ..transfer.finetune import optimizer_groups, set_trainable
+from ..transfer.weights import apply_weights, prepare_source, source_normalisation
 from .checkpoint import (
     load_weights,
     read_checkpoint,
@@ -77,7 +79,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+    """One parameter group per layer group, each with its `lr_scale` (discriminative rates, --lr-decay)."""
+    params = optimizer_groups(model, cfg.lr_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     if cfg.optimizer == "adam":
@@ -165,11 +168,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
+    source = prepare_source(cfg) if saved is None else None  # a resumed run has its weights
     info, sets = load_dataset(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
     mean, std = channel_stats(sets["train"].images)
+    if source is not None:
+        notes = apply_weights(model, source, cfg.arch, reset_head=True)
+        mean, std = source_normalisation(source, info, mean, std)
+        console.print(f"initialised from {source.description}; " + "; ".join(notes + [f"input mean {mean} std {std}"]))
     optimizer = make_optimizer(cfg, model)
     meta = run_meta(cfg, info, mean, std)
     start, best, best_epoch, history = 0, -math.inf, 0, []
@@ -177,6 +185,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         tensors, smeta = saved
         load_weights(model, tensors, last_path, cfg.arch)
         restore_optimizer(optimizer, tensors, smeta)
+        mean, std = smeta["mean"], smeta["std"]
+        meta = run_meta(cfg, info, mean, std)
         start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
         console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
     if cfg.pretrain != "none" and saved is None:
@@ -208,8 +218,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             lr = learning_rate(cfg, epoch)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             model.train()
+            set_trainable(model, cfg.finetune, cfg.unfreeze_every, epoch)
             order = torch.randperm(n, device=device)
             total, count = 0.0, 0
             for b in range(steps):

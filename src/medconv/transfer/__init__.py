@@ -1,0 +1,1 @@
+"""Transfer learning: backbones and weights, feature extraction, fine-tuning, taxonomies."""
