@@ -24,6 +24,8 @@ TRAIN_HELP = {
     "select_metric": "validation metric that picks the best checkpoint",
     "pretrain": "layer-wise pretraining: rbm (contrastive divergence) or ae (autoencoders) for --arch mlp, "
                 "cae (convolutional autoencoders) for a CNN's convolutions",
+    "taxonomy": "YAML tree whose leaves are the dataset's classes (evaluate/predict --level NAME sum them up)",
+    "train_level": "with --taxonomy: train on the classes of this level (each leaf label mapped to its class)",
     "resize": "upsample images to this side, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3 "
               "(default with --init-from: the size the weights were trained at)",
     "init_from": "start from weights: a run directory, a .safetensors/.pth file, or torchvision's IMAGENET1K_V1",
@@ -147,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="override the run's data root")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--level", default=None, help="a level of the run's --taxonomy: leaf probabilities summed up to it")
 
     p = verb("predict", "class probabilities for image files or folders")
     p.add_argument("run_dir", help="run directory made by medconv train")
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(default: best)")
     p.add_argument("--tta", default=None, choices=["none", "flip", "d4"], help="(default: as trained)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--level", default=None, help="a level of the run's --taxonomy: leaf probabilities summed up to it")
 
     p = verb("pretrain", "layer-wise pretraining of an MLP's hidden layers (RBMs or autoencoders), saved with pictures")
     p.add_argument("--out", required=True, help="folder for the pretrained stack")
@@ -293,12 +297,13 @@ def run(args: argparse.Namespace) -> int:
             train(config_from_args(args), args.out)
     elif args.verb == "evaluate":
         from .evaluation import evaluate
-        metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root, args.device)
+        metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root, args.device,
+                           level=args.level)
         if args.json:
             print(json.dumps(metrics, indent=2))
         else:
             print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  ACC {metrics['acc']:.4f}  "
-                  f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}.json")
+                  f"balanced ACC {metrics['balanced_accuracy']:.4f}  -> {args.run_dir}/metrics_{args.split}{'_' + args.level if args.level else ''}.json")
     elif args.verb == "pretrain":
         from .training.pretrain import pretrain_stack
         pretrain_stack(TrainConfig(dataset=args.dataset, data_root=args.data_root, arch="mlp", pretrain=args.method,
@@ -323,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
               if args.action == "partition" else show_report(args.tree, args.level))
     elif args.verb == "predict":
         from .prediction import predict_files
-        rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta, args.device)
+        rows = predict_files(args.run_dir, args.inputs, args.out, args.checkpoint, args.tta, args.device,
+                             level=args.level)
         if args.out is None:
             writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
             writer.writeheader()

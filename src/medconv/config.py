@@ -36,6 +36,8 @@ class TrainConfig:
     init_from: str | None = None      # start from weights: a run directory, a .safetensors/.pth file, or a torchvision name (IMAGENET1K_V1)
     finetune: str = "all"             # which weights train: all, head (frozen features), from:LAYER
     lr_decay: float = 1.0             # discriminative learning rates: each earlier layer group x this
+    taxonomy: str | None = None       # YAML tree whose leaves are the classes: evaluate/predict --level sums them
+    train_level: str | None = None    # with --taxonomy: train on this level's classes (leaf labels mapped up)
     unfreeze_every: int = 0           # gradual unfreezing: epochs before each further group unfreezes (0: off)
     # optimisation
     epochs: int = 30

@@ -19,8 +19,9 @@ from .training.checkpoint import checkpoint_path, load_model
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
              data_root: str | None = None, device: str = "cpu",
-             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None) -> dict:
-    """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots."""
+             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None, level: str | None = None) -> dict:
+    """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots.
+    `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level})."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -35,17 +36,21 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     tta = tta or cfg.tta
     data_split = sets[split]
     scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
-    labels = data_split.labels.numpy()
-    metrics = classification_metrics(labels, scores, meta["task"], meta["classes"])
-    metrics.update({"split": split, "checkpoint": which, "tta": tta, "dataset": info.name})
-    write_json(run_dir / f"metrics_{split}.json", metrics)
-    write_predictions(run_dir / f"predictions_{split}.csv", labels, scores, meta["classes"], data_split.paths)
+    labels, classes, task = data_split.labels.numpy(), meta["classes"], meta["task"]
+    if level:
+        from .transfer.levels import at_level
+        scores, labels, classes, task = at_level(meta, level, scores, labels)
+    metrics = classification_metrics(labels, scores, task, classes)
+    metrics.update({"split": split, "checkpoint": which, "tta": tta, "dataset": info.name, "level": level or "trained"})
+    name = f"{split}_{level}" if level else split
+    write_json(run_dir / f"metrics_{name}.json", metrics)
+    write_predictions(run_dir / f"predictions_{name}.csv", labels, scores, classes, data_split.paths)
     plots = run_dir / "plots"
-    plot_roc(labels, scores, meta["task"], meta["classes"], plots / f"roc_{split}.png",
-             title=f"{info.name} {split}: AUC {metrics['auc']:.3f}")
-    if meta["task"] != MULTI_LABEL:
-        plot_confusion(metrics["confusion_matrix"], meta["classes"], plots / f"confusion_{split}.png",
-                       title=f"{info.name} {split}: ACC {metrics['acc']:.3f}")
+    plot_roc(labels, scores, task, classes, plots / f"roc_{name}.png",
+             title=f"{info.name} {name}: AUC {metrics['auc']:.3f}")
+    if task != MULTI_LABEL:
+        plot_confusion(metrics["confusion_matrix"], classes, plots / f"confusion_{name}.png",
+                       title=f"{info.name} {name}: ACC {metrics['acc']:.3f}")
     return metrics
 
 

@@ -77,4 +77,5 @@ def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str, c
     out["per_class"] = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                                "support": int(s[i])} for i, name in enumerate(classes)}
     out["macro_f1"] = float(np.mean(f))
+    out["weighted_f1"] = float(np.average(f, weights=s)) if np.sum(s) else math.nan  # weighted by support
     return out

@@ -66,9 +66,10 @@ def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
 
 
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
-                  tta: str | None = None, device: str = "cpu", chunk: int = 256) -> list[dict]:
+                  tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None) -> list[dict]:
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given.
-    `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time."""
+    `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
+    to that level of the run's --taxonomy."""
     from .metrics import predicted_labels
     from .training.checkpoint import load_model
 
@@ -78,8 +79,11 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     scores = np.concatenate([predict_scores(model, load_like_training(files[i:i + chunk], meta), meta["mean"],
                                             meta["std"], meta["task"], device, tta=tta)
                              for i in range(0, len(files), chunk)])
-    classes = meta["classes"]
-    predicted = predicted_labels(scores, meta["task"])
+    classes, task = meta["classes"], meta["task"]
+    if level:
+        from .transfer.levels import at_level
+        scores, _, classes, task = at_level(meta, level, scores)
+    predicted = predicted_labels(scores, task)
     rows = []
     for f, s, p in zip(files, scores, predicted):
         row = {"path": str(f), **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, s)}}

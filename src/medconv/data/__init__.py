@@ -30,6 +30,11 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
         sets = {name: with_channels(s, cfg.channels) for name, s in sets.items()}
         info.notes.append(f"images converted from {info.channels} to {cfg.channels} channel(s)")
         info.channels = cfg.channels
+    if cfg.taxonomy:  # leaves checked; labels mapped up with --train-level
+        from ..transfer.levels import relabelled
+        info, sets = relabelled(info, sets, cfg.taxonomy, cfg.train_level)
+    elif cfg.train_level:
+        raise UserError("--train-level needs --taxonomy TREE.yaml")
     if cfg.resize and (cfg.resize, cfg.resize) != tuple(info.size):
         sets = {name: resized(s, cfg.resize, cfg.resize_mode) for name, s in sets.items()}
         info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({cfg.resize_mode})")

@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     elif last_path.exists() or (out / "metrics.json").exists():
         raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
     cfg.validate()
-    for name in ("images", "manifest", "data_root"):  # evaluate may run from another folder later
+    for name in ("images", "manifest", "data_root", "taxonomy"):  # evaluate may run from another folder later
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
