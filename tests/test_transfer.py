@@ -207,3 +207,17 @@ def test_transfer_cli_fit_then_evaluate(source_run, tmp_path, data_root, medconv
     assert json.loads(evaluated.stdout)["auc"] == fit_metrics["test"]["auc"]
     bad = medconv("transfer", "extract", *common, "--layer", "layer9")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--layer layer9" in bad.stderr
+
+
+def test_any_torchvision_model_is_a_backbone(tmp_path):
+    model = build_model("mobilenet_v3_small", 1, 5, (64, 64))
+    assert model(torch.rand(2, 1, 64, 64)).shape == (2, 5)
+    torch.manual_seed(4)
+    original = torchvision.models.mobilenet_v3_small(num_classes=5)
+    path = tmp_path / "mobilenet.pth"
+    torch.save(original.state_dict(), path)
+    apply_weights(model, resolve_weights(str(path), "mobilenet_v3_small"), "mobilenet_v3_small")
+    x = torch.rand(2, 1, 64, 64)
+    torch.testing.assert_close(outputs(model, x), outputs(original, x.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserError, match="or a torchvision classification model name"):
+        build_model("resnet9000", 1, 2, (28, 28))

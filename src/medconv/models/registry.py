@@ -38,7 +38,14 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple
     """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits)."""
     _load_all()
     if name not in REGISTRY:
-        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(available())}")
+        from .torchvision_any import build_torchvision, torchvision_names
+        if name in torchvision_names():
+            try:
+                return build_torchvision(name, in_channels, num_classes, **options)
+            except TypeError as exc:
+                raise UserError(f"--arch {name}: bad model option ({exc})") from None
+        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(available())}, "
+                        "or a torchvision classification model name (e.g. densenet121)")
     try:
         return REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes,
                                       input_size=tuple(input_size), **options)
