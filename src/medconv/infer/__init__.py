@@ -1,0 +1,1 @@
+"""Whole-image inference: the naive sliding window, exact dense scanning, tiles."""
