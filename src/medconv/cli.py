@@ -36,20 +36,36 @@ TRAIN_HELP = {
 }
 
 
+SEGMENT_HELP = {
+    "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29)",
+    "manifest": "CSV with columns image,mask[,roi][,split]",
+    "images": "folder of images (matched to --masks by file stem)",
+    "masks": "folder of label masks", "roi": "folder of region-of-interest masks (outside: not trained or scored)",
+    "value_map": "mask value -> class, e.g. 255:0,0:1", "classes": "class names, e.g. background,nucleus",
+    "mode": "patch (classify the patch around each pixel) or dense (a U-Net on tiles)",
+    "arch": "patch-cnn (patch mode) or unet (dense mode)", "patch": "odd patch side in pixels, e.g. 33, 65, 95",
+    "tile": "dense mode: training tile side (multiple of 16)",
+    "balance": "patch mode: class (each class equally often) or none",
+    "augment": "flips=1,rot90=1,elastic=PX,intensity=X (or none)",
+    "samples_per_epoch": "patches (patch mode, default 20000) or tiles (dense mode, default 400) per epoch",
+    "batch_size": "patches (default 128) or tiles (dense mode, default 8) per step",
+}
 TRANSFER_FIELDS = ("dataset", "images", "manifest", "data_root", "download", "size", "resize", "resize_mode", "patch",
                    "channels", "val_fraction", "test_fraction", "train_fraction", "model_options", "seed",
                    "select_metric")
 
 
-def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """One option per TrainConfig field (or per field in `only`), default None so only given options
+def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None,
+                       config_class=TrainConfig, help_texts: dict | None = None) -> None:
+    """One option per field of `config_class` (or per field in `only`), default None so only given options
     override --config."""
-    for f in dataclasses.fields(TrainConfig):
+    help_texts = TRAIN_HELP if help_texts is None else help_texts
+    for f in dataclasses.fields(config_class):
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})"
+        help_text = f"{help_texts.get(f.name, f.name.replace('_', ' '))} (default: {default})"
         if f.name == "model_options":
             parser.add_argument("--model-option", action="append", metavar="KEY=VALUE", dest="model_options",
                                 help="architecture option, e.g. widths=32,64,128 (repeatable)")
@@ -76,10 +92,10 @@ def parse_model_options(items: list[str] | None) -> dict:
     return options
 
 
-def explicit_options(args: argparse.Namespace) -> dict:
-    """The TrainConfig settings given on the command line, by field name (model options merged)."""
+def explicit_options(args: argparse.Namespace, config_class=TrainConfig) -> dict:
+    """The settings given on the command line, by field name (model options merged)."""
     given = {}
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(config_class):
         value = getattr(args, f.name, None)
         if f.name == "model_options":
             value = parse_model_options(value)
@@ -92,10 +108,10 @@ def explicit_options(args: argparse.Namespace) -> dict:
     return given
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, config_class=TrainConfig):
     """--config's settings (or the defaults), overridden by the options given on the command line."""
-    cfg = load_config(args.config) if args.config else TrainConfig()
-    for name, value in explicit_options(args).items():
+    cfg = load_config(args.config, config_class) if args.config else config_class()
+    for name, value in explicit_options(args, config_class).items():
         setattr(cfg, name, {**cfg.model_options, **value} if name == "model_options" else value)
     return cfg
 
@@ -110,6 +126,10 @@ EXAMPLES = {
     "transfer": "examples:\n  medconv transfer extract --backbone resnet18 --weights IMAGENET1K_V1 --dataset breastmnist\n"
                 "  medconv transfer fit --backbone simple-cnn --weights runs/pneumonia --dataset breastmnist "
                 "--out runs/breast-frozen\n  medconv evaluate runs/breast-frozen --split test",
+    "segment": "examples:\n  medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em\n"
+               "  medconv segment train --dataset isbi2012 --mode dense --arch unet --out runs/em-unet\n"
+               "  medconv segment predict runs/em slice.png --method dense --out maps/\n"
+               "  medconv segment evaluate runs/em --split test --method sliding",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
                "  medconv inspect googlenet --depth 1 --compare-paper\n"
                "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
@@ -218,6 +238,38 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--out", required=True, help="run directory to create")
             q.add_argument("--head", default="logreg", choices=["logreg", "mlp"], help="(default: logreg)")
 
+    p = verb("segment", "segmentation: patch classifiers (sliding window or exact dense scanning) and dense networks")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("train", help="train a patch classifier (--mode patch) or a U-Net (--mode dense)",
+                           epilog=EXAMPLES["segment"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    q.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
+    q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    from .segment.config import SegmentConfig
+    add_config_options(q, config_class=SegmentConfig, help_texts=SEGMENT_HELP)
+    for action, text in (("predict", "posterior maps, masks and overlays of image files"),
+                         ("evaluate", "pixel error, Rand error, Dice/IoU of a run on a split")):
+        q = actions.add_parser(action, help=text, description=text, epilog=EXAMPLES["segment"],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        q.add_argument("run_dir", help="run directory made by medconv segment train")
+        q.add_argument("--method", default="auto", choices=["auto", "dense", "sliding"],
+                       help="patch classifiers: exact dense scanning, or one pass per pixel (default: auto = dense "
+                            "when the network allows)")
+        q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+        if action == "predict":
+            q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+            q.add_argument("--out", required=True, help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
+            q.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (default: 0.5)")
+            q.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing of the map first (default: 0)")
+            q.add_argument("--opening", type=int, default=0, help="morphological opening radius (default: 0)")
+            q.add_argument("--fill-holes", action="store_true", help="fill holes in the mask")
+            q.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
+            q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
+            q.add_argument("--tta", default="none", choices=["none", "flip"], help="dense networks (default: none)")
+        else:
+            q.add_argument("--split", default="test", help="train, val or test (default: test)")
+            q.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
     p = verb("taxonomy", "class taxonomies (Esteva et al. 2017): cut a deep tree into training classes; show levels")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = actions.add_parser("partition", help="split nodes holding more than --max-class-size images into their children",
@@ -283,6 +335,28 @@ def run_transfer(args: argparse.Namespace) -> None:
         fit_head(cfg, args.out, args.head, args.layer, args.cache, args.device)
 
 
+def run_segment(args: argparse.Namespace) -> None:
+    if args.action == "train":
+        from .segment.config import SegmentConfig
+        from .segment.train import train_segmentation
+        if args.resume:
+            train_segmentation(SegmentConfig(), args.out, resume=True,
+                               overrides=explicit_options(args, SegmentConfig))
+        else:
+            train_segmentation(config_from_args(args, SegmentConfig), args.out)
+    elif args.action == "predict":
+        from .segment.evaluate import predict_segmentation
+        predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma,
+                             args.opening, args.fill_holes, args.min_size, args.instances, args.tta, args.device)
+    else:
+        from .segment.evaluate import evaluate_segmentation
+        m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device)
+        print(json.dumps(m, indent=2) if args.json else
+              f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
+              + (f"  Rand error {m['rand_error']:.4f}" if "rand_error" in m else "")
+              + f"  -> {args.run_dir}/metrics_{args.split}.json")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verb == "demo":
         from .demo import demo
@@ -322,6 +396,8 @@ def run(args: argparse.Namespace) -> int:
         run_inspect(args)
     elif args.verb == "transfer":
         run_transfer(args)
+    elif args.verb == "segment":
+        run_segment(args)
     elif args.verb == "taxonomy":
         from .transfer.taxonomy import partition_report, show_report
         print(partition_report(args.tree, args.counts, args.max_class_size, args.out, args.json)

@@ -121,8 +121,8 @@ class TrainConfig:
         return cls(**values)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from YAML; unknown keys are an error."""
+def load_config(path: str | Path, cls=TrainConfig):
+    """Read a TrainConfig (or another config dataclass with from_dict) from YAML; unknown keys are an error."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
@@ -132,7 +132,7 @@ def load_config(path: str | Path) -> TrainConfig:
         raise UserError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise UserError(f"--config {path}: expected a mapping of settings")
-    return TrainConfig.from_dict(values, source=str(path))
+    return cls.from_dict(values, source=str(path))
 
 
 def dump_config(cfg: TrainConfig) -> str:

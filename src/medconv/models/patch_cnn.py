@@ -20,7 +20,7 @@ from .registry import register
 class PatchCNN(nn.Module):
     """(N, C, P, P) patches -> (N, num_classes) logits of their centre pixels."""
 
-    def __init__(self, in_channels: int, num_classes: int, patch: int, widths=(48, 48, 48), kernels=(5, 4, 4),
+    def __init__(self, in_channels: int, num_classes: int, input_size: tuple[int, int], widths=(48, 48, 48), kernels=(5, 4, 4),
                  pool: str = "max", pool_kernel: int = 2, hidden=(200,), dropout: float = 0.3, batch_norm: bool = True):
         super().__init__()
         if len(widths) != len(kernels):
@@ -38,11 +38,11 @@ class PatchCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
             try:
-                shape = self.features(torch.zeros(1, in_channels, patch, patch)).shape
+                shape = self.features(torch.zeros(1, in_channels, *input_size)).shape
             except RuntimeError:
                 shape = (0, 0, 0, 0)
         if min(shape[2:]) < 1:
-            raise UserError(f"--arch patch-cnn: a {patch} px patch is too small for {len(widths)} conv-pool blocks "
+            raise UserError(f"--arch patch-cnn: a {input_size[0]}x{input_size[1]} patch is too small for {len(widths)} conv-pool blocks "
                             f"with kernels {list(kernels)}; use a larger --patch or fewer blocks")
         flat = shape[1] * shape[2] * shape[3]
         head: list[nn.Module] = [nn.Flatten()]
@@ -77,11 +77,9 @@ def _ints(value) -> tuple[int, ...]:
 @register("patch-cnn", "patch classifier (Ciresan 2012): valid conv + pool blocks, then FC; exact dense scanning "
                        "(widths, kernels, pool=max|avg, pool_kernel, hidden, dropout, batch_norm)")
 def patch_cnn(in_channels: int, num_classes: int, input_size: tuple[int, int], **options) -> PatchCNN:
-    if input_size[0] != input_size[1] or input_size[0] % 2 == 0:
-        raise UserError(f"--arch patch-cnn: patches must be square and odd-sized, not {input_size[0]}x{input_size[1]}")
     for key in ("widths", "kernels", "hidden"):
         if key in options:
             options[key] = _ints(options[key])
     if "widths" not in options and "kernels" not in options:
-        options["widths"], options["kernels"] = default_blocks(input_size[0], options.get("pool_kernel", 2))
-    return PatchCNN(in_channels, num_classes, input_size[0], **options)
+        options["widths"], options["kernels"] = default_blocks(min(input_size), options.get("pool_kernel", 2))
+    return PatchCNN(in_channels, num_classes, tuple(input_size), **options)

@@ -131,9 +131,9 @@ def progress_bar(console: Console) -> Progress:
 RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root")
 
 
-def resumed_config(saved: dict, overrides: dict | None, source: Path) -> TrainConfig:
+def resumed_config(saved: dict, overrides: dict | None, source: Path, cls=TrainConfig):
     """The saved configuration, with the options a resumed run may change (more epochs, another device)."""
-    cfg = TrainConfig.from_dict(saved, source=str(source))
+    cfg = cls.from_dict(saved, source=str(source))
     for key, value in (overrides or {}).items():
         if key in RESUME_MAY_CHANGE:
             setattr(cfg, key, value)

@@ -1,0 +1,1 @@
+"""Segmentation: patch classifiers, dense scanning, dense networks, post-processing and metrics."""

@@ -1,0 +1,127 @@
+"""`medconv segment evaluate` and `segment predict`: whole-image posteriors, metrics, maps on disk.
+
+Metrics (pooled over the split's images): pixel error, per-class Dice/F1 and IoU, and, where class 1
+is a boundary class (ISBI's membranes), the challenge's Rand error (1 - best foreground-restricted
+Rand F-score over thresholds). Outputs of predict: NAME_prob.png (16-bit foreground probability, or
+.tif float32), NAME_mask.png (labels after post-processing), NAME_overlay.png.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ..data.segmentation import SegImage, SegInfo
+from ..errors import UserError
+from ..fileio import write_json
+from ..training.checkpoint import load_model
+from .config import SegmentConfig
+from .maps import MapMaker
+from .metrics import dice_iou, pixel_error, rand_error
+from .postprocess import binary_cleanup, overlay, save_labels, save_probability, smooth, watershed_instances
+
+BOUNDARY_CLASSES = ("membrane", "boundary")
+
+
+def load_segmenter(run_dir: str | Path, which: str = "best", device: str = "cpu"):
+    model, meta = load_model(run_dir, which, device)
+    if meta.get("task") != "segmentation":
+        raise UserError(f"{run_dir} is not a segmentation run (made by medconv segment train)")
+    return model, meta
+
+
+def split_metrics(maker: MapMaker, images: list[SegImage], classes: list[str]) -> dict:
+    """Metrics of the posterior maps of labelled images, pooled over them, and seconds per image."""
+    labelled = [im for im in images if im.mask is not None]
+    if not labelled:
+        raise UserError("no labelled images in this split")
+    tic = time.time()
+    probs = [maker(torch.from_numpy(im.image)).numpy() for im in labelled]
+    seconds = (time.time() - tic) / len(labelled)
+    truth = np.concatenate([im.mask.ravel() for im in labelled])
+    roi = np.concatenate([(im.roi if im.roi is not None else np.ones_like(im.mask, bool)).ravel() for im in labelled])
+    pred = np.concatenate([p.argmax(0).ravel() for p in probs])
+    per_class = dice_iou(pred, truth, list(range(len(classes))), roi)
+    out = {"n": len(labelled), "pixel_error": float(((pred != truth) & roi).sum() / roi.sum()),
+           "per_class": {classes[c]: v for c, v in per_class.items()}, "seconds_per_image": seconds}
+    if len(classes) == 2:
+        fg = np.concatenate([p[1].ravel() for p in probs])
+        out["pixel_error"] = pixel_error(fg, truth == 1, 0.5, roi)
+        out["f1"] = per_class[1]["dice"]
+        if classes[1] in BOUNDARY_CLASSES:
+            out.update(rand_error([p[1] for p in probs], [im.mask == 1 for im in labelled]))
+    else:
+        out["f1"] = float(np.nanmean([per_class[c]["dice"] for c in range(1, len(classes))]))
+    return out
+
+
+def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
+                          device: str = "cpu", data: tuple[SegInfo, dict] | None = None) -> dict:
+    """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_{split}.json."""
+    from .train import load_data
+
+    model, meta = load_segmenter(run_dir, which, device)
+    info, splits = data if data is not None else load_data(SegmentConfig.from_dict(meta["config"]))
+    if split not in splits or not splits[split]:
+        raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
+    maker = MapMaker(model, meta, method, device=device)
+    metrics = {**split_metrics(maker, splits[split], meta["classes"]), "split": split, "method": maker.method,
+               "checkpoint": which}
+    write_json(Path(run_dir) / f"metrics_{split}.json", metrics)
+    return metrics
+
+
+def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:
+    """After training: metrics of the best checkpoint on val (and test, when labelled); metrics.json."""
+    from ..training.checkpoint import read_checkpoint
+
+    _, last = read_checkpoint(out / "checkpoints" / "last.safetensors")
+    result = {"dataset": info.name, "arch": last["arch"], "mode": last["mode"], "epochs": last["epoch"],
+              "best_epoch": last["best_epoch"], "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
+    for split in ("val", "test"):
+        if any(im.mask is not None for im in splits.get(split, [])):
+            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits))
+    write_json(out / "metrics.json", result)
+    summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
+                        + (f" Rand error {result[s]['rand_error']:.4f}" if "rand_error" in result[s] else "")
+                        for s in ("val", "test") if s in result)
+    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False)
+    return result
+
+
+def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | Path, method: str = "auto",
+                         threshold: float = 0.5, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
+                         min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "cpu",
+                         console: Console | None = None) -> list[dict]:
+    """Posterior maps, label masks and overlays for image files; returns one row per image."""
+    from ..data.images import prepare_image, read_image
+    from ..prediction import image_files
+
+    console = console or Console(stderr=True)
+    model, meta = load_segmenter(run_dir, device=device)
+    maker = MapMaker(model, meta, method, tta, device)
+    out_dir = Path(out_dir)
+    rows = []
+    for path in image_files(inputs):
+        array = read_image(path)
+        image = prepare_image(array, meta["in_channels"], array.shape[:2])  # (C, H, W), no resizing
+        tic = time.time()
+        probs = maker(image).numpy()
+        seconds = time.time() - tic
+        if probs.shape[0] == 2:
+            fg = smooth(probs[1], sigma) if sigma else probs[1]
+            save_probability(out_dir / f"{path.stem}_prob.png", fg)
+            mask = binary_cleanup(fg > threshold, opening=opening, fill_holes=fill_holes, min_size=min_size)
+            labels = watershed_instances(mask.astype(float)) if instances else mask.astype(np.uint8)
+        else:
+            labels = probs.argmax(0).astype(np.uint8)
+        save_labels(out_dir / f"{path.stem}_mask.png", labels)
+        picture = image.numpy().transpose(1, 2, 0)
+        overlay(picture[..., 0] if picture.shape[2] == 1 else picture, labels if instances or labels.max() > 1 else labels.astype(bool),
+                out_dir / f"{path.stem}_overlay.png")
+        rows.append({"image": str(path), "seconds": round(seconds, 3), "method": maker.method})
+        console.print(f"{path.name}: {maker.method} posterior map in {seconds:.2f} s -> {out_dir}/{path.stem}_*.png")
+    return rows

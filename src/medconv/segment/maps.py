@@ -1,0 +1,66 @@
+"""Posterior maps (K, H, W) of whole images from a trained segmentation network, by any of the three ways:
+the naive sliding window and exact dense scanning of a patch classifier, or a dense network over
+overlapping, blended tiles (MONAI's sliding_window_inference), with optional flip test-time augmentation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..infer.dense import dense_network, dense_posteriors
+from ..infer.sliding_window import sliding_posteriors
+
+METHODS = ("auto", "dense", "sliding")
+
+
+class MapMaker:
+    """Turns images (C, H, W) in [0, 1] into posteriors (K, H, W) for one trained network.
+
+    meta: the checkpoint metadata (mode, patch or tile, mean, std). method: for patch classifiers,
+    dense (exact dense scanning), sliding (one forward pass per pixel) or auto (dense when the network
+    can be rewritten, else sliding). tta: "none" or "flip" (dense networks: mean over 4 flips).
+    """
+
+    def __init__(self, model: nn.Module, meta: dict, method: str = "auto", tta: str = "none",
+                 device: str = "cpu", progress=None):
+        if method not in METHODS:
+            raise UserError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+        self.model, self.meta, self.device, self.tta, self.progress = model.eval(), meta, device, tta, progress
+        self.mode = meta["mode"]
+        self.method, self.dense = method, None
+        if self.mode == "patch" and method in ("auto", "dense"):
+            try:
+                self.dense = dense_network(model, meta["patch"]).to(device)
+                self.method = "dense"
+            except UserError:
+                if method == "dense":
+                    raise
+                self.method = "sliding"
+        elif self.mode == "dense":
+            self.method = "tiles"
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        mean, std = self.meta["mean"], self.meta["std"]
+        if self.mode == "patch":
+            if self.method == "dense" and stride == 1:
+                return dense_posteriors(self.dense, image, self.meta["patch"], mean, std, device=self.device)
+            return sliding_posteriors(self.model, image, self.meta["patch"], mean, std, stride, device=self.device,
+                                      progress=self.progress)
+        return self.tiled(image)
+
+    def tiled(self, image: torch.Tensor) -> torch.Tensor:
+        from monai.inferers import sliding_window_inference
+
+        from ..data.transforms import normalise
+        x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
+        tile = self.meta["tile"]
+        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta == "flip" else [()]
+        total = 0
+        for dims in flips:
+            view = x.flip(dims) if dims else x
+            logits = sliding_window_inference(view, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
+            probs = torch.softmax(logits.float(), 1)
+            total = total + (probs.flip(dims) if dims else probs)
+        return (total / len(flips))[0].cpu()

@@ -1,0 +1,244 @@
+"""Segmentation metrics: ISBI 2012 pixel and Rand error, Dice/IoU, AJI and object-level Dice.
+
+Images are (H, W) arrays. Binary masks are bool or 0/1; label and instance maps are non-negative
+integers with 0 = background (or boundary). Pairs of labels are counted with a sparse contingency
+table, so a 512 x 512 image costs a few milliseconds per table.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from scipy import ndimage, sparse
+
+from medconv.errors import UserError
+
+#: Thresholds the ISBI 2012 Fiji script sweeps (0.0 to 1.0 in steps of 0.1).
+ISBI_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.round(np.linspace(0.0, 1.0, 11), 10))
+_STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: ndimage.generate_binary_structure(2, 2)}
+_MEMBRANE_HINT = "; for ISBI label PNGs (255 = cell, 0 = membrane) pass label == 0"
+
+
+def _check_shapes(a: np.ndarray, b: np.ndarray, names: str) -> None:
+    if a.shape != b.shape:
+        raise UserError(f"{names}: shapes {a.shape} and {b.shape} differ; they must be equal")
+
+
+def _binary(x, name: str, hint: str = "") -> np.ndarray:
+    """x as a bool array; only bool or 0/1 input is accepted (a 0/255 image has no agreed polarity)."""
+    x = np.asarray(x)
+    if x.dtype == bool:
+        return x
+    if not ((x == 0) | (x == 1)).all():
+        raise UserError(f"{name} must be a binary mask (bool or 0/1), got values {np.unique(x)[:6]}{hint}")
+    return x.astype(bool)
+
+
+def _compact(labels: np.ndarray, name: str) -> np.ndarray:
+    """Flat non-negative int64 labels, renumbered 1..K (0 kept as 0) when the ids are sparse."""
+    x = np.asarray(labels).ravel()
+    if not np.issubdtype(x.dtype, np.integer) and x.dtype != bool:
+        raise UserError(f"{name} must be an integer label image, got dtype {x.dtype}")
+    x = x.astype(np.int64)
+    if x.size and x.min() < 0:
+        raise UserError(f"{name} has negative labels; expected 0 = background and 1, 2, ... = objects")
+    if x.size and x.max() > x.size:
+        uniq, x = np.unique(x, return_inverse=True)
+        x = x.ravel() + (uniq[0] != 0)
+    return x
+
+
+def _contingency(a: np.ndarray, b: np.ndarray) -> sparse.coo_matrix:
+    """n_ij = number of pixels with label i in a and j in b (a, b: flat non-negative ints)."""
+    shape = (int(a.max(initial=0)) + 1, int(b.max(initial=0)) + 1)
+    table = sparse.csr_matrix((np.ones(a.size, np.int64), (a, b)), shape=shape)  # sums duplicates
+    return table.tocoo()
+
+
+def _best_per(key: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Index of the highest score for each distinct key (ties: the first entry)."""
+    order = np.lexsort((-score, key))
+    keys = key[order]
+    return order[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else order
+
+
+def pixel_error(prob_or_pred, truth, threshold: float = 0.5, roi=None) -> float:
+    """Fraction of pixels whose binary label differs from truth (ISBI 2012's pixel error).
+
+    prob_or_pred: (H, W) probabilities or a binary mask, binarised as ``prob_or_pred > threshold``
+    (as Fiji's PixelError does); truth: (H, W) binary mask of the same class; roi: optional
+    (H, W) bool mask of the pixels to score.
+    """
+    pred = np.asarray(prob_or_pred) > threshold
+    truth = _binary(truth, "truth")
+    _check_shapes(pred, truth, "pixel_error prediction and truth")
+    wrong = pred != truth
+    if roi is not None:
+        roi = _binary(roi, "roi")
+        _check_shapes(roi, truth, "pixel_error roi and truth")
+        wrong = wrong[roi]
+    if wrong.size == 0:
+        raise UserError("pixel_error: the roi selects no pixels")
+    return float(wrong.mean())
+
+
+def _rand_sums(seg: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[sum n_ij^2, sum s_i^2, sum t_j^2] over truth's foreground (seg 0 = one singleton per pixel)."""
+    inside = truth != 0
+    s, t = seg[inside], truth[inside]
+    boundary = s == 0
+    n0 = float(boundary.sum())
+    s_in, t_in = s[~boundary], t[~boundary]
+    pairs = float((_contingency(s_in, t_in).data.astype(np.float64) ** 2).sum()) + n0
+    split_sizes = float((np.bincount(s_in).astype(np.float64) ** 2).sum()) + n0
+    truth_sizes = float((np.bincount(t).astype(np.float64) ** 2).sum())
+    return np.array([pairs, split_sizes, truth_sizes])
+
+
+def _v_rand(sums: np.ndarray) -> tuple[float, float, float]:
+    """(F, split, merge) from [sum p_ij^2, sum s_i^2, sum t_j^2] (the n^2 normalisation cancels)."""
+    pairs, seg_sq, truth_sq = sums
+    if truth_sq == 0:
+        raise UserError("Rand score: the ground truth has no foreground (cell) pixels")
+    split, merge = pairs / truth_sq, pairs / seg_sq
+    return 2 * split * merge / (split + merge), split, merge
+
+
+def rand_f_score(seg, truth) -> float:
+    """Foreground-restricted Rand F-score V_rand of label image seg against truth, both (H, W).
+
+    Only pixels with truth != 0 count. seg == 0 marks predicted boundary: each such pixel is its
+    own singleton segment (as in the ISBI 2012 scorer), so it never joins a pair. See rand_error.
+    """
+    seg, truth = np.asarray(seg), np.asarray(truth)
+    _check_shapes(seg, truth, "rand_f_score seg and truth")
+    return float(_v_rand(_rand_sums(_compact(seg, "seg"), _compact(truth, "truth")))[0])
+
+
+def _slices(x, name: str) -> list[np.ndarray]:
+    """(H, W), (N, H, W) or a list of (H, W) arrays as a list of 2-D arrays."""
+    items = list(x) if isinstance(x, (list, tuple)) or np.ndim(x) == 3 else [x]
+    items = [np.asarray(a) for a in items]
+    if not items or any(a.ndim != 2 for a in items):
+        raise UserError(f"{name} must be an (H, W) image, an (N, H, W) stack or a list of (H, W) images")
+    return items
+
+
+def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS,
+               connectivity: int = 4) -> dict:
+    """ISBI 2012 Rand error: 1 - the best foreground-restricted Rand F-score over thresholds.
+
+    prob: (H, W) membrane probability (or (N, H, W) / list for a stack); truth_membrane: same
+    shape, bool or 0/1 with True = membrane. Follows the challenge's Fiji scorer
+    (trainableSegmentation.metrics.RandError, foreground-restricted N^2 statistics; Arganda-Carreras
+    et al. 2015, Front. Neuroanat. 9:142):
+
+    1. cells are ``prob < t`` (Fiji's ``(1 - prob) > 1 - t`` on its cell-probability image);
+       ground-truth cells are ``~truth_membrane``; both are labelled into 4-connected components
+       (Fiji calls ``Utils.connectedComponents(image, 4)``); pass ``connectivity=8`` to deviate.
+    2. Only pixels inside ground-truth cells count (n of them). p_ij = n_ij / n joins predicted
+       segment i and true segment j; s_i, t_j are its row and column sums.
+    3. A predicted-boundary pixel inside a true cell is neither dropped nor pooled into one
+       background segment: it is its own singleton segment (Fiji adds sum_i p_i0 / n to both
+       sum p_ij^2 and sum s_i^2), so it breaks pairs and lowers the split score.
+    4. V_split = sum p_ij^2 / sum t_j^2, V_merge = sum p_ij^2 / sum s_i^2,
+       V_rand = 2 V_split V_merge / (V_split + V_merge). A stack pools the sums over its slices
+       (each slice labelled in 2-D), as Fiji pools TP/FP/FN.
+
+    Not implemented: the "after border thinning" variant the challenge leaderboard switched to in
+    2016 (getMaximalVRandAfterThinning). Returns {"rand_error", "best_threshold", "v_rand_split",
+    "v_rand_merge"} at the best threshold (ties: the first in ``thresholds``).
+    """
+    if connectivity not in _STRUCTURE:
+        raise UserError(f"connectivity must be 4 or 8, got {connectivity}")
+    probs, truths = _slices(prob, "prob"), _slices(truth_membrane, "truth_membrane")
+    if len(probs) != len(truths):
+        raise UserError(f"rand_error: {len(probs)} probability maps but {len(truths)} truth masks")
+    gt_labels = []
+    for p, t in zip(probs, truths):
+        _check_shapes(p, t, "rand_error prob and truth_membrane")
+        if not np.isfinite(p).all():
+            raise UserError("rand_error: prob contains NaN or infinite values")
+        cells = ~_binary(t, "truth_membrane", _MEMBRANE_HINT)
+        gt_labels.append(ndimage.label(cells, structure=_STRUCTURE[connectivity])[0])
+    best = None
+    for t in thresholds:
+        sums = sum(_rand_sums(ndimage.label(p < t, structure=_STRUCTURE[connectivity])[0], g)
+                   for p, g in zip(probs, gt_labels))
+        score = _v_rand(sums)
+        if best is None or score[0] > best[0][0]:
+            best = (score, float(t))
+    if best is None:
+        raise UserError("rand_error: thresholds is empty")
+    (f, split, merge), t = best
+    return {"rand_error": float(1 - f), "best_threshold": t, "v_rand_split": float(split),
+            "v_rand_merge": float(merge)}
+
+
+def dice_iou(pred, truth, classes: Sequence[int], roi=None) -> dict[int, dict[str, float]]:
+    """Per-class Dice (= F1) and IoU of label images pred, truth (H, W) int, inside roi (bool).
+
+    Returns {class: {"dice": d, "iou": j}}; NaN where the class is absent from both images.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    _check_shapes(pred, truth, "dice_iou pred and truth")
+    if roi is not None:
+        roi = _binary(roi, "roi")
+        _check_shapes(roi, truth, "dice_iou roi and truth")
+        pred, truth = pred[roi], truth[roi]
+    out = {}
+    for c in classes:
+        p, t = pred == c, truth == c
+        inter, total = float((p & t).sum()), float(p.sum() + t.sum())
+        out[c] = {"dice": 2 * inter / total if total else float("nan"),
+                  "iou": inter / (total - inter) if total else float("nan")}
+    return out
+
+
+def _instance_overlaps(pred, truth):
+    """Overlap table of two instance maps: (truth ids, pred ids, intersections, truth areas, pred areas)."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    _check_shapes(pred, truth, "instance maps pred and truth")
+    p, t = _compact(pred, "pred_instances"), _compact(truth, "truth_instances")
+    both = (p > 0) & (t > 0)
+    table = _contingency(t[both], p[both])
+    t_area, p_area = np.bincount(t).astype(np.float64), np.bincount(p).astype(np.float64)
+    t_area[0] = p_area[0] = 0
+    return table.row, table.col, table.data.astype(np.float64), t_area, p_area
+
+
+def aggregated_jaccard_index(pred_instances, truth_instances) -> float:
+    """Aggregated Jaccard Index (Kumar et al. 2017, IEEE TMI) of two (H, W) instance maps.
+
+    Each true object G_i takes the predicted object S_j of largest IoU with it (any S_j, even one
+    already taken); C += |G_i & S_j|, U += |G_i | S_j|. A G_i that overlaps nothing adds |G_i| to
+    U, and every predicted object never taken adds its area to U. AJI = C / U (NaN if both empty).
+    """
+    ti, pj, inter, t_area, p_area = _instance_overlaps(pred_instances, truth_instances)
+    union = t_area[ti] + p_area[pj] - inter
+    best = _best_per(ti, inter / union)
+    c, u = inter[best].sum(), union[best].sum()
+    unmatched_t = np.ones(t_area.size, bool)
+    unmatched_t[ti[best]] = False
+    unused_p = np.ones(p_area.size, bool)
+    unused_p[pj[best]] = False
+    u += t_area[unmatched_t].sum() + p_area[unused_p].sum()
+    return float(c / u) if u else float("nan")
+
+
+def object_dice(pred_instances, truth_instances) -> float:
+    """Object-level Dice (Sirinukunwattana et al. 2017, GlaS) of two (H, W) instance maps.
+
+    D = 1/2 [sum_i g_i Dice(G_i, S*(G_i)) + sum_j s_j Dice(G*(S_j), S_j)], with g_i, s_j the object's
+    share of all true / predicted object area and S*(G_i) the predicted object of largest overlap
+    with G_i (G*(S_j) likewise); no overlap gives Dice 0. NaN if both maps are empty, 0 if one is.
+    """
+    ti, pj, inter, t_area, p_area = _instance_overlaps(pred_instances, truth_instances)
+    total_t, total_p = t_area.sum(), p_area.sum()
+    if not total_t or not total_p:
+        return float("nan") if total_t == total_p else 0.0
+    dice = 2 * inter / (t_area[ti] + p_area[pj])
+    by_truth, by_pred = _best_per(ti, inter), _best_per(pj, inter)
+    truth_term = (t_area[ti[by_truth]] * dice[by_truth]).sum() / total_t
+    pred_term = (p_area[pj[by_pred]] * dice[by_pred]).sum() / total_p
+    return float(0.5 * (truth_term + pred_term))

@@ -1,0 +1,205 @@
+"""`medconv segment train`: a patch classifier on pixel-centred patches (mode patch), or a dense
+prediction network on tiles (mode dense), with validation on whole images and checkpoints per epoch.
+
+Each epoch reseeds from (seed, epoch), as the classification loop does, so `--resume` repeats an
+interrupted epoch exactly. The checkpoint is chosen on the validation images' foreground F1 (or
+pixel error), computed on whole posterior maps (exact dense scanning for patch classifiers).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from ..data.patches import PatchSampler, augment_patches, class_weights
+from ..data.segmentation import SegImage, SegInfo, load_segmentation
+from ..data.transforms import normalise
+from ..errors import TrainingDiverged, UserError
+from ..fileio import write_text
+from ..models.registry import build_model
+from ..training.checkpoint import read_checkpoint, restore_optimizer, save_checkpoint, load_weights
+from ..training.loop import (
+    learning_rate,
+    make_optimizer,
+    progress_bar,
+    resolve_device,
+    resumed_config,
+    set_determinism,
+)
+from .config import SegmentConfig, dump, parse_augment
+from .maps import MapMaker
+
+HISTORY = ["epoch", "lr", "train_loss", "val_f1", "val_pixel_error", "seconds"]
+
+
+def load_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegImage]]]:
+    return load_segmentation(manifest=cfg.manifest, images=cfg.images, masks=cfg.masks, roi=cfg.roi,
+                             dataset=cfg.dataset, data_root=cfg.data_root, value_map=cfg.value_map,
+                             classes=cfg.classes, channels=cfg.channels, val_fraction=cfg.val_fraction,
+                             test_fraction=cfg.test_fraction, seed=cfg.seed)
+
+
+def pixel_stats(images: list[SegImage]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over all pixels of the images."""
+    stacked = np.concatenate([im.image.reshape(im.image.shape[0], -1) for im in images], axis=1)
+    return stacked.mean(1).tolist(), np.maximum(stacked.std(1), 1e-6).tolist()
+
+
+def build(cfg: SegmentConfig, info: SegInfo) -> torch.nn.Module:
+    side = cfg.patch if cfg.mode == "patch" else cfg.tile
+    return build_model(cfg.arch, info.channels, len(info.classes), (side, side), **cfg.model_options)
+
+
+class TileSampler:
+    """Random tile x tile crops of the images with their masks (-1 outside the roi): for dense networks."""
+
+    def __init__(self, images: list[SegImage], tile: int):
+        if any(min(im.image.shape[1:]) < tile for im in images):
+            raise UserError(f"--tile {tile} is larger than a training image; choose a smaller --tile")
+        self.images, self.tile = images, tile
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for i in torch.randint(0, len(self.images), (n,), generator=generator).tolist():
+            im = self.images[i]
+            h, w = im.mask.shape
+            y0 = int(torch.randint(0, h - self.tile + 1, (1,), generator=generator))
+            x0 = int(torch.randint(0, w - self.tile + 1, (1,), generator=generator))
+            crop = (slice(y0, y0 + self.tile), slice(x0, x0 + self.tile))
+            mask = torch.from_numpy(im.mask[crop].copy())
+            if im.roi is not None:
+                mask[~torch.from_numpy(im.roi[crop])] = -1
+            xs.append(torch.from_numpy(im.image[(slice(None), *crop)].copy()))
+            ys.append(mask)
+        return torch.stack(xs), torch.stack(ys)
+
+
+def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug: dict, classes: int):
+    """The same flips, rotations and elastic field for images (N, C, T, T) and masks (N, T, T) (carried as
+    one-hot channels, then argmax; -1 stays -1); intensity on the images only."""
+    onehot = F.one_hot(y.clamp_min(0), classes).permute(0, 3, 1, 2).float() * (y >= 0).unsqueeze(1)
+    both = augment_patches(torch.cat([x, onehot, (y >= 0).unsqueeze(1).float()], 1), generator,
+                           aug["flips"], aug["rot90"], aug["elastic"])
+    x, onehot, valid = both[:, :x.shape[1]], both[:, x.shape[1]:-1], both[:, -1] > 0.5
+    x = augment_patches(x, generator, False, False, 0.0, aug["intensity"]) if aug["intensity"] else x
+    return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long))
+
+
+def score(maker: MapMaker, images: list[SegImage]) -> dict:
+    """Foreground F1 (class 1 of 2; mean Dice of classes >= 1 otherwise) and pixel error on images with masks."""
+    tp = fp = fn = wrong = total = 0
+    dice = []
+    for im in images:
+        pred = maker(torch.from_numpy(im.image)).argmax(0).numpy()
+        keep = im.roi if im.roi is not None else np.ones_like(im.mask, dtype=bool)
+        p, t = pred[keep], im.mask[keep]
+        wrong, total = wrong + int((p != t).sum()), total + int(keep.sum())
+        for c in range(1, max(int(t.max()), int(p.max()), 1) + 1):
+            tp_c, fp_c, fn_c = int(((p == c) & (t == c)).sum()), int(((p == c) & (t != c)).sum()), int(((p != c) & (t == c)).sum())
+            if c == 1:
+                tp, fp, fn = tp + tp_c, fp + fp_c, fn + fn_c
+            dice.append((tp_c, fp_c, fn_c, c))
+    classes = sorted({c for *_, c in dice})
+    per_class = [2 * sum(d[0] for d in dice if d[3] == c) /
+                 max(1, sum(2 * d[0] + d[1] + d[2] for d in dice if d[3] == c)) for c in classes]
+    return {"f1": float(np.mean(per_class)) if per_class else math.nan, "pixel_error": wrong / max(total, 1)}
+
+
+def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False,
+                       console: Console | None = None, overrides: dict | None = None) -> dict:
+    """Train per `cfg` into run directory `out`; returns metrics.json's content (val and test). With
+    `resume`, the saved configuration is used; `overrides` may extend --epochs or change the device."""
+    from .evaluate import finish_segmentation
+
+    console = console or Console(stderr=True)
+    out = Path(out)
+    last_path, best_path = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
+    saved = None
+    if resume:
+        if not last_path.exists():
+            raise UserError(f"--resume: {last_path} not found (nothing to resume)")
+        saved = read_checkpoint(last_path)
+        cfg = resumed_config(saved[1]["config"], overrides, last_path, SegmentConfig)
+    elif last_path.exists() or (out / "metrics.json").exists():
+        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    cfg.validate()
+    set_determinism(cfg)
+    info, splits = load_data(cfg)
+    if not splits["val"]:
+        raise UserError("segmentation training needs at least one validation image (to choose the checkpoint)")
+    sampler = (PatchSampler(splits["train"], cfg.patch, cfg.balance, cfg.seed) if cfg.mode == "patch"
+               else TileSampler(splits["train"], cfg.tile))
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, info).to(device)
+    mean, std = pixel_stats(splits["train"])
+    side = cfg.patch if cfg.mode == "patch" else cfg.tile
+    meta = {"arch": cfg.arch, "model_options": cfg.model_options, "in_channels": info.channels,
+            "num_classes": len(info.classes), "input_size": [side, side], "classes": info.classes,
+            "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
+            "mean": mean, "std": std, "config": cfg.to_dict()}
+    optimizer = make_optimizer(cfg, model)
+    start, best, best_epoch, history = 0, -math.inf, 0, []
+    if saved is not None:
+        load_weights(model, saved[0], last_path, cfg.arch)
+        restore_optimizer(optimizer, saved[0], saved[1])
+        start, best, best_epoch, history = (saved[1][k] for k in ("epoch", "best_metric", "best_epoch", "history"))
+        console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump(cfg))
+    for note in info.notes:
+        console.print(f"note: {note}")
+    k = len(info.classes)
+    weight = class_weights(splits["train"], k).to(device) if cfg.class_weights == "balanced" else None
+    aug = parse_augment(cfg.augment)
+    steps = max(1, cfg.samples_per_epoch // cfg.batch_size)
+    with progress_bar(console) as bar:
+        task = bar.add_task("training", total=(cfg.epochs - start) * steps, status="")
+        for epoch in range(start, cfg.epochs):
+            tic = time.time()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            lr = learning_rate(cfg, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            model.train()
+            total = 0.0
+            for step in range(steps):
+                x, y = sampler.sample(cfg.batch_size, generator)
+                if cfg.mode == "patch":
+                    x = augment_patches(x, generator, **aug)
+                else:
+                    x, y = augment_tiles(x, y, generator, aug, k)
+                logits = model(normalise(x.to(device), mean, std)).float()
+                loss = F.cross_entropy(logits, y.to(device), weight=weight, ignore_index=-1)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}; "
+                                           f"last good checkpoint kept in {last_path.parent}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+                bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / (step + 1):.4f}")
+            val = score(MapMaker(model, meta, device=str(device)), splits["val"])
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / steps, "val_f1": val["f1"],
+                   "val_pixel_error": val["pixel_error"], "seconds": time.time() - tic}
+            history.append(row)
+            metric = val["f1"] if cfg.select_metric == "f1" else -val["pixel_error"]
+            if best_epoch == 0 or metric > best:
+                best, best_epoch = metric, epoch + 1
+                save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
+                                               "best_epoch": best_epoch, "history": history}, optimizer)
+            write_text(out / "history.csv", "\n".join([",".join(HISTORY)] + [
+                ",".join(f"{r[h]:.6g}" if isinstance(r[h], float) else str(r[h]) for h in HISTORY) for r in history]) + "\n")
+            status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val F1 {val['f1']:.4f} "
+                      f"pixel error {val['pixel_error']:.4f} (best @ {best_epoch})")
+            bar.update(task, status=status)
+            if not console.is_terminal:
+                console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
+    return finish_segmentation(out, info, splits, console, str(device))
