@@ -84,3 +84,13 @@ def test_bad_input_is_one_clear_line(tmp_path, medconv, case, words):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cpm15_fixed_split_keeps_instances(data_root):
+    from medconv.data.segmentation import load_segmentation
+    info, splits = load_segmentation(dataset="cpm15", data_root=str(data_root))
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [10, 2, 3] and info.channels == 3
+    tile = splits["test"][0]
+    assert tile.name == "image07" and tile.instances.max() > 100
+    assert np.array_equal(tile.mask, (tile.instances > 0).astype(np.int64))
+    assert sum(len(np.unique(im.instances)) - 1 for s in splits.values() for im in s) == 2905

@@ -37,7 +37,8 @@ TRAIN_HELP = {
 
 
 SEGMENT_HELP = {
-    "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29)",
+    "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29) or "
+               "cpm15 (CPM-15 nuclei, instance maps kept for AJI)",
     "manifest": "CSV with columns image,mask[,roi][,split]",
     "images": "folder of images (matched to --masks by file stem)",
     "masks": "folder of label masks", "roi": "folder of region-of-interest masks (outside: not trained or scored)",

@@ -33,6 +33,7 @@ class SegImage:
     image: np.ndarray
     mask: np.ndarray | None = None
     roi: np.ndarray | None = None
+    instances: np.ndarray | None = None  # (H, W) int object ids (0 = background), where the data has them
 
 
 @dataclass
@@ -188,6 +189,24 @@ def _isbi_rows(root: str | os.PathLike | None) -> list[dict]:
              "split": "train" if i < 20 else "val" if i < 25 else "test"} for i, f in enumerate(files)]
 
 
+# CPM-15: 15 tiles, 01-07 at 20x, 08-15 at 40x; a fixed split with both magnifications in every part
+CPM15_SPLIT = {"train": (1, 2, 3, 4, 5, 8, 9, 10, 11, 12), "val": (6, 13), "test": (7, 14, 15)}
+
+
+def _cpm15_rows(root: str | os.PathLike | None) -> list[dict]:
+    """CPM-15 nuclei: images/imageXX.png (RGBA, alpha dropped), labels/imageXX_label.png instance maps."""
+    base = resolve_root(root)
+    folder = base if (base / "labels").is_dir() else base / "cpm15_nuclei"
+    split = {i: name for name, ids in CPM15_SPLIT.items() for i in ids}
+    rows = [{"name": f"image{i:02d}", "image": folder / "images" / f"image{i:02d}.png", "mask": None, "roi": None,
+             "instances": folder / "labels" / f"image{i:02d}_label.png", "split": split[i]} for i in range(1, 16)]
+    missing = [str(r[k]) for r in rows for k in ("image", "instances") if not Path(r[k]).exists()]
+    if missing:
+        raise UserError(f"CPM-15 not found: {missing[0]} is missing (expected DATA_ROOT/cpm15_nuclei/images and "
+                        "labels; set --data-root or MEDCONV_DATA)")
+    return rows
+
+
 def _random_splits(n: int, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
     """A seeded split by image; at least one val and one test image when n >= 3."""
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
@@ -211,11 +230,17 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
         raise UserError(f"channels must be 1 or 3 (or left unset), got {channels}")
     notes: list[str] = []
     if dataset is not None:
-        if str(dataset).lower() not in ("isbi2012", "isbi2012_em"):
-            raise UserError(f"unknown segmentation dataset '{dataset}': expected isbi2012, or images/masks/manifest")
-        rows, name = _isbi_rows(data_root), "isbi2012"
-        value_map, classes = value_map or ISBI_VALUE_MAP, classes or ISBI_CLASSES
-        notes = ["ISBI 2012 protocol split: train 00-19, val 20-24, test 25-29 of the training stack"]
+        if str(dataset).lower() in ("cpm15", "cpm15_nuclei"):
+            rows, name, classes = _cpm15_rows(data_root), "cpm15", classes or ["background", "nucleus"]
+            notes = [f"CPM-15 fixed split: {'; '.join(f'{k} {list(v)}' for k, v in CPM15_SPLIT.items())}; masks = "
+                     "nuclei of the instance maps (kept for instance metrics)"]
+        elif str(dataset).lower() in ("isbi2012", "isbi2012_em"):
+            rows, name = _isbi_rows(data_root), "isbi2012"
+            value_map, classes = value_map or ISBI_VALUE_MAP, classes or ISBI_CLASSES
+            notes = ["ISBI 2012 protocol split: train 00-19, val 20-24, test 25-29 of the training stack"]
+        else:
+            raise UserError(f"unknown segmentation dataset '{dataset}': expected isbi2012 or cpm15, or "
+                            "images/masks/manifest")
     elif manifest is not None:
         rows, name = _manifest_rows(Path(manifest)), Path(manifest).stem
     elif images is not None and masks is not None:
@@ -229,7 +254,12 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
     pics = [read_image(r["image"]) for r in rows]  # (H, W, C) float32 in [0, 1]
     channels = channels or (3 if any(a.shape[2] == 3 for a in pics) else 1)
     raw = {str(r["mask"]): read_mask(r["mask"]) for r in rows if r["mask"] is not None}
-    mapped, classes = to_classes(raw, parse_value_map(value_map), classes)
+    instances = {str(r["instances"]): read_mask(r["instances"]) for r in rows if r.get("instances")}
+    mapped, classes = to_classes(raw, parse_value_map(value_map), classes) if raw else ({}, classes)
+    mapped.update({key: (ids > 0).astype(np.int64) for key, ids in instances.items()})
+    for r in rows:
+        if r.get("instances"):
+            r["mask"] = r["instances"]
     out: dict[str, list[SegImage]] = {s: [] for s in SPLITS}
     for r, a in zip(rows, pics):
         size = a.shape[:2]
@@ -240,6 +270,7 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
                 raise UserError(f"image {r['image']} is {size[0]}x{size[1]} but {kind} {p} is "
                                 f"{m.shape[0]}x{m.shape[1]}: they must be the same size")
         image = prepare_image(a, channels, size).numpy()  # grey <-> RGB only; no resizing
-        out[r["split"]].append(SegImage(r["name"], image, mask, roi_arr))
+        ids = instances.get(str(r.get("instances")))
+        out[r["split"]].append(SegImage(r["name"], image, mask, roi_arr, ids))
     notes += [f"the {k} split is empty ({len(rows)} images)" for k, v in out.items() if not v]
     return SegInfo(name=name, classes=list(classes), channels=channels, notes=notes), out

@@ -2,7 +2,8 @@
 
 Metrics (pooled over the split's images): pixel error, per-class Dice/F1 and IoU, and, where class 1
 is a boundary class (ISBI's membranes), the challenge's Rand error (1 - best foreground-restricted
-Rand F-score over thresholds). Outputs of predict: NAME_prob.png (16-bit foreground probability, or
+Rand F-score over thresholds); where the data has object ids (CPM-15), the Aggregated Jaccard Index and
+object-level Dice of watershed-separated predicted objects (mean over images). Outputs of predict: NAME_prob.png (16-bit foreground probability, or
 .tif float32), NAME_mask.png (labels after post-processing), NAME_overlay.png.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..fileio import write_json
 from ..training.checkpoint import load_model
 from .config import SegmentConfig
 from .maps import MapMaker
-from .metrics import dice_iou, pixel_error, rand_error
+from .metrics import aggregated_jaccard_index, dice_iou, object_dice, pixel_error, rand_error
 from .postprocess import binary_cleanup, overlay, save_labels, save_probability, smooth, watershed_instances
 
 BOUNDARY_CLASSES = ("membrane", "boundary")
@@ -53,6 +54,10 @@ def split_metrics(maker: MapMaker, images: list[SegImage], classes: list[str]) -
         out["f1"] = per_class[1]["dice"]
         if classes[1] in BOUNDARY_CLASSES:
             out.update(rand_error([p[1] for p in probs], [im.mask == 1 for im in labelled]))
+        if all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
+            found = [watershed_instances(p[1]) for p in probs]
+            out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
+            out["object_dice"] = float(np.mean([object_dice(f, im.instances) for f, im in zip(found, labelled)]))
     else:
         out["f1"] = float(np.nanmean([per_class[c]["dice"] for c in range(1, len(classes))]))
     return out
