@@ -1,0 +1,1 @@
+"""Detection from probability maps: peaks, matching, scoring."""
