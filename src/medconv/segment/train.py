@@ -22,13 +22,13 @@ from ..data.transforms import normalise
 from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..models.registry import build_model
-from ..training.checkpoint import read_checkpoint, restore_optimizer, save_checkpoint, load_weights
+from ..training.checkpoint import load_weights, restore_optimizer, save_checkpoint
 from ..training.loop import (
     learning_rate,
     make_optimizer,
     progress_bar,
     resolve_device,
-    resumed_config,
+    open_run,
     set_determinism,
 )
 from .config import SegmentConfig, dump, parse_augment
@@ -118,16 +118,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
 
     console = console or Console(stderr=True)
     out = Path(out)
-    last_path, best_path = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
-    saved = None
-    if resume:
-        if not last_path.exists():
-            raise UserError(f"--resume: {last_path} not found (nothing to resume)")
-        saved = read_checkpoint(last_path)
-        cfg = resumed_config(saved[1]["config"], overrides, last_path, SegmentConfig)
-    elif last_path.exists() or (out / "metrics.json").exists():
-        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
-    cfg.validate()
+    cfg, saved, last_path, best_path = open_run(cfg, out, resume, overrides, SegmentConfig)
     set_determinism(cfg)
     info, splits = load_data(cfg)
     if not splits["val"]:

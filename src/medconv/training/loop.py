@@ -143,6 +143,21 @@ def resumed_config(saved: dict, overrides: dict | None, source: Path, cls=TrainC
     return cfg
 
 
+def open_run(cfg, out: Path, resume: bool, overrides: dict | None, cls=TrainConfig):
+    """(validated config, saved last checkpoint or None, last path, best path) of a run directory: the saved
+    configuration (with `overrides` checked) when resuming; an error when `out` already holds a run."""
+    last_path, best_path = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
+    saved = None
+    if resume:
+        if not last_path.exists():
+            raise UserError(f"--resume: {last_path} not found (nothing to resume)")
+        saved = read_checkpoint(last_path)
+        cfg = resumed_config(saved[1]["config"], overrides, last_path, cls)
+    elif last_path.exists() or (out / "metrics.json").exists():
+        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    return cfg.validate(), saved, last_path, best_path
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None,
           overrides: dict | None = None) -> dict:
     """Train per `cfg` into run directory `out`; returns metrics.json's content.
@@ -154,16 +169,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     """
     console = console or Console(stderr=True)
     out = Path(out)
-    last_path, best_path = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
-    saved = None
-    if resume:
-        if not last_path.exists():
-            raise UserError(f"--resume: {last_path} not found (nothing to resume)")
-        saved = read_checkpoint(last_path)
-        cfg = resumed_config(saved[1]["config"], overrides, last_path)
-    elif last_path.exists() or (out / "metrics.json").exists():
-        raise UserError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
-    cfg.validate()
+    cfg, saved, last_path, best_path = open_run(cfg, out, resume, overrides)
     for name in ("images", "manifest", "data_root", "taxonomy"):  # evaluate may run from another folder later
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
