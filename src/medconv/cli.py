@@ -8,6 +8,7 @@ import json
 import sys
 
 from .config import TrainConfig, load_config
+from .segment.config import SegmentConfig
 from .errors import TrainingDiverged, UserError
 
 TRAIN_HELP = {
@@ -37,8 +38,9 @@ TRAIN_HELP = {
 
 
 SEGMENT_HELP = {
-    "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29) or "
-               "cpm15 (CPM-15 nuclei, instance maps kept for AJI)",
+    "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29), "
+               "cpm15 (CPM-15 nuclei, instance maps kept for AJI) or crchistophenotypes (nucleus centres as discs)",
+    "radius": "point data: radius in pixels of the disc labelled around each centre",
     "manifest": "CSV with columns image,mask[,roi][,split]",
     "images": "folder of images (matched to --masks by file stem)",
     "masks": "folder of label masks", "roi": "folder of region-of-interest masks (outside: not trained or scored)",
@@ -131,6 +133,9 @@ EXAMPLES = {
                "  medconv segment train --dataset isbi2012 --mode dense --arch unet --out runs/em-unet\n"
                "  medconv segment predict runs/em slice.png --method dense --out maps/\n"
                "  medconv segment evaluate runs/em --split test --method sliding",
+    "detect": "examples:\n  medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det\n"
+              "  medconv detect predict runs/nuclei-det images/*.png --out detections.csv\n"
+              "  medconv detect evaluate runs/nuclei-det --split val --tolerance 6",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
                "  medconv inspect googlenet --depth 1 --compare-paper\n"
                "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
@@ -246,7 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     q.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    from .segment.config import SegmentConfig
     add_config_options(q, config_class=SegmentConfig, help_texts=SEGMENT_HELP)
     for action, text in (("predict", "posterior maps, masks and overlays of image files"),
                          ("evaluate", "pixel error, Rand error, Dice/IoU of a run on a split")):
@@ -270,6 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             q.add_argument("--split", default="test", help="train, val or test (default: test)")
             q.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = verb("detect", "detection from probability maps: centre maps, smoothed local maxima, matched F1")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("train", help="train a centre-map network on discs around points, then choose the peak "
+                           "parameters on validation", epilog=EXAMPLES["detect"],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--out", required=True, help="run directory to create")
+    q.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
+    q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--tolerance", type=float, default=6.0, help="match distance in pixels (default: 6)")
+    add_config_options(q, config_class=SegmentConfig, help_texts=SEGMENT_HELP)
+    q = actions.add_parser("predict", help="detections of image files as CSV image,x,y,score (1-based x, y)",
+                           epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("run_dir", help="run directory made by medconv detect train")
+    q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    q.add_argument("--out", default=None, help="CSV to write (default: print)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    q = actions.add_parser("evaluate", help="precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
+                           epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("run_dir", help="run directory made by medconv detect train")
+    q.add_argument("--split", default="val", help="(default: val)")
+    q.add_argument("--tolerance", type=float, default=None, help="match distance in pixels (default: the run's)")
+    q.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = verb("taxonomy", "class taxonomies (Esteva et al. 2017): cut a deep tree into training classes; show levels")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -358,6 +386,25 @@ def run_segment(args: argparse.Namespace) -> None:
               + f"  -> {args.run_dir}/metrics_{args.split}.json")
 
 
+def run_detect(args: argparse.Namespace) -> None:
+    from .detect import pipeline
+    if args.action == "train":
+        from .segment.config import SegmentConfig
+        cfg = SegmentConfig() if args.resume else config_from_args(args, SegmentConfig)
+        pipeline.train_detector(cfg, args.out, args.tolerance, resume=args.resume)
+    elif args.action == "predict":
+        rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device)
+        if args.out is None and rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        m = pipeline.evaluate_detection(args.run_dir, args.split, args.tolerance, args.device)
+        print(json.dumps({k: v for k, v in m.items()}, indent=2, default=float) if args.json else
+              f"{args.split} ({m['images']} images, within {m['tolerance']} px): precision {m['precision']:.4f}  "
+              f"recall {m['recall']:.4f}  F1 {m['f1']:.4f}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']})")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verb == "demo":
         from .demo import demo
@@ -399,6 +446,8 @@ def run(args: argparse.Namespace) -> int:
         run_transfer(args)
     elif args.verb == "segment":
         run_segment(args)
+    elif args.verb == "detect":
+        run_detect(args)
     elif args.verb == "taxonomy":
         from .transfer.taxonomy import partition_report, show_report
         print(partition_report(args.tree, args.counts, args.max_class_size, args.out, args.json)

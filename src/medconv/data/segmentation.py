@@ -34,6 +34,7 @@ class SegImage:
     mask: np.ndarray | None = None
     roi: np.ndarray | None = None
     instances: np.ndarray | None = None  # (H, W) int object ids (0 = background), where the data has them
+    points: np.ndarray | None = None     # (N, 2) 0-based (row, col) object centres, for point-annotated data
 
 
 @dataclass

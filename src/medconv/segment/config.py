@@ -32,6 +32,7 @@ class SegmentConfig:
     patch: int = 65                   # patch mode: side of the odd patch around each labelled pixel
     tile: int = 128                   # dense mode: side of the training tiles
     balance: str = "class"            # patch mode: class-balanced centres, or none (pixel frequencies)
+    radius: float = 4.0               # point data (crchistophenotypes): disc radius around each centre
     class_weights: str = "none"       # none, balanced (inverse frequency in the loss)
     # optimisation
     epochs: int = 20

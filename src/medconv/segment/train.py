@@ -38,6 +38,9 @@ HISTORY = ["epoch", "lr", "train_loss", "val_f1", "val_pixel_error", "seconds"]
 
 
 def load_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegImage]]]:
+    if cfg.dataset == "crchistophenotypes":  # point annotations: discs around the centres
+        from ..detect.pipeline import point_segmentation
+        return point_segmentation(cfg.data_root, cfg.radius, cfg.channels)
     return load_segmentation(manifest=cfg.manifest, images=cfg.images, masks=cfg.masks, roi=cfg.roi,
                              dataset=cfg.dataset, data_root=cfg.data_root, value_map=cfg.value_map,
                              classes=cfg.classes, channels=cfg.channels, val_fraction=cfg.val_fraction,

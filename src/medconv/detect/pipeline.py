@@ -1,0 +1,224 @@
+"""Detection as Ciresan et al. 2013 did it: a network maps every pixel to the probability of lying near
+an object centre; the map is smoothed and its local maxima are the detections.
+
+Training reuses segmentation: each annotated centre becomes a disc of `radius` pixels (class
+"centre"), and `medconv segment train`'s patch classifier or U-Net learns the map. Then the peak
+finder's smoothing sigma, minimum distance and threshold are chosen on the validation images (F1 of
+one-to-one matches within the tolerance, TP/FP/FN summed over images), and saved in the run as
+detect.json, which `detect predict` and `detect evaluate` use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ..data.images import prepare_image, read_image
+from ..data.points import load_crchistophenotypes
+from ..data.segmentation import SegImage, SegInfo
+from ..errors import UserError
+from ..fileio import write_json
+from .matching import detection_scores, match, threshold_sweep
+from .peaks import find_peaks
+
+SIGMAS = (0.0, 1.0, 2.0, 3.0)
+MIN_DISTANCES = (3, 5, 7)
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+
+
+def disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
+    """(H, W) int64 mask: 1 within `radius` of any centre (N, 2) 0-based (row, col), else 0."""
+    mask = np.zeros(shape, dtype=np.int64)
+    r = int(np.ceil(radius))
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    for y, x in np.round(centres).astype(int):
+        ys, xs = y + dy[inside], x + dx[inside]
+        keep = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
+        mask[ys[keep], xs[keep]] = 1
+    return mask
+
+
+def point_segmentation(data_root: str | None, radius: float, channels: int | None = None):
+    """CRCHistoPhenotypes detection centroids as a segmentation dataset: (SegInfo, {"train", "val", "test"}).
+    Train = the 70 training images; val = test = the 10 validation images (the protocol scores there)."""
+    parts = load_crchistophenotypes(data_root)
+    splits: dict[str, list[SegImage]] = {}
+    for split, images in parts.items():
+        splits[split] = []
+        for p in images:
+            array = read_image(p.path)
+            image = prepare_image(array, channels or 3, array.shape[:2]).numpy()
+            centres = p.pixels()
+            splits[split].append(SegImage(p.name, image, disc_mask(array.shape[:2], centres, radius), points=centres))
+    splits["test"] = splits["val"]
+    count = sum(len(p.points) for images in parts.values() for p in images)
+    info = SegInfo("crchistophenotypes", ["background", "centre"], channels or 3,
+                   [f"CRCHistoPhenotypes detection: discs of radius {radius} px around {count} centres; "
+                    "train 70 images, val = test = the 10 validation images"])
+    return info, splits
+
+
+def centre_maps(maker, images: list[SegImage]) -> list[np.ndarray]:
+    """The 'centre' probability map (H, W) of each image."""
+    return [maker(torch.from_numpy(im.image))[1].numpy() for im in images]
+
+
+def tune(maps: list[np.ndarray], truths: list[np.ndarray], tolerance: float) -> dict:
+    """Sigma, minimum distance and threshold with the best F1 over the images (TP/FP/FN summed)."""
+    best = None
+    for sigma in SIGMAS:
+        for min_distance in MIN_DISTANCES:
+            scored = [(find_peaks(m, sigma, min_distance, threshold=min(THRESHOLDS) - 1e-6), t)
+                      for m, t in zip(maps, truths)]
+            rows, threshold = threshold_sweep(scored, tolerance, THRESHOLDS)
+            row = next(r for r in rows if r["threshold"] == threshold)
+            if best is None or row["f1"] > best["f1"]:
+                best = {"sigma": sigma, "min_distance": min_distance, "threshold": threshold, "f1": row["f1"],
+                        "sweep": rows}
+    return best
+
+
+def detect(prob: np.ndarray, params: dict) -> np.ndarray:
+    """Detections (N, 3) (row, col, score) of a centre map with the tuned peak parameters."""
+    return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9)
+
+
+def tune_run(run_dir: Path, info: SegInfo, splits: dict, tolerance: float, console: Console, device: str = "cpu"):
+    """Choose the peak parameters on the run's validation images; write RUN/detect.json."""
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+
+    model, meta = load_segmenter(run_dir, device=device)
+    maker = MapMaker(model, meta, device=device)
+    val = splits["val"]
+    best = tune(centre_maps(maker, val), [im.points for im in val], tolerance)
+    params = {k: best[k] for k in ("sigma", "min_distance", "threshold")}
+    write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"]})
+    console.print(f"peak parameters chosen on validation: sigma {params['sigma']}, min distance "
+                  f"{params['min_distance']}, threshold {params['threshold']} (val F1 {best['f1']:.4f})")
+    return params
+
+
+def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "cpu",
+                       data=None, overlays: bool = True) -> dict:
+    """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
+    a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses)."""
+    from ..segment.config import SegmentConfig
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+    from ..segment.train import load_data
+
+    run_dir = Path(run_dir)
+    params = read_params(run_dir)
+    tolerance = tolerance or params["tolerance"]
+    model, meta = load_segmenter(run_dir, device=device)
+    info, splits = data or load_data(SegmentConfig.from_dict(meta["config"]))
+    images = [im for im in splits.get(split, []) if im.points is not None]
+    if not images:
+        raise UserError(f"--split {split}: no images with points")
+    maps = centre_maps(MapMaker(model, meta, device=device), images)
+    found = [detect(m, params) for m in maps]
+    result = {**detection_scores([(f[:, :2], im.points) for f, im in zip(found, images)], tolerance),
+              "split": split, "tolerance": tolerance, "images": len(images), **params}
+    sweep, best = threshold_sweep([(find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6),
+                                    im.points) for m, im in zip(maps, images)], tolerance, THRESHOLDS)
+    result["sweep"], result["best_threshold_on_this_split"] = sweep, best
+    write_json(run_dir / f"detect_{split}.json", result)
+    plot_pr(sweep, params["threshold"], run_dir / "plots" / f"precision_recall_{split}.png")
+    if overlays:
+        for f, im in zip(found, images):
+            draw(im, f[:, :2], tolerance, run_dir / "overlays" / f"{im.name}.png")
+    return result
+
+
+def read_params(run_dir: Path) -> dict:
+    import json
+    path = Path(run_dir) / "detect.json"
+    if not path.exists():
+        raise UserError(f"{path} not found: {run_dir} is not a detection run (made by medconv detect train)")
+    return json.loads(path.read_text())
+
+
+def plot_pr(sweep: list[dict], chosen: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([r["recall"] for r in sweep], [r["precision"] for r in sweep], marker=".")
+    pick = min(sweep, key=lambda r: abs(r["threshold"] - chosen))
+    ax.plot(pick["recall"], pick["precision"], "o", color="red", label=f"threshold {chosen} (F1 {pick['f1']:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1), title="detections vs threshold")
+    ax.legend(loc="lower left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
+    """The image with true positives (green), false positives (red) and missed centres (blue) marked."""
+    from PIL import Image, ImageDraw
+
+    pairs, *_ = match(found, im.points, tolerance)
+    matched_pred, matched_truth = {i for i, _ in pairs}, {j for _, j in pairs}
+    rgb = (np.clip(im.image if im.image.shape[0] == 3 else np.repeat(im.image, 3, 0), 0, 1) * 255).astype(np.uint8)
+    picture = Image.fromarray(rgb.transpose(1, 2, 0))
+    pen = ImageDraw.Draw(picture)
+    marks = [(p, (0, 200, 0) if i in matched_pred else (230, 0, 0)) for i, p in enumerate(found)]
+    marks += [(t, (0, 90, 255)) for j, t in enumerate(im.points) if j not in matched_truth]
+    for (y, x), colour in marks:
+        pen.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+
+
+def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
+                   console: Console | None = None) -> dict:
+    """Train the centre-map network (segment train on discs), then choose the peak parameters on validation."""
+    from ..segment.train import load_data, train_segmentation
+
+    console = console or Console(stderr=True)
+    out = Path(out)
+    result = train_segmentation(cfg, out, resume=resume, console=console)
+    from ..segment.config import SegmentConfig
+    from ..training.checkpoint import read_checkpoint
+    saved = SegmentConfig.from_dict(read_checkpoint(out / "checkpoints" / "best.safetensors")[1]["config"])
+    info, splits = load_data(saved)
+    tune_run(out, info, splits, tolerance, console)
+    result["detect_val"] = evaluate_detection(out, "val", tolerance, data=(info, splits))
+    r = result["detect_val"]
+    console.print(f"validation detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
+                  f"(within {tolerance} px) -> {out}")
+    return result
+
+
+def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
+                       device: str = "cpu") -> list[dict]:
+    """Detections of image files as rows {image, x, y, score} (1-based x = column, y = row, as the
+    annotations); CSV at `out` when given. Also the seconds each map and peak search took."""
+    import time
+
+    from ..prediction import image_files, write_csv
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+    from .peaks import peaks_to_csv_rows
+
+    params = read_params(Path(run_dir))
+    model, meta = load_segmenter(run_dir, device=device)
+    maker = MapMaker(model, meta, device=device)
+    rows = []
+    for path in image_files(inputs):
+        array = read_image(path)
+        tic = time.perf_counter()
+        prob = maker(prepare_image(array, meta["in_channels"], array.shape[:2]))[1].numpy()
+        found = detect(prob, params)
+        seconds = time.perf_counter() - tic
+        rows += [{**row, "seconds": round(seconds, 3)} for row in peaks_to_csv_rows(path.name, found)]
+        Console(stderr=True).print(f"{path.name}: {len(found)} detections in {seconds:.2f} s")
+    if out is not None and rows:
+        write_csv(out, rows)
+    return rows

@@ -1,0 +1,40 @@
+"""`medconv detect train|predict|evaluate` on CRCHistoPhenotypes: discs -> centre map -> peaks -> matched F1."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from medconv.detect.pipeline import disc_mask, tune
+
+
+def test_disc_mask_and_tuning_on_known_maps():
+    mask = disc_mask((20, 20), np.array([[5.0, 5.0], [0.0, 19.0]]), 2)
+    assert mask[5, 5] == 1 and mask[5, 7] == 1 and mask[5, 8] == 0 and mask[0, 19] == 1 and mask.sum() == 13 + 6
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(10, 90, (12, 2))
+    yy, xx = np.mgrid[:100, :100]
+    prob = sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8) for y, x in truth) * 0.9
+    prob = np.clip(prob + rng.uniform(0, 0.4, prob.shape), 0, 1)  # noise (mean 0.2): the threshold must rise above it
+    best = tune([prob], [truth], tolerance=3)
+    assert best["f1"] > 0.9 and best["threshold"] > 0.25
+
+
+def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
+    run = tmp_path / "det"
+    trained = medconv("detect", "train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--patch", "15",
+                      "--model-option", "widths=8,16", "--model-option", "kernels=3,3", "--model-option", "hidden=32",
+                      "--epochs", "1", "--samples-per-epoch", "1024", "--threads", "1", "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    params = json.loads((run / "detect.json").read_text())
+    assert {"sigma", "min_distance", "threshold"} <= set(params)
+    scored = json.loads(medconv("detect", "evaluate", run, "--json").stdout)
+    assert scored["f1"] > 0.4 and scored["tp"] + scored["fn"] == 2853  # the 10 validation images' centres
+    assert (run / "plots" / "precision_recall_val.png").exists() and len(list((run / "overlays").glob("*.png"))) == 10
+    image = data_root / "crchistophenotypes" / "images" / "img4.png"
+    predicted = medconv("detect", "predict", run, image, "--out", tmp_path / "d.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    rows = list(csv.DictReader(open(tmp_path / "d.csv")))
+    xs, ys = np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows])
+    assert len(rows) > 20 and xs.min() >= 1 and ys.max() <= 500  # 1-based, inside the 500 x 500 image
