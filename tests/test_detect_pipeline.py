@@ -38,3 +38,26 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
     rows = list(csv.DictReader(open(tmp_path / "d.csv")))
     xs, ys = np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows])
     assert len(rows) > 20 and xs.min() >= 1 and ys.max() <= 500  # 1-based, inside the 500 x 500 image
+
+
+def test_detections_are_classified_on_the_patches_the_classifier_saw(tmp_path, data_root):
+    from medconv.config import TrainConfig
+    from medconv.data import load_dataset
+    from medconv.data.images import read_image
+    from medconv.detect.pipeline import classify_detections
+    from medconv.prediction import predict_scores
+    from medconv.training.checkpoint import load_model
+    from medconv.training.loop import train
+
+    cfg = TrainConfig(dataset="crchistophenotypes", data_root=str(data_root), arch="simple-cnn", epochs=1,
+                      train_fraction=0.02, threads=1, model_options={"widths": [8, 16], "hidden": [16]})
+    train(cfg, tmp_path / "cls")
+    _, sets = load_dataset(cfg)
+    model, meta = load_model(tmp_path / "cls")
+    test = sets["test"]
+    pick = [i for i, path in enumerate(test.paths) if path.startswith("img4.png@")][:40]
+    expected = predict_scores(model, test.images[pick], meta["mean"], meta["std"], meta["task"]).argmax(1)
+    centres = np.array([[float(v) for v in test.paths[i].split("@")[1].split(",")][::-1] for i in pick]) - 1
+    image = read_image(data_root / "crchistophenotypes" / "images" / "img4.png").transpose(2, 0, 1)
+    typed = classify_detections(tmp_path / "cls", np.ascontiguousarray(image), centres)
+    assert typed == [meta["classes"][k] for k in expected]

@@ -222,3 +222,26 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     if out is not None and rows:
         write_csv(out, rows)
     return rows
+
+
+def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np.ndarray,
+                        device: str = "cpu") -> list[str]:
+    """The class of each detection (N, 2+) (row, col, ...) in image (C, H, W) in [0, 1], by a nucleus-type
+    classifier run (medconv train --dataset crchistophenotypes): its square patch around each detection,
+    mirror-padded at the borders as in training."""
+    from ..prediction import predict_scores
+    from ..training.checkpoint import load_model
+
+    model, meta = load_model(classifier_run, device=device)
+    side = meta["input_size"][0]
+    half = side // 2
+    padded = np.pad(image, ((0, 0), (half, half), (half, half)), mode="reflect")
+    limits = np.array(image.shape[1:]) - 1  # nearest pixel, halves up (as the nucleus patches), kept inside
+    centres = np.clip(np.floor(found[:, :2] + 0.5), 0, limits).astype(int)
+    patches = np.stack([padded[:, y:y + side, x:x + side] for y, x in centres]) if len(centres) else \
+        np.zeros((0, image.shape[0], side, side), np.float32)
+    if len(patches) == 0:
+        return []
+    scores = predict_scores(model, torch.from_numpy((patches * 255).round().astype(np.uint8)), meta["mean"],
+                            meta["std"], meta["task"], device)
+    return [meta["classes"][i] for i in scores.argmax(1)]
