@@ -19,14 +19,19 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from common import RUNS, hardware, write_results
 
 from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
 from medconv.detect.matching import per_class_f1
-from medconv.detect.pipeline import classify_detections, detect, predict_detections, read_params, train_detector
+from medconv.detect.pipeline import (
+    classify_detections,
+    detect,
+    predict_detections,
+    read_params,
+    train_detector,
+)
 from medconv.segment.config import SegmentConfig
 from medconv.training.loop import train
 
@@ -104,7 +109,7 @@ def main() -> None:
         f"{mean('train_seconds') / 60:.1f} min |",
         f"| published: SC-CNN (Sirinukunwattana et al. 2016; 2-fold CV over 100 images) | {PUBLISHED['precision']} | "
         f"{PUBLISHED['recall']} | {PUBLISHED['f1']} | | |", "",
-        f"Peak parameters chosen on the same validation images (per seed: "
+        "Peak parameters chosen on the same validation images (per seed: "
         + "; ".join(f"sigma {r['sigma']}, min distance {r['min_distance']}, threshold {r['threshold']}" for r in runs)
         + f"). `medconv detect predict` on one 500x500 image: {seconds:.2f} s (map + peaks, after a warm-up).", "",
         "Detect then classify (a detection counts for class c when typed c and matched to a centre of class c; "
