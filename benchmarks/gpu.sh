@@ -12,4 +12,6 @@ PY=${PYTHON:-python3}
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0))"
 "$PY" benchmarks/rbm_speed.py --epochs 3
 "$PY" benchmarks/inspect_speed.py --repeats 5
+# needs monai and the isbi2012_em folder in $MEDCONV_DATA
+"$PY" benchmarks/dense_vs_sliding.py --device cuda || echo "dense_vs_sliding skipped (monai or ISBI data missing?)"
 if [[ -n ${OUT:-} ]]; then cp benchmarks/results/*_cuda.* "$OUT"/; fi
