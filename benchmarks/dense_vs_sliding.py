@@ -46,6 +46,8 @@ def measure(method: str, image_path: str, patch: int, threads: int, out: str, qu
         model = build_model("patch-cnn", 1, 2, (patch, patch)).eval()
         meta = {"mode": "patch", "patch": patch, "mean": MEAN, "std": STD}
     maker = MapMaker(model.to(device), meta, method if method != "unet" else "auto", device=device)
+    if device.startswith("cuda"):  # kernels and cuDNN plans are made on first use: not part of the timing
+        maker(image[:, :128, :128])
     before = rss_mb()
     tic = time.perf_counter()
     probs = maker(image)
@@ -62,7 +64,7 @@ def run(method: str, image: Path, patch: int, threads: int, out: Path, device: s
     queue = ctx.Queue()
     child = ctx.Process(target=measure, args=(method, str(image), patch, threads, str(out), queue, device))
     child.start()
-    result = queue.get()
+    result = queue.get(timeout=3 * 3600)  # a child that died would otherwise leave us waiting for ever
     child.join()
     print(f"{method}: {result['seconds']:.2f} s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
     return result

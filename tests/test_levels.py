@@ -71,3 +71,16 @@ def test_a_tree_that_does_not_match_the_classes_is_one_clear_error(tmp_path, dat
 def test_level_without_taxonomy_is_refused(tmp_path, data_root):
     with pytest.raises(UserError, match="--train-level needs --taxonomy"):
         load_dataset(nuclei(data_root, taxonomy=None, train_level="coarse"))
+
+
+def test_predict_on_a_nucleus_patch_file_equals_evaluate(fine_run, tmp_path, data_root):
+    from PIL import Image
+
+    from medconv.prediction import predict_files
+    _, sets = load_dataset(nuclei(data_root))
+    patch = tmp_path / "patch.png"
+    Image.fromarray(sets["test"].images[0].permute(1, 2, 0).numpy()).save(patch)  # a 27 x 27 RGB patch
+    row = predict_files(fine_run, [str(patch)])[0]
+    evaluated = read_csv(fine_run / "predictions_test.csv")
+    for name in ("epithelial", "fibroblast", "inflammatory", "others"):
+        assert abs(row[f"prob_{name}"] - evaluated[f"prob_{name}"][0]) < 1e-5

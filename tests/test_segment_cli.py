@@ -94,3 +94,10 @@ def test_cpm15_fixed_split_keeps_instances(data_root):
     assert tile.name == "image07" and tile.instances.max() > 100
     assert np.array_equal(tile.mask, (tile.instances > 0).astype(np.int64))
     assert sum(len(np.unique(im.instances)) - 1 for s in splits.values() for im in s) == 2905
+
+
+def test_dense_mode_defaults_to_the_unet_and_refuses_patch_networks():
+    assert SegmentConfig(mode="dense").validate().arch == "unet"
+    assert SegmentConfig().validate().arch == "patch-cnn"
+    with pytest.raises(UserError, match="per-pixel outputs"):
+        SegmentConfig(mode="dense", arch="patch-cnn").validate()

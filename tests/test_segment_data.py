@@ -164,9 +164,9 @@ def test_patch_size_limits(isbi):
         PatchSampler(train, patch=64)
     with pytest.raises(UserError, match="odd integer >= 3"):
         PatchSampler(train, patch=1)
-    with pytest.raises(UserError, match=r"larger than twice the smallest image side \(512 px\).*at most 1023"):
-        PatchSampler(train, patch=1025)
-    PatchSampler(train, patch=1023)  # the largest allowed: a border of 511 px on a 512 px image
+    with pytest.raises(UserError, match=r"larger than the smallest image \(512 px\).*at most 511"):
+        PatchSampler(train, patch=513)
+    PatchSampler(train, patch=511)  # the largest allowed on 512 px images
 
 
 def test_sampled_patch_is_the_padded_crop_at_its_centre(isbi, isbi_sampler):

@@ -221,3 +221,42 @@ def test_any_torchvision_model_is_a_backbone(tmp_path):
     torch.testing.assert_close(outputs(model, x), outputs(original, x.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
     with pytest.raises(UserError, match="or a torchvision classification model name"):
         build_model("resnet9000", 1, 2, (28, 28))
+
+
+def test_inception_weights_get_the_input_scaling_torchvision_gives_them(tmp_path, monkeypatch):
+    """torchvision builds Inception v3 with transform_input=True for its ported weights: ImageNet-normalised
+    input is mapped to (x - 0.5) / 0.5, which medconv's network (transform_input=False) must be fed directly."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(5)
+    reference = torchvision.models.inception_v3(weights=None, aux_logits=True, transform_input=True,
+                                                init_weights=True).eval()
+    cache = cached_path(torchvision_enum("IMAGENET1K_V1", "inception_v3").url)
+    cache.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache)
+    source = resolve_weights("IMAGENET1K_V1", "inception_v3")
+    assert source.mean == [0.5] * 3 and source.std == [0.5] * 3 and source.input_size == 299
+    model = build_model("inception_v3", 3, 1000, (160, 160))
+    apply_weights(model, source, "inception_v3")
+    x = torch.rand(2, 3, 160, 160, dtype=torch.float64)  # random weights make huge activations: compare in float64
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    ours, theirs = outputs(model.double(), (x - 0.5) / 0.5), reference.double()((x - mean.double()) / std.double())
+    torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-7 * float(theirs.abs().max()))
+
+
+def test_checkpoints_with_one_optimizer_group_still_resume():
+    from medconv.training.checkpoint import restore_optimizer
+    from medconv.transfer.finetune import optimizer_groups
+    model = build_model("simple-cnn", 1, 2, (28, 28), widths=[8, 16], hidden=[16])
+    old = torch.optim.AdamW(model.parameters(), lr=1e-3)  # how checkpoints were made before layer groups
+    model(torch.rand(4, 1, 28, 28)).sum().backward()
+    old.step()
+    state = old.state_dict()
+    tensors = {f"optimizer.{pid}.{k}": v for pid, entries in state["state"].items() for k, v in entries.items()
+               if torch.is_tensor(v)}
+    scalars = {f"{pid}.{k}": v for pid, entries in state["state"].items() for k, v in entries.items()
+               if not torch.is_tensor(v)}
+    new = torch.optim.AdamW(optimizer_groups(model, 1.0), lr=1e-3)
+    restore_optimizer(new, tensors, {"optimizer": {"param_groups": state["param_groups"], "scalars": scalars}})
+    assert len(new.param_groups) == len(optimizer_groups(model, 1.0)) > 1
+    first = next(model.parameters())
+    torch.testing.assert_close(new.state[first]["exp_avg"], old.state[first]["exp_avg"])

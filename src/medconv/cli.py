@@ -17,7 +17,7 @@ TRAIN_HELP = {
     "manifest": "CSV with columns path,label[,split][,group]",
     "data_root": "where MedMNIST files are (default: $MEDCONV_DATA, else ~/.medconv/data)",
     "download": "download the MedMNIST file when it is missing",
-    "arch": "network: simple-cnn, lenet5, resnet18, resnet50",
+    "arch": "network (see medconv inspect --list), or any torchvision classification model name",
     "augment": "augmentation: a preset (none, light, strong, histology) or e.g. hflip=0.5,rotate=15,translate=0.1,contrast=0.1",
     "tta": "test-time augmentation at evaluation: none, flip, d4",
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
@@ -369,6 +369,8 @@ def run_segment(args: argparse.Namespace) -> None:
         from .segment.config import SegmentConfig
         from .segment.train import train_segmentation
         if args.resume:
+            if args.config:
+                raise UserError("--resume continues with the configuration saved in the run; drop --config")
             train_segmentation(SegmentConfig(), args.out, resume=True,
                                overrides=explicit_options(args, SegmentConfig))
         else:
@@ -390,8 +392,11 @@ def run_detect(args: argparse.Namespace) -> None:
     from .detect import pipeline
     if args.action == "train":
         from .segment.config import SegmentConfig
+        if args.resume and args.config:
+            raise UserError("--resume continues with the configuration saved in the run; drop --config")
         cfg = SegmentConfig() if args.resume else config_from_args(args, SegmentConfig)
-        pipeline.train_detector(cfg, args.out, args.tolerance, resume=args.resume)
+        pipeline.train_detector(cfg, args.out, args.tolerance, resume=args.resume,
+                                overrides=explicit_options(args, SegmentConfig) if args.resume else None)
     elif args.action == "predict":
         rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device)
         if args.out is None and rows:

@@ -56,8 +56,11 @@ def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
     from .data.images import prepare_image, read_image
     from .data.types import ImageSet
 
+    from .config import TrainConfig
+    from .transfer.weights import native_side
+
     cfg = meta["config"]
-    side = cfg["size"]
+    side = native_side(TrainConfig.from_dict(cfg))  # the dataset's side (a nucleus patch: --patch), before --resize
     batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], (side, side)) for f in files])
     batch = batch.mul(255).round_().to(torch.uint8)
     if cfg.get("resize") and cfg["resize"] != side:

@@ -44,10 +44,10 @@ class PatchSampler:
         if int(patch) != patch or patch < 3 or patch % 2 == 0:
             raise UserError(f"patch size {patch} must be an odd integer >= 3, so the patch has a centre "
                             f"pixel (e.g. {max(3, int(patch) | 1)})")
-        if patch > 2 * side:
-            raise UserError(f"patch size {patch} is larger than twice the smallest image side ({side} px): "
-                            f"the images are mirror-padded by patch // 2, which must stay below the image "
-                            f"side; use a patch of at most {2 * side - 1}")
+        if patch > side:
+            raise UserError(f"patch size {patch} is larger than the smallest image ({side} px): a patch must fit "
+                            f"in the image (borders are mirror-padded by patch // 2); use a patch of at most "
+                            f"{side if side % 2 else side - 1}")
         if balance not in BALANCE:
             raise UserError(f"balance '{balance}' is not one of {', '.join(BALANCE)}")
         self.patch, self.balance, self.radius = int(patch), balance, int(patch) // 2

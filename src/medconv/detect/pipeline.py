@@ -177,13 +177,13 @@ def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
 
 
 def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
-                   console: Console | None = None) -> dict:
+                   console: Console | None = None, overrides: dict | None = None) -> dict:
     """Train the centre-map network (segment train on discs), then choose the peak parameters on validation."""
     from ..segment.train import load_data, train_segmentation
 
     console = console or Console(stderr=True)
     out = Path(out)
-    result = train_segmentation(cfg, out, resume=resume, console=console)
+    result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides)
     from ..segment.config import SegmentConfig
     from ..training.checkpoint import read_checkpoint
     saved = SegmentConfig.from_dict(read_checkpoint(out / "checkpoints" / "best.safetensors")[1]["config"])
@@ -232,8 +232,14 @@ def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np
     from ..prediction import predict_scores
     from ..training.checkpoint import load_model
 
+    from ..config import TrainConfig
+    from ..data import resized
+    from ..data.types import ImageSet
+    from ..transfer.weights import native_side
+
     model, meta = load_model(classifier_run, device=device)
-    side = meta["input_size"][0]
+    cfg = TrainConfig.from_dict(meta["config"])
+    side = native_side(cfg)  # the patch as the dataset cut it; then resized as training did
     half = side // 2
     padded = np.pad(image, ((0, 0), (half, half), (half, half)), mode="reflect")
     limits = np.array(image.shape[1:]) - 1  # nearest pixel, halves up (as the nucleus patches), kept inside
@@ -242,6 +248,8 @@ def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np
         np.zeros((0, image.shape[0], side, side), np.float32)
     if len(patches) == 0:
         return []
-    scores = predict_scores(model, torch.from_numpy((patches * 255).round().astype(np.uint8)), meta["mean"],
-                            meta["std"], meta["task"], device)
+    batch = torch.from_numpy((patches * 255).round().astype(np.uint8))
+    if cfg.resize and cfg.resize != side:
+        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg.resize, cfg.resize_mode).images
+    scores = predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device)
     return [meta["classes"][i] for i in scores.argmax(1)]

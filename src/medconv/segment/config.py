@@ -27,7 +27,7 @@ class SegmentConfig:
     test_fraction: float = 0.2
     # model
     mode: str = "patch"               # patch (a patch classifier) or dense (a dense prediction network)
-    arch: str = "patch-cnn"           # patch-cnn (or any registry classifier taking the patch) | unet
+    arch: str | None = None           # patch mode: patch-cnn (default) or a registry classifier; dense mode: unet
     model_options: dict = field(default_factory=dict)
     patch: int = 65                   # patch mode: side of the odd patch around each labelled pixel
     tile: int = 128                   # dense mode: side of the training tiles
@@ -62,6 +62,11 @@ class SegmentConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        self.arch = self.arch or ("patch-cnn" if self.mode == "patch" else "unet")
+        if self.mode == "dense" and self.arch != "unet":
+            raise UserError(f"--mode dense needs a network with per-pixel outputs (--arch unet), not {self.arch}")
+        if self.mode == "patch" and self.arch == "unet":
+            raise UserError("--arch unet labels every pixel of a tile: use it with --mode dense")
         if self.mode == "patch" and (self.patch < 3 or self.patch % 2 == 0):
             raise UserError(f"--patch must be odd and at least 3 (the patch labels its centre pixel), got {self.patch}")
         if self.mode == "dense" and self.tile % 16:

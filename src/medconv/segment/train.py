@@ -122,6 +122,9 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     console = console or Console(stderr=True)
     out = Path(out)
     cfg, saved, last_path, best_path = open_run(cfg, out, resume, overrides, SegmentConfig)
+    for name in ("manifest", "images", "masks", "roi", "data_root"):  # evaluate may run from another folder
+        if getattr(cfg, name):
+            setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
     info, splits = load_data(cfg)
     if not splits["val"]:

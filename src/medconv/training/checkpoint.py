@@ -88,7 +88,20 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     for key, value in saved["scalars"].items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups):  # saved by a medconv with one group for all weights
+        flat = [i for g in groups for i in g["params"]]
+        sizes = [len(g["params"]) for g in optimizer.param_groups]
+        if len(flat) != sum(sizes):
+            raise UserError(f"the checkpoint's optimizer holds {len(flat)} tensors, the network {sum(sizes)}: "
+                            "it cannot be resumed")
+        base, start, regrouped = {k: v for k, v in groups[0].items() if k != "params"}, 0, []
+        for group, n in zip(optimizer.param_groups, sizes):
+            extra = {k: group[k] for k in ("lr_scale", "name") if k in group}
+            regrouped.append({**base, **extra, "params": flat[start:start + n]})
+            start += n
+        groups = regrouped
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:

@@ -29,6 +29,7 @@ from ..errors import UserError
 # registry names whose networks are exactly torchvision's (at native input sizes), for named weights
 TORCHVISION_NAMES = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
                      "alexnet": "alexnet", "googlenet-torchvision": "googlenet", "inception_v3": "inception_v3"}
+TRANSFORM_INPUT = ("inception_v3", "googlenet")  # torchvision builds these with transform_input=True for weights
 DOWNLOAD_TIMEOUT = 20  # seconds without an answer before a download counts as offline
 
 
@@ -140,6 +141,8 @@ def torchvision_weights(spec: str, arch: str, option: str = "--weights") -> Sour
     transforms = weights.transforms()
     source.description = f"torchvision {type(weights).__name__}.{weights.name}"
     source.mean, source.std = list(transforms.mean), list(transforms.std)
+    if TORCHVISION_NAMES.get(arch, arch) in TRANSFORM_INPUT:  # ported weights: torchvision sets transform_input
+        source.mean, source.std = [0.5] * 3, [0.5] * 3     # ... which maps ImageNet-normalised input to this
     source.input_size = int(transforms.crop_size[0])
     source.arch = arch
     return source
