@@ -25,6 +25,8 @@ def test_patch_classifier_learns_membranes(patch_run):
     # 2 short epochs (3072 patches): far from converged, but clearly better than all-cell (pixel error 0.22)
     assert metrics["test"]["f1"] > 0.55 and metrics["test"]["pixel_error"] < 0.2
     assert metrics["test"]["method"] == "dense" and 0 <= metrics["test"]["rand_error"] <= 1
+    chosen = json.loads((patch_run / "threshold.json").read_text())  # for predict, chosen on validation
+    assert chosen["metric"] == "rand" and 0 < chosen["threshold"] < 1 and chosen == metrics["threshold"]
 
 
 def test_evaluate_sliding_equals_dense_on_a_crop_and_predict_writes_maps(patch_run, tmp_path, data_root, medconv):
@@ -101,3 +103,18 @@ def test_dense_mode_defaults_to_the_unet_and_refuses_patch_networks():
     assert SegmentConfig().validate().arch == "patch-cnn"
     with pytest.raises(UserError, match="per-pixel outputs"):
         SegmentConfig(mode="dense", arch="patch-cnn").validate()
+
+
+def test_d4_test_time_augmentation_is_rotation_equivariant():
+    import torch
+
+    from medconv.models.registry import build_model
+    from medconv.segment.maps import MapMaker
+    torch.manual_seed(0)
+    unet = build_model("unet", 1, 2, (64, 64), features="4,4,8,8,16,4").eval()
+    maker = MapMaker(unet, {"mode": "dense", "tile": 64, "mean": [0.5], "std": [0.2]}, tta="d4")
+    x = torch.rand(1, 64, 64)
+    turned = maker(torch.rot90(x, 1, (-2, -1)))
+    torch.testing.assert_close(torch.rot90(turned, -1, (-2, -1)), maker(x), rtol=1e-4, atol=1e-5)
+    plain = MapMaker(unet, {"mode": "dense", "tile": 64, "mean": [0.5], "std": [0.2]})
+    assert not torch.allclose(torch.rot90(plain(torch.rot90(x, 1, (-2, -1))), -1, (-2, -1)), plain(x), atol=1e-5)

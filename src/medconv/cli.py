@@ -264,13 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "predict":
             q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
             q.add_argument("--out", required=True, help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
-            q.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (default: 0.5)")
+            q.add_argument("--threshold", type=float, default=None, help="foreground probability cut (default: the "
+                           "one chosen on the run's validation images, else 0.5)")
+            q.add_argument("--closing", type=int, default=0, help="morphological closing radius (default: 0)")
+            q.add_argument("--format", default="png", choices=["png", "tif"], help="probability maps: 16-bit PNG or "
+                           "float32 TIFF (default: png)")
             q.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing of the map first (default: 0)")
             q.add_argument("--opening", type=int, default=0, help="morphological opening radius (default: 0)")
             q.add_argument("--fill-holes", action="store_true", help="fill holes in the mask")
             q.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
             q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
-            q.add_argument("--tta", default="none", choices=["none", "flip"], help="dense networks (default: none)")
+            q.add_argument("--tta", default="none", choices=["none", "flip", "d4"],
+                           help="dense networks: mean over flips (and 90-degree turns with d4) (default: none)")
         else:
             q.add_argument("--split", default="test", help="train, val or test (default: test)")
             q.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -378,7 +383,8 @@ def run_segment(args: argparse.Namespace) -> None:
     elif args.action == "predict":
         from .segment.evaluate import predict_segmentation
         predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma,
-                             args.opening, args.fill_holes, args.min_size, args.instances, args.tta, args.device)
+                             args.opening, args.fill_holes, args.min_size, args.instances, args.tta, args.device,
+                             closing=args.closing, fmt=args.format)
     else:
         from .segment.evaluate import evaluate_segmentation
         m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device)

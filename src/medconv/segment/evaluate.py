@@ -8,6 +8,7 @@ object-level Dice of watershed-separated predicted objects (mean over images). O
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -22,7 +23,15 @@ from ..training.checkpoint import load_model
 from .config import SegmentConfig
 from .maps import MapMaker
 from .metrics import aggregated_jaccard_index, dice_iou, object_dice, pixel_error, rand_error
-from .postprocess import binary_cleanup, overlay, save_labels, save_probability, smooth, watershed_instances
+from .postprocess import (
+    binary_cleanup,
+    choose_threshold,
+    overlay,
+    save_labels,
+    save_probability,
+    smooth,
+    watershed_instances,
+)
 
 BOUNDARY_CLASSES = ("membrane", "boundary")
 
@@ -79,6 +88,20 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     return metrics
 
 
+def choose_val_threshold(out: Path, info: SegInfo, val: list[SegImage], device: str = "cpu") -> dict:
+    """The foreground threshold with the best validation score (Rand for boundary classes, else F1), saved as
+    RUN/threshold.json for `segment predict`."""
+    model, meta = load_segmenter(out, device=device)
+    maker = MapMaker(model, meta, device=device)
+    labelled = [im for im in val if im.mask is not None]
+    metric = "rand" if info.classes[1] in BOUNDARY_CLASSES else "f1"
+    chosen = choose_threshold([maker(torch.from_numpy(im.image))[1].numpy() for im in labelled],
+                              [im.mask == 1 for im in labelled], metric)
+    chosen = {"threshold": chosen["threshold"], "metric": metric, "val_score": chosen["score"]}
+    write_json(out / "threshold.json", chosen)
+    return chosen
+
+
 def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:
     """After training: metrics of the best checkpoint on val (and test, when labelled); metrics.json."""
     from ..training.checkpoint import read_checkpoint
@@ -89,6 +112,8 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
     for split in ("val", "test"):
         if any(im.mask is not None for im in splits.get(split, [])):
             result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits))
+    if len(info.classes) == 2:
+        result["threshold"] = choose_val_threshold(out, info, splits["val"], device)
     write_json(out / "metrics.json", result)
     summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
                         + (f" Rand error {result[s]['rand_error']:.4f}" if "rand_error" in result[s] else "")
@@ -98,10 +123,11 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
 
 
 def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | Path, method: str = "auto",
-                         threshold: float = 0.5, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
+                         threshold: float | None = None, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
                          min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "cpu",
-                         console: Console | None = None) -> list[dict]:
-    """Posterior maps, label masks and overlays for image files; returns one row per image."""
+                         console: Console | None = None, closing: int = 0, fmt: str = "png") -> list[dict]:
+    """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
+    the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif."""
     from ..data.images import prepare_image, read_image
     from ..prediction import image_files
 
@@ -109,6 +135,9 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     model, meta = load_segmenter(run_dir, device=device)
     maker = MapMaker(model, meta, method, tta, device)
     out_dir = Path(out_dir)
+    if threshold is None:
+        chosen = Path(run_dir) / "threshold.json"
+        threshold = json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
     rows = []
     for path in image_files(inputs):
         array = read_image(path)
@@ -118,8 +147,9 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
         seconds = time.time() - tic
         if probs.shape[0] == 2:
             fg = smooth(probs[1], sigma) if sigma else probs[1]
-            save_probability(out_dir / f"{path.stem}_prob.png", fg)
-            mask = binary_cleanup(fg > threshold, opening=opening, fill_holes=fill_holes, min_size=min_size)
+            save_probability(out_dir / f"{path.stem}_prob.{fmt}", fg)
+            mask = binary_cleanup(fg > threshold, opening=opening, closing=closing, fill_holes=fill_holes,
+                                  min_size=min_size)
             labels = watershed_instances(mask.astype(float)) if instances else mask.astype(np.uint8)
         else:
             labels = probs.argmax(0).astype(np.uint8)

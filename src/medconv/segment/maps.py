@@ -19,7 +19,8 @@ class MapMaker:
 
     meta: the checkpoint metadata (mode, patch or tile, mean, std). method: for patch classifiers,
     dense (exact dense scanning), sliding (one forward pass per pixel) or auto (dense when the network
-    can be rewritten, else sliding). tta: "none" or "flip" (dense networks: mean over 4 flips).
+    can be rewritten, else sliding). tta (dense networks): "none", "flip" (mean over 4 flips) or "d4"
+    (flips and 90-degree turns: 8 views).
     """
 
     def __init__(self, model: nn.Module, meta: dict, method: str = "auto", tta: str = "none",
@@ -56,11 +57,13 @@ class MapMaker:
         from ..data.transforms import normalise
         x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
         tile = self.meta["tile"]
-        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta == "flip" else [()]
+        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta in ("flip", "d4") else [()]
+        turns = (0, 1) if self.tta == "d4" else (0,)  # d4: the 4 flips, each also turned by 90 degrees: 8 views
         total = 0
-        for dims in flips:
-            view = x.flip(dims) if dims else x
-            logits = sliding_window_inference(view, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
-            probs = torch.softmax(logits.float(), 1)
-            total = total + (probs.flip(dims) if dims else probs)
-        return (total / len(flips))[0].cpu()
+        for k in turns:
+            for dims in flips:
+                view = torch.rot90(x.flip(dims) if dims else x, k, (-2, -1))
+                logits = sliding_window_inference(view, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
+                probs = torch.rot90(torch.softmax(logits.float(), 1), -k, (-2, -1))
+                total = total + (probs.flip(dims) if dims else probs)
+        return (total / (len(flips) * len(turns)))[0].cpu()
