@@ -21,17 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from common import RUNS, hardware, write_results
 
 from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
-from medconv.detect.matching import per_class_f1
 from medconv.detect.pipeline import (
-    classify_detections,
-    detect,
+    evaluate_detection,
     predict_detections,
-    read_params,
     train_detector,
 )
 from medconv.segment.config import SegmentConfig
@@ -62,23 +58,6 @@ def classifier_run(seed: int) -> Path:
     return out
 
 
-def typed_scores(detector: Path, classifier: Path) -> dict:
-    """Per-class F1 of classified detections against the classified centres of the validation images."""
-    from medconv.data.images import read_image
-    from medconv.segment.evaluate import load_segmenter
-    from medconv.segment.maps import MapMaker
-
-    params = read_params(detector)
-    model, meta = load_segmenter(detector)
-    maker = MapMaker(model, meta)
-    per_image = []
-    for p in load_crchistophenotypes(classes=True)["val"]:
-        image = torch.from_numpy(read_image(p.path).transpose(2, 0, 1).copy())
-        found = detect(maker(image)[1].numpy(), params)
-        per_image.append((found[:, :2], classify_detections(classifier, image.numpy(), found), p.pixels(), p.classes))
-    return per_class_f1(per_image, TOLERANCE)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
@@ -87,7 +66,7 @@ def main() -> None:
     runs = []
     for seed in seeds:
         detector, scored = detector_run(seed)
-        typed = typed_scores(detector, classifier_run(seed))
+        typed = evaluate_detection(detector, "val", TOLERANCE, classifier=classifier_run(seed), overlays=False)["typed"]
         runs.append({"seed": seed, **{k: scored[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn", "sigma",
                                                              "min_distance", "threshold")},
                      "typed_macro_f1": typed["macro_f1"], "typed_weighted_f1": typed["weighted_f1"],

@@ -11,8 +11,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from medconv.analysis import (analytic_extent, empirical_receptive_field, fc_vs_conv, human, last_spatial_layer,
-                              layer_table, plot_filters, plot_receptive_field, receptive_fields)
+from medconv.analysis import (
+    analytic_extent,
+    empirical_receptive_field,
+    fc_vs_conv,
+    human,
+    last_spatial_layer,
+    layer_table,
+    plot_filters,
+    plot_receptive_field,
+    receptive_fields,
+)
 from medconv.errors import UserError
 from medconv.models.registry import available, build_model
 

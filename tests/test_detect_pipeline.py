@@ -61,3 +61,26 @@ def test_detections_are_classified_on_the_patches_the_classifier_saw(tmp_path, d
     image = read_image(data_root / "crchistophenotypes" / "images" / "img4.png").transpose(2, 0, 1)
     typed = classify_detections(tmp_path / "cls", np.ascontiguousarray(image), centres)
     assert typed == [meta["classes"][k] for k in expected]
+
+
+def test_detection_from_a_points_csv_with_a_tolerance_in_micrometres(tmp_path, data_root, medconv):
+    folder = data_root / "crchistophenotypes"
+    names = ["img1", "img2", "img3", "img5", "img6"]
+    with open(folder / "detection_centroids.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["image"] in names]
+    points = tmp_path / "points.csv"
+    with open(points, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "x", "y"])
+        writer.writeheader()
+        writer.writerows({"image": r["image"] + ".png", "x": r["x"], "y": r["y"]} for r in rows)
+    run = tmp_path / "det"
+    trained = medconv("detect", "train", "--points", points, "--images", folder / "images", "--mpp", "0.5",
+                      "--tolerance-um", "3", "--patch", "15", "--model-option", "widths=8,8",
+                      "--model-option", "kernels=3,3", "--model-option", "hidden=16", "--epochs", "1",
+                      "--samples-per-epoch", "256", "--threads", "1", "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((run / "detect.json").read_text())["tolerance"] == 6.0  # 3 um at 0.5 um per pixel
+    scored = json.loads(medconv("detect", "evaluate", run, "--json").stdout)
+    assert scored["images"] == 1 and scored["tp"] + scored["fn"] > 0  # 5 images: 3 train, 1 val, 1 test
+    missing = medconv("detect", "evaluate", run, "--tolerance-um", "3")
+    assert missing.returncode == 0  # the run's --mpp is used

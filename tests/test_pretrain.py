@@ -83,7 +83,11 @@ def test_vanishing_gradient_experiment(tmp_path, data_root):
 
 
 def test_convolutional_autoencoder_pretraining(breast_images):
-    from medconv.training.pretrain_cae import conv_inputs, pretrain_conv, pretrain_convolutions
+    from medconv.training.pretrain_cae import (
+        conv_inputs,
+        pretrain_conv,
+        pretrain_convolutions,
+    )
 
     torch.manual_seed(0)
     model = build_model("resnet18", 1, 2, (28, 28))  # strided convolutions and 1x1 shortcuts included

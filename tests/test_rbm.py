@@ -8,7 +8,11 @@ from sklearn.base import clone
 from sklearn.neural_network import BernoulliRBM as SklearnRBM
 
 from medconv.errors import UserError
-from medconv.models.rbm import BernoulliRBM, GaussianBernoulliRBM, mean_pseudo_likelihood
+from medconv.models.rbm import (
+    BernoulliRBM,
+    GaussianBernoulliRBM,
+    mean_pseudo_likelihood,
+)
 
 # sklearn's batch_size 10; its learning rate 0.1 makes PCD on these images swing by 15% between
 # seeds, 0.01 gives the same PL within 0.5% for every seed, so the 2% comparison means something.

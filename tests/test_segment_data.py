@@ -184,14 +184,14 @@ def test_sampled_patch_is_the_padded_crop_at_its_centre(isbi, isbi_sampler):
 
 def test_border_centres_are_mirrored(tmp_path):
     rng = np.random.default_rng(2)
-    image = rng.random((2, 9, 11)).astype(np.float32)
-    mask = rng.integers(0, 2, (9, 11))
+    image = rng.random((2, 17, 19)).astype(np.float32)
+    mask = rng.integers(0, 2, (17, 19))
     sampler = PatchSampler([SegImage("t", image, mask)], patch=15)
-    ys, xs = np.array([0, 0, 8, 8, 4, 0]), np.array([0, 10, 0, 10, 5, 6])
+    ys, xs = np.array([0, 0, 16, 16, 8, 0]), np.array([0, 18, 0, 18, 9, 6])
     patches, labels = sampler.extract(np.zeros(6, np.int64), ys, xs)
     r = np.arange(-7, 8)
     for k in range(6):
-        ref = image[:, _reflect(ys[k] + r, 9)[:, None], _reflect(xs[k] + r, 11)[None, :]]
+        ref = image[:, _reflect(ys[k] + r, 17)[:, None], _reflect(xs[k] + r, 19)[None, :]]
         np.testing.assert_array_equal(patches[k].numpy(), ref)
         padded = np.pad(image, ((0, 0), (7, 7), (7, 7)), mode="reflect")
         np.testing.assert_array_equal(ref, padded[:, ys[k]:ys[k] + 15, xs[k]:xs[k] + 15])

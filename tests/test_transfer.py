@@ -17,7 +17,12 @@ from medconv.models.registry import build_model
 from medconv.training.checkpoint import load_model, read_checkpoint
 from medconv.training.loop import train
 from medconv.transfer.finetune import layer_groups, optimizer_groups, set_trainable
-from medconv.transfer.weights import apply_weights, cached_path, resolve_weights, torchvision_enum
+from medconv.transfer.weights import (
+    apply_weights,
+    cached_path,
+    resolve_weights,
+    torchvision_enum,
+)
 
 
 def tiny(data_root, **changes) -> TrainConfig:

@@ -8,8 +8,8 @@ import json
 import sys
 
 from .config import TrainConfig, load_config
-from .segment.config import SegmentConfig
 from .errors import TrainingDiverged, UserError
+from .segment.config import SegmentConfig
 
 TRAIN_HELP = {
     "dataset": "MedMNIST 2D flag (breastmnist, pneumoniamnist, pathmnist, ...), 'synthetic' or 'crchistophenotypes' (nucleus patches)",
@@ -41,6 +41,8 @@ SEGMENT_HELP = {
     "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29), "
                "cpm15 (CPM-15 nuclei, instance maps kept for AJI) or crchistophenotypes (nucleus centres as discs)",
     "radius": "point data: radius in pixels of the disc labelled around each centre",
+    "points": "detection: CSV with columns image,x,y[,class] (1-based x = column, y = row) for the files in --images",
+    "mpp": "micrometres per pixel, when known (lets --tolerance-um set the match distance)",
     "manifest": "CSV with columns image,mask[,roi][,split]",
     "images": "folder of images (matched to --masks by file stem)",
     "masks": "folder of label masks", "roi": "folder of region-of-interest masks (outside: not trained or scored)",
@@ -289,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", default=None, help="YAML run configuration; options given here override it")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     q.add_argument("--tolerance", type=float, default=6.0, help="match distance in pixels (default: 6)")
+    q.add_argument("--tolerance-um", type=float, default=None, help="match distance in micrometres (needs --mpp)")
     add_config_options(q, config_class=SegmentConfig, help_texts=SEGMENT_HELP)
     q = actions.add_parser("predict", help="detections of image files as CSV image,x,y,score (1-based x, y)",
                            epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -301,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", help="run directory made by medconv detect train")
     q.add_argument("--split", default="val", help="(default: val)")
     q.add_argument("--tolerance", type=float, default=None, help="match distance in pixels (default: the run's)")
+    q.add_argument("--tolerance-um", type=float, default=None, help="match distance in micrometres (needs --mpp)")
+    q.add_argument("--mpp", type=float, default=None, help="micrometres per pixel (default: the run's --mpp)")
+    q.add_argument("--classifier", default=None, metavar="RUN_DIR", help="type each detection with this nucleus-type "
+                   "classifier run and score per class (needs classed points)")
     q.add_argument("--json", action="store_true", help="print the metrics as JSON")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
@@ -394,6 +401,15 @@ def run_segment(args: argparse.Namespace) -> None:
               + f"  -> {args.run_dir}/metrics_{args.split}.json")
 
 
+def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | None) -> float | None:
+    """A match distance in pixels: --tolerance, or --tolerance-um divided by --mpp."""
+    if tolerance_um is None:
+        return tolerance
+    if not mpp:
+        raise UserError("--tolerance-um needs the pixel size: give --mpp (micrometres per pixel)")
+    return tolerance_um / mpp
+
+
 def run_detect(args: argparse.Namespace) -> None:
     from .detect import pipeline
     if args.action == "train":
@@ -401,7 +417,7 @@ def run_detect(args: argparse.Namespace) -> None:
         if args.resume and args.config:
             raise UserError("--resume continues with the configuration saved in the run; drop --config")
         cfg = SegmentConfig() if args.resume else config_from_args(args, SegmentConfig)
-        pipeline.train_detector(cfg, args.out, args.tolerance, resume=args.resume,
+        pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp), resume=args.resume,
                                 overrides=explicit_options(args, SegmentConfig) if args.resume else None)
     elif args.action == "predict":
         rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device)
@@ -410,10 +426,14 @@ def run_detect(args: argparse.Namespace) -> None:
             writer.writeheader()
             writer.writerows(rows)
     else:
-        m = pipeline.evaluate_detection(args.run_dir, args.split, args.tolerance, args.device)
+        mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
+        m = pipeline.evaluate_detection(args.run_dir, args.split, pixels(args.tolerance, args.tolerance_um, mpp),
+                                        args.device, classifier=args.classifier)
         print(json.dumps({k: v for k, v in m.items()}, indent=2, default=float) if args.json else
               f"{args.split} ({m['images']} images, within {m['tolerance']} px): precision {m['precision']:.4f}  "
-              f"recall {m['recall']:.4f}  F1 {m['f1']:.4f}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']})")
+              f"recall {m['recall']:.4f}  F1 {m['f1']:.4f}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']})"
+              + (f"\ntyped: weighted F1 {m['typed']['weighted_f1']:.4f}, " + ", ".join(
+                  f"{c} {v['f1']:.4f}" for c, v in m["typed"]["per_class"].items()) if "typed" in m else ""))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ from .fileio import atomic_write
 from .metrics import scores_from_logits
 
 
-
 @torch.no_grad()
 def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], task: str,
                    device: torch.device | str = "cpu", batch_size: int = 512, tta: str = "none") -> np.ndarray:
@@ -52,11 +51,10 @@ def image_files(inputs: list[str]) -> list[Path]:
 def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
     """Image files as the run's training images were made: read at the dataset's size, stored as uint8,
     then resized as --resize did. Returns (N, C, H, W) uint8."""
+    from .config import TrainConfig
     from .data import resized
     from .data.images import prepare_image, read_image
     from .data.types import ImageSet
-
-    from .config import TrainConfig
     from .transfer.weights import native_side
 
     cfg = meta["config"]

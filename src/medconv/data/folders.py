@@ -22,7 +22,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medconv.data.images import SUPPORTED_EXTENSIONS, one_line, prepare_image, read_image
+from medconv.data.images import (
+    SUPPORTED_EXTENSIONS,
+    one_line,
+    prepare_image,
+    read_image,
+)
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.errors import UserError
 

@@ -208,7 +208,7 @@ def _cpm15_rows(root: str | os.PathLike | None) -> list[dict]:
     return rows
 
 
-def _random_splits(n: int, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
+def random_splits(n: int, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
     """A seeded split by image; at least one val and one test image when n >= 3."""
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise UserError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be "
@@ -249,7 +249,7 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
     else:
         raise UserError("segmentation data needs a manifest, images and masks folders, or dataset=isbi2012")
     if any(r["split"] is None for r in rows):
-        for r, split in zip(rows, _random_splits(len(rows), val_fraction, test_fraction, seed)):
+        for r, split in zip(rows, random_splits(len(rows), val_fraction, test_fraction, seed)):
             r["split"] = split
         notes.append(f"random split by image (seed {seed}, val {val_fraction}, test {test_fraction})")
     pics = [read_image(r["image"]) for r in rows]  # (H, W, C) float32 in [0, 1]

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+
 def unit_float(x: torch.Tensor) -> torch.Tensor:
     """Images as float32 in [0, 1]: uint8 divided by 255, float images as they are."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

@@ -20,7 +20,7 @@ from ..data.points import load_crchistophenotypes
 from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import write_json
-from .matching import detection_scores, match, threshold_sweep
+from .matching import detection_scores, match, per_class_f1, threshold_sweep
 from .peaks import find_peaks
 
 SIGMAS = (0.0, 1.0, 2.0, 3.0)
@@ -41,10 +41,29 @@ def disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.
     return mask
 
 
-def point_segmentation(data_root: str | None, radius: float, channels: int | None = None):
-    """CRCHistoPhenotypes detection centroids as a segmentation dataset: (SegInfo, {"train", "val", "test"}).
-    Train = the 70 training images; val = test = the 10 validation images (the protocol scores there)."""
-    parts = load_crchistophenotypes(data_root)
+def point_parts(cfg) -> tuple[str, dict]:
+    """(name, {"train", "val", "test": [PointImage]}) of cfg's point data: --dataset crchistophenotypes (train =
+    its 70 training images; val = test = the 10 validation images, where the protocol scores), or --points CSV
+    (image,x,y[,class], 1-based) with --images DIR, split by image at random (seeded)."""
+    if cfg.dataset == "crchistophenotypes":
+        parts = load_crchistophenotypes(cfg.data_root, mpp=cfg.mpp)
+        return "crchistophenotypes", {**parts, "test": parts["val"]}
+    from ..data.points import load_points_csv
+    from ..data.segmentation import random_splits
+    if not cfg.images:
+        raise UserError("--points CSV needs --images DIR (the folder the CSV's image column names files in)")
+    images = load_points_csv(cfg.points, cfg.images, mpp=cfg.mpp)
+    parts = {"train": [], "val": [], "test": []}
+    for image, split in zip(images, random_splits(len(images), cfg.val_fraction, cfg.test_fraction, cfg.seed)):
+        parts[split].append(image)
+    return Path(cfg.points).stem, parts
+
+
+def point_segmentation(cfg):
+    """Point annotations as a segmentation dataset: discs of cfg.radius around each centre, class "centre".
+    Returns (SegInfo, {"train", "val", "test": [SegImage with .points]})."""
+    name, parts = point_parts(cfg)
+    radius, channels = cfg.radius, cfg.channels
     splits: dict[str, list[SegImage]] = {}
     for split, images in parts.items():
         splits[split] = []
@@ -53,11 +72,11 @@ def point_segmentation(data_root: str | None, radius: float, channels: int | Non
             image = prepare_image(array, channels or 3, array.shape[:2]).numpy()
             centres = p.pixels()
             splits[split].append(SegImage(p.name, image, disc_mask(array.shape[:2], centres, radius), points=centres))
-    splits["test"] = splits["val"]
     count = sum(len(p.points) for images in parts.values() for p in images)
-    info = SegInfo("crchistophenotypes", ["background", "centre"], channels or 3,
-                   [f"CRCHistoPhenotypes detection: discs of radius {radius} px around {count} centres; "
-                    "train 70 images, val = test = the 10 validation images"])
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
+    info = SegInfo(name, ["background", "centre"], channels or 3,
+                   [f"{name} detection: discs of radius {radius} px around {count} centres; images: {sizes}"
+                    + (" (val and test are the same 10 validation images)" if name == "crchistophenotypes" else "")])
     return info, splits
 
 
@@ -102,10 +121,31 @@ def tune_run(run_dir: Path, info: SegInfo, splits: dict, tolerance: float, conso
     return params
 
 
+def run_config(run_dir: str | Path):
+    """The SegmentConfig a detection run was trained with."""
+    from ..segment.config import SegmentConfig
+    from ..segment.evaluate import load_segmenter
+    return SegmentConfig.from_dict(load_segmenter(run_dir)[1]["config"])
+
+
+def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """{image name: (centres (N, 2) 0-based (row, col), their classes)} of the classed points of a split."""
+    if cfg.dataset == "crchistophenotypes":  # the classified nuclei (a subset of the detection points)
+        parts = load_crchistophenotypes(cfg.data_root, classes=True)
+        parts["test"] = parts["val"]
+    else:
+        parts = point_parts(cfg)[1]
+    truth = {p.name: (p.pixels(), p.classes) for p in parts[split]}
+    if any(classes is None for _, classes in truth.values()):
+        raise UserError("--classifier: the points of this dataset have no classes (a class column is needed)")
+    return truth
+
+
 def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "cpu",
-                       data=None, overlays: bool = True) -> dict:
+                       data=None, overlays: bool = True, classifier: str | Path | None = None) -> dict:
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
-    a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses)."""
+    a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
+    nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
     from ..segment.config import SegmentConfig
     from ..segment.evaluate import load_segmenter
     from ..segment.maps import MapMaker
@@ -126,6 +166,10 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     sweep, best = threshold_sweep([(find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6),
                                     im.points) for m, im in zip(maps, images)], tolerance, THRESHOLDS)
     result["sweep"], result["best_threshold_on_this_split"] = sweep, best
+    if classifier:
+        truth = typed_truth(SegmentConfig.from_dict(meta["config"]), split)
+        result["typed"] = per_class_f1([(f[:, :2], classify_detections(classifier, im.image, f, device), *truth[im.name])
+                                        for f, im in zip(found, images)], tolerance)
     write_json(run_dir / f"detect_{split}.json", result)
     plot_pr(sweep, params["threshold"], run_dir / "plots" / f"precision_recall_{split}.png")
     if overlays:
@@ -229,12 +273,11 @@ def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np
     """The class of each detection (N, 2+) (row, col, ...) in image (C, H, W) in [0, 1], by a nucleus-type
     classifier run (medconv train --dataset crchistophenotypes): its square patch around each detection,
     mirror-padded at the borders as in training."""
-    from ..prediction import predict_scores
-    from ..training.checkpoint import load_model
-
     from ..config import TrainConfig
     from ..data import resized
     from ..data.types import ImageSet
+    from ..prediction import predict_scores
+    from ..training.checkpoint import load_model
     from ..transfer.weights import native_side
 
     model, meta = load_model(classifier_run, device=device)

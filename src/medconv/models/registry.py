@@ -54,5 +54,5 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple
 
 
 def _load_all() -> None:
-    from . import classic, googlenet, lenet, mlp, patch_cnn, resnet, simple_cnn, unet  # noqa: F401  (modules register themselves)
     from ..transfer import heads  # noqa: F401  (feature-head: a frozen backbone + a fitted head)
+    from . import classic, googlenet, lenet, mlp, patch_cnn, resnet, simple_cnn, unet  # noqa: F401  (modules register themselves)

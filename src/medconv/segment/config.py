@@ -16,6 +16,8 @@ class SegmentConfig:
     # data
     dataset: str | None = None        # isbi2012 (the challenge layout under the data root), or None
     manifest: str | None = None       # CSV: image,mask[,roi][,split]
+    points: str | None = None         # detection: CSV image,x,y[,class] (1-based x = column), images in --images
+    mpp: float | None = None          # micrometres per pixel, when known (tolerances in um)
     images: str | None = None         # folders matched by file stem
     masks: str | None = None
     roi: str | None = None

@@ -22,7 +22,13 @@ from ..fileio import write_json
 from ..training.checkpoint import load_model
 from .config import SegmentConfig
 from .maps import MapMaker
-from .metrics import aggregated_jaccard_index, dice_iou, object_dice, pixel_error, rand_error
+from .metrics import (
+    aggregated_jaccard_index,
+    dice_iou,
+    object_dice,
+    pixel_error,
+    rand_error,
+)
 from .postprocess import (
     binary_cleanup,
     choose_threshold,

@@ -26,9 +26,9 @@ from ..training.checkpoint import load_weights, restore_optimizer, save_checkpoi
 from ..training.loop import (
     learning_rate,
     make_optimizer,
+    open_run,
     progress_bar,
     resolve_device,
-    open_run,
     set_determinism,
 )
 from .config import SegmentConfig, dump, parse_augment
@@ -38,9 +38,9 @@ HISTORY = ["epoch", "lr", "train_loss", "val_f1", "val_pixel_error", "seconds"]
 
 
 def load_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegImage]]]:
-    if cfg.dataset == "crchistophenotypes":  # point annotations: discs around the centres
+    if cfg.dataset == "crchistophenotypes" or cfg.points:  # point annotations: discs around the centres
         from ..detect.pipeline import point_segmentation
-        return point_segmentation(cfg.data_root, cfg.radius, cfg.channels)
+        return point_segmentation(cfg)
     return load_segmentation(manifest=cfg.manifest, images=cfg.images, masks=cfg.masks, roi=cfg.roi,
                              dataset=cfg.dataset, data_root=cfg.data_root, value_map=cfg.value_map,
                              classes=cfg.classes, channels=cfg.channels, val_fraction=cfg.val_fraction,
@@ -122,7 +122,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     console = console or Console(stderr=True)
     out = Path(out)
     cfg, saved, last_path, best_path = open_run(cfg, out, resume, overrides, SegmentConfig)
-    for name in ("manifest", "images", "masks", "roi", "data_root"):  # evaluate may run from another folder
+    for name in ("manifest", "images", "masks", "roi", "data_root", "points"):  # evaluate may run from another folder
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
