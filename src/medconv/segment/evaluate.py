@@ -26,7 +26,6 @@ from .metrics import (
     aggregated_jaccard_index,
     dice_iou,
     object_dice,
-    pixel_error,
     rand_error,
 )
 from .postprocess import (
@@ -49,27 +48,20 @@ def load_segmenter(run_dir: str | Path, which: str = "best", device: str = "cpu"
     return model, meta
 
 
-def split_metrics(maker: MapMaker, images: list[SegImage], classes: list[str]) -> dict:
-    """Metrics of the posterior maps of labelled images, pooled over them, and seconds per image."""
-    labelled = [im for im in images if im.mask is not None]
-    if not labelled:
-        raise UserError("no labelled images in this split")
-    tic = time.time()
-    probs = [maker(torch.from_numpy(im.image)).numpy() for im in labelled]
-    seconds = (time.time() - tic) / len(labelled)
+def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: list[str], objects: bool = True) -> dict:
+    """Metrics of the posterior maps (K, H, W) of labelled images, pooled over them; `objects` adds the
+    Rand error (boundary classes) and AJI / object Dice (where the data has instances)."""
     truth = np.concatenate([im.mask.ravel() for im in labelled])
     roi = np.concatenate([(im.roi if im.roi is not None else np.ones_like(im.mask, bool)).ravel() for im in labelled])
     pred = np.concatenate([p.argmax(0).ravel() for p in probs])
     per_class = dice_iou(pred, truth, list(range(len(classes))), roi)
     out = {"n": len(labelled), "pixel_error": float(((pred != truth) & roi).sum() / roi.sum()),
-           "per_class": {classes[c]: v for c, v in per_class.items()}, "seconds_per_image": seconds}
-    if len(classes) == 2:
-        fg = np.concatenate([p[1].ravel() for p in probs])
-        out["pixel_error"] = pixel_error(fg, truth == 1, 0.5, roi)
+           "per_class": {classes[c]: v for c, v in per_class.items()}}
+    if len(classes) == 2:  # the argmax of two classes is the foreground probability > 0.5: ISBI's pixel error
         out["f1"] = per_class[1]["dice"]
-        if classes[1] in BOUNDARY_CLASSES:
+        if objects and classes[1] in BOUNDARY_CLASSES:
             out.update(rand_error([p[1] for p in probs], [im.mask == 1 for im in labelled]))
-        if all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
+        if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
             found = [watershed_instances(p[1]) for p in probs]
             out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
             out["object_dice"] = float(np.mean([object_dice(f, im.instances) for f, im in zip(found, labelled)]))
@@ -79,8 +71,10 @@ def split_metrics(maker: MapMaker, images: list[SegImage], classes: list[str]) -
 
 
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
-                          device: str = "cpu", data: tuple[SegInfo, dict] | None = None) -> dict:
-    """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_{split}.json."""
+                          device: str = "cpu", data: tuple[SegInfo, dict] | None = None,
+                          choose: bool = False) -> dict:
+    """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_{split}.json. With `choose` (binary
+    tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json."""
     from .train import load_data
 
     model, meta = load_segmenter(run_dir, which, device)
@@ -88,21 +82,25 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     if split not in splits or not splits[split]:
         raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
     maker = MapMaker(model, meta, method, device=device)
-    metrics = {**split_metrics(maker, splits[split], meta["classes"]), "split": split, "method": maker.method,
-               "checkpoint": which}
+    labelled = [im for im in splits[split] if im.mask is not None]
+    if not labelled:
+        raise UserError(f"--split {split}: no labelled images")
+    tic = time.time()
+    probs = [maker(torch.from_numpy(im.image)).numpy() for im in labelled]
+    seconds = (time.time() - tic) / len(labelled)
+    metrics = {**split_metrics(labelled, probs, meta["classes"]), "seconds_per_image": seconds, "split": split,
+               "method": maker.method, "checkpoint": which}
     write_json(Path(run_dir) / f"metrics_{split}.json", metrics)
+    if choose and len(meta["classes"]) == 2:
+        metrics["threshold"] = choose_foreground_threshold(Path(run_dir), meta["classes"], labelled, probs)
     return metrics
 
 
-def choose_val_threshold(out: Path, info: SegInfo, val: list[SegImage], device: str = "cpu") -> dict:
-    """The foreground threshold with the best validation score (Rand for boundary classes, else F1), saved as
-    RUN/threshold.json for `segment predict`."""
-    model, meta = load_segmenter(out, device=device)
-    maker = MapMaker(model, meta, device=device)
-    labelled = [im for im in val if im.mask is not None]
-    metric = "rand" if info.classes[1] in BOUNDARY_CLASSES else "f1"
-    chosen = choose_threshold([maker(torch.from_numpy(im.image))[1].numpy() for im in labelled],
-                              [im.mask == 1 for im in labelled], metric)
+def choose_foreground_threshold(out: Path, classes: list[str], labelled: list[SegImage], probs: list) -> dict:
+    """The foreground threshold with the best score on these (validation) maps (Rand for boundary classes,
+    else F1), saved as RUN/threshold.json for `segment predict`."""
+    metric = "rand" if classes[1] in BOUNDARY_CLASSES else "f1"
+    chosen = choose_threshold([p[1] for p in probs], [im.mask == 1 for im in labelled], metric)
     chosen = {"threshold": chosen["threshold"], "metric": metric, "val_score": chosen["score"]}
     write_json(out / "threshold.json", chosen)
     return chosen
@@ -117,9 +115,9 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
               "best_epoch": last["best_epoch"], "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
     for split in ("val", "test"):
         if any(im.mask is not None for im in splits.get(split, [])):
-            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits))
-    if len(info.classes) == 2:
-        result["threshold"] = choose_val_threshold(out, info, splits["val"], device)
+            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits), choose=split == "val")
+    if "threshold" in result.get("val", {}):
+        result["threshold"] = result["val"].pop("threshold")
     write_json(out / "metrics.json", result)
     summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
                         + (f" Rand error {result[s]['rand_error']:.4f}" if "rand_error" in result[s] else "")

@@ -30,6 +30,7 @@ from ..training.loop import (
     progress_bar,
     resolve_device,
     set_determinism,
+    write_history,
 )
 from .config import SegmentConfig, dump, parse_augment
 from .maps import MapMaker
@@ -93,24 +94,13 @@ def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, 
     return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long))
 
 
-def score(maker: MapMaker, images: list[SegImage]) -> dict:
-    """Foreground F1 (class 1 of 2; mean Dice of classes >= 1 otherwise) and pixel error on images with masks."""
-    tp = fp = fn = wrong = total = 0
-    dice = []
-    for im in images:
-        pred = maker(torch.from_numpy(im.image)).argmax(0).numpy()
-        keep = im.roi if im.roi is not None else np.ones_like(im.mask, dtype=bool)
-        p, t = pred[keep], im.mask[keep]
-        wrong, total = wrong + int((p != t).sum()), total + int(keep.sum())
-        for c in range(1, max(int(t.max()), int(p.max()), 1) + 1):
-            tp_c, fp_c, fn_c = int(((p == c) & (t == c)).sum()), int(((p == c) & (t != c)).sum()), int(((p != c) & (t == c)).sum())
-            if c == 1:
-                tp, fp, fn = tp + tp_c, fp + fp_c, fn + fn_c
-            dice.append((tp_c, fp_c, fn_c, c))
-    classes = sorted({c for *_, c in dice})
-    per_class = [2 * sum(d[0] for d in dice if d[3] == c) /
-                 max(1, sum(2 * d[0] + d[1] + d[2] for d in dice if d[3] == c)) for c in classes]
-    return {"f1": float(np.mean(per_class)) if per_class else math.nan, "pixel_error": wrong / max(total, 1)}
+def score(maker: MapMaker, images: list[SegImage], classes: list[str]) -> dict:
+    """Validation during training: foreground F1 and pixel error of the labelled images (no Rand error or
+    object metrics, which the final evaluation adds)."""
+    from .evaluate import split_metrics
+    labelled = [im for im in images if im.mask is not None]
+    return split_metrics(labelled, [maker(torch.from_numpy(im.image)).numpy() for im in labelled], classes,
+                         objects=False)
 
 
 def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False,
@@ -182,7 +172,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 optimizer.step()
                 total += loss.item()
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / (step + 1):.4f}")
-            val = score(MapMaker(model, meta, device=str(device)), splits["val"])
+            val = score(MapMaker(model, meta, device=str(device)), splits["val"], info.classes)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / steps, "val_f1": val["f1"],
                    "val_pixel_error": val["pixel_error"], "seconds": time.time() - tic}
             history.append(row)
@@ -192,8 +182,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
                                                "best_epoch": best_epoch, "history": history}, optimizer)
-            write_text(out / "history.csv", "\n".join([",".join(HISTORY)] + [
-                ",".join(f"{r[h]:.6g}" if isinstance(r[h], float) else str(r[h]) for h in HISTORY) for r in history]) + "\n")
+            write_history(out / "history.csv", history, HISTORY)
             status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val F1 {val['f1']:.4f} "
                       f"pixel error {val['pixel_error']:.4f} (best @ {best_epoch})")
             bar.update(task, status=status)

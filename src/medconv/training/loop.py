@@ -276,7 +276,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     return finish_run(out, info, sets, console=console, device=str(device))
 
 
-def write_history(path: Path, history: list[dict]) -> None:
-    lines = [",".join(HISTORY_FIELDS)]
-    lines += [",".join(f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in HISTORY_FIELDS) for r in history]
+def write_history(path: Path, history: list[dict], fields: list[str] = HISTORY_FIELDS) -> None:
+    """history.csv: one row per epoch, the `fields` columns."""
+    lines = [",".join(fields)]
+    lines += [",".join(f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in fields) for r in history]
     write_text(path, "\n".join(lines) + "\n")
