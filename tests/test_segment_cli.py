@@ -64,7 +64,8 @@ def write(path, array):
 
 
 @pytest.mark.parametrize("case, words", [
-    ("size", "same size"), ("value", "not in the value map"), ("even", "must be odd"), ("large", "patch"),
+    ("size", "same size"), ("value", "not in the value map"), ("even", "must be odd"),
+    ("large", "larger than the smallest image"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, medconv, case, words):
     rng = np.random.default_rng(0)

@@ -265,3 +265,16 @@ def test_checkpoints_with_one_optimizer_group_still_resume():
     assert len(new.param_groups) == len(optimizer_groups(model, 1.0)) > 1
     first = next(model.parameters())
     torch.testing.assert_close(new.state[first]["exp_avg"], old.state[first]["exp_avg"])
+
+
+def test_channels_option_converts_medmnist_like_image_files(data_root):
+    from medconv.data.images import LUMA
+    grey = load_dataset(tiny(data_root))[1]["test"].images
+    rgb_info, rgb = load_dataset(tiny(data_root, channels=3))
+    assert rgb_info.channels == 3 and torch.equal(rgb["test"].images, grey.expand(-1, 3, -1, -1))
+    from medconv.data import with_channels
+    from medconv.data.types import ImageSet
+    colour = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    back = with_channels(ImageSet(colour, torch.zeros(2, 1)), 1).images
+    expected = (colour.float() * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True).round().to(torch.uint8)
+    assert back.shape == (2, 1, 4, 4) and torch.equal(back, expected)

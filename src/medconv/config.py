@@ -24,7 +24,7 @@ class TrainConfig:
     resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
     resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
     patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
-    channels: int | None = None       # 1 or 3 (default: as the images are); 3 copies grey into RGB, 1 averages RGB
+    channels: int | None = None       # 1 or 3 (default: as the images are); 3 copies grey into RGB, 1 takes RGB's luminance
     val_fraction: float = 0.1         # folders without a split column
     test_fraction: float = 0.2
     train_fraction: float = 1.0       # keep this stratified fraction of the training labels

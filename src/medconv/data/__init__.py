@@ -46,12 +46,14 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
 
 
 def with_channels(s: ImageSet, channels: int) -> ImageSet:
-    """s with images (N, channels, H, W): grey copied into 3 channels, or RGB averaged to 1; same dtype."""
+    """s with images (N, channels, H, W): grey copied into 3 channels, or RGB to its luminance (as image files
+    are read, data.images.LUMA); same dtype."""
     if channels not in (1, 3) or s.images.shape[1] not in (1, 3):
         raise UserError(f"--channels {channels}: expected 1 or 3 (images have {s.images.shape[1]})")
     if channels == 3:
         return ImageSet(s.images.expand(-1, 3, -1, -1).contiguous(), s.labels, s.paths)
-    grey = s.images.float().mean(1, keepdim=True)
+    from .images import LUMA
+    grey = (s.images.float() * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     return ImageSet(grey.round().to(torch.uint8) if s.images.dtype == torch.uint8 else grey, s.labels, s.paths)
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from medconv.errors import UserError
 
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 def _to_unit(a: np.ndarray) -> np.ndarray:
@@ -149,7 +149,7 @@ def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> to
     if x.shape[0] == 1 and channels == 3:
         x = x.expand(3, -1, -1)
     elif x.shape[0] == 3 and channels == 1:
-        x = (x * torch.tensor(_LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+        x = (x * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
     size = (int(size[0]), int(size[1]))
     if tuple(x.shape[1:]) != size:
         x = F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False,

@@ -105,15 +105,9 @@ def detect(prob: np.ndarray, params: dict) -> np.ndarray:
     return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9)
 
 
-def tune_run(run_dir: Path, info: SegInfo, splits: dict, tolerance: float, console: Console, device: str = "cpu"):
-    """Choose the peak parameters on the run's validation images; write RUN/detect.json."""
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
-
-    model, meta = load_segmenter(run_dir, device=device)
-    maker = MapMaker(model, meta, device=device)
-    val = splits["val"]
-    best = tune(centre_maps(maker, val), [im.points for im in val], tolerance)
+def tune_run(run_dir: Path, maps: list[np.ndarray], val: list[SegImage], tolerance: float, console: Console):
+    """Choose the peak parameters on the validation images' centre maps; write RUN/detect.json."""
+    best = tune(maps, [im.points for im in val], tolerance)
     params = {k: best[k] for k in ("sigma", "min_distance", "threshold")}
     write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"]})
     console.print(f"peak parameters chosen on validation: sigma {params['sigma']}, min distance "
@@ -142,7 +136,8 @@ def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
 
 
 def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "cpu",
-                       data=None, overlays: bool = True, classifier: str | Path | None = None) -> dict:
+                       data=None, overlays: bool = True, classifier: str | Path | None = None,
+                       maps: list[np.ndarray] | None = None) -> dict:
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
     a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
     nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
@@ -159,12 +154,13 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     images = [im for im in splits.get(split, []) if im.points is not None]
     if not images:
         raise UserError(f"--split {split}: no images with points")
-    maps = centre_maps(MapMaker(model, meta, device=device), images)
-    found = [detect(m, params) for m in maps]
+    maps = maps if maps is not None else centre_maps(MapMaker(model, meta, device=device), images)
+    # peaks above the lowest threshold once; the detections at any threshold are those scoring at least it
+    low = [find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6) for m in maps]
+    found = [peaks[peaks[:, 2] >= params["threshold"] - 1e-9] for peaks in low]
     result = {**detection_scores([(f[:, :2], im.points) for f, im in zip(found, images)], tolerance),
               "split": split, "tolerance": tolerance, "images": len(images), **params}
-    sweep, best = threshold_sweep([(find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6),
-                                    im.points) for m, im in zip(maps, images)], tolerance, THRESHOLDS)
+    sweep, best = threshold_sweep([(peaks, im.points) for peaks, im in zip(low, images)], tolerance, THRESHOLDS)
     result["sweep"], result["best_threshold_on_this_split"] = sweep, best
     if classifier:
         truth = typed_truth(SegmentConfig.from_dict(meta["config"]), split)
@@ -229,11 +225,14 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
     out = Path(out)
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides)
     from ..segment.config import SegmentConfig
-    from ..training.checkpoint import read_checkpoint
-    saved = SegmentConfig.from_dict(read_checkpoint(out / "checkpoints" / "best.safetensors")[1]["config"])
-    info, splits = load_data(saved)
-    tune_run(out, info, splits, tolerance, console)
-    result["detect_val"] = evaluate_detection(out, "val", tolerance, data=(info, splits))
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+    model, meta = load_segmenter(out)
+    info, splits = load_data(SegmentConfig.from_dict(meta["config"]))
+    val = [im for im in splits["val"] if im.points is not None]
+    maps = centre_maps(MapMaker(model, meta), val)  # once: for choosing the peak parameters and for the scores
+    tune_run(out, maps, val, tolerance, console)
+    result["detect_val"] = evaluate_detection(out, "val", tolerance, data=(info, splits), maps=maps)
     r = result["detect_val"]
     console.print(f"validation detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                   f"(within {tolerance} px) -> {out}")

@@ -24,10 +24,10 @@ class MapMaker:
     """
 
     def __init__(self, model: nn.Module, meta: dict, method: str = "auto", tta: str = "none",
-                 device: str = "cpu", progress=None):
+                 device: str = "cpu"):
         if method not in METHODS:
             raise UserError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-        self.model, self.meta, self.device, self.tta, self.progress = model.eval(), meta, device, tta, progress
+        self.model, self.meta, self.device, self.tta = model.eval(), meta, device, tta
         self.mode = meta["mode"]
         self.method, self.dense = method, None
         if self.mode == "patch" and method in ("auto", "dense"):
@@ -47,8 +47,14 @@ class MapMaker:
         if self.mode == "patch":
             if self.method == "dense" and stride == 1:
                 return dense_posteriors(self.dense, image, self.meta["patch"], mean, std, device=self.device)
-            return sliding_posteriors(self.model, image, self.meta["patch"], mean, std, stride, device=self.device,
-                                      progress=self.progress)
+            from rich.console import Console
+
+            from ..training.loop import progress_bar
+            with progress_bar(Console(stderr=True)) as bar:  # one forward pass per pixel: minutes per image
+                task = bar.add_task("sliding window", total=None, status="")
+                return sliding_posteriors(self.model, image, self.meta["patch"], mean, std, stride,
+                                          device=self.device,
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
         return self.tiled(image)
 
     def tiled(self, image: torch.Tensor) -> torch.Tensor:

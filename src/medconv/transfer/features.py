@@ -43,6 +43,7 @@ class Features:
     std: list[float]
     path: Path
     from_cache: bool
+    backbone: nn.Module  # the network the features come from (weights loaded, eval mode)
 
 
 def default_cache() -> Path:
@@ -133,7 +134,7 @@ def extract_features(cfg: TrainConfig, layer: str | None = None, cache_dir: str 
         with np.load(path) as saved:
             splits = {name: (saved[f"{name}_features"], saved[f"{name}_labels"]) for name in sets}
         console.print(f"features from cache {path}")
-        return Features(splits, info, layer, mean, std, path, True)
+        return Features(splits, info, layer, mean, std, path, True, backbone)
     extractor = LayerFeatures(backbone, layer, cfg.arch).to(device)
     splits = {}
     for name, s in sets.items():
@@ -143,4 +144,4 @@ def extract_features(cfg: TrainConfig, layer: str | None = None, cache_dir: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), **arrays))  # noqa: SIM115
     console.print(f"features cached in {path}")
-    return Features(splits, info, layer, mean, std, path, False)
+    return Features(splits, info, layer, mean, std, path, False, backbone)

@@ -23,8 +23,7 @@ from ..errors import UserError
 from ..fileio import write_json, write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model, register
-from .features import Features, LayerFeatures, backbone_for, extract_features
-from .weights import prepare_source
+from .features import Features, LayerFeatures, extract_features
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)          # logistic regression: inverse L2 strength
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)           # MLP: L2 penalty
@@ -121,9 +120,8 @@ def fit_head(cfg: TrainConfig, out: str | Path, head: str = "logreg", layer: str
                "hidden": [w.shape[0] for w, _ in layers[:-1]]}
     run_cfg = dataclasses.replace(cfg, arch="feature-head", model_options=options)
     info = feats.info
-    backbone = backbone_for(cfg, info, prepare_source(cfg, "--weights"))  # cfg.resize was set by the extraction
-    model = FeatureHead(LayerFeatures(backbone, feats.layer, cfg.arch), make_head([dim, *options["hidden"]],
-                                                                                   info.num_outputs))
+    model = FeatureHead(LayerFeatures(feats.backbone, feats.layer, cfg.arch), make_head([dim, *options["hidden"]],
+                                                                                         info.num_outputs))
     linears = [m for m in model.head if isinstance(m, nn.Linear)]
     with torch.no_grad():
         for linear, (w, b) in zip(linears, layers):

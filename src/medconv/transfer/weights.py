@@ -17,7 +17,7 @@ import contextlib
 import io
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,7 +48,6 @@ class SourceWeights:
     input_size: int | None = None
     arch: str | None = None
     model_options: dict | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def resolve_weights(spec: str, arch: str, option: str = "--weights") -> SourceWeights:
