@@ -9,13 +9,9 @@ import math
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+
+# scikit-learn is imported inside the functions that use it: it takes about a second, and commands that
+# only predict (detect predict) never need it
 
 MULTI_LABEL = "multi-label, binary-class"
 
@@ -26,6 +22,8 @@ def scores_from_logits(logits: torch.Tensor, task: str) -> torch.Tensor:
 
 
 def _safe_auc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else math.nan
 
 
@@ -52,6 +50,8 @@ def predicted_labels(y_score: np.ndarray, task: str, threshold: float = 0.5) -> 
 def acc_score(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: float = 0.5) -> float:
     """Accuracy at `threshold` (binary, multi-label: mean over labels) or of the argmax."""
     y_true, y_score = np.asarray(y_true).squeeze(), np.asarray(y_score).squeeze()
+    from sklearn.metrics import accuracy_score
+
     pred = predicted_labels(y_score, task, threshold)
     if task == MULTI_LABEL:
         return float(np.mean([accuracy_score(y_true[:, i], pred[:, i]) for i in range(y_true.shape[1])]))
@@ -60,6 +60,12 @@ def acc_score(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: flo
 
 def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str, classes: list[str]) -> dict:
     """AUC, ACC, balanced accuracy, per-class precision/recall/F1/support and the confusion matrix."""
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
     out = {"n": int(len(y_true)), "auc": auc_score(y_true, y_score, task), "acc": acc_score(y_true, y_score, task)}
     pred = predicted_labels(y_score, task)

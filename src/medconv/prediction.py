@@ -13,13 +13,15 @@ from .data.transforms import normalise, tta_views
 from .data.types import unit_float
 from .errors import UserError
 from .fileio import atomic_write
-from .metrics import scores_from_logits
 
 
 @torch.no_grad()
 def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], task: str,
                    device: torch.device | str = "cpu", batch_size: int = 512, tta: str = "none") -> np.ndarray:
     """Probabilities (N, K) for images (N, C, H, W), uint8 0-255 or float 0-1; TTA views averaged."""
+    # imported here: metrics imports scikit-learn, which detection never needs
+    from .metrics import scores_from_logits
+
     was_training = model.training
     model.eval()
     out = []

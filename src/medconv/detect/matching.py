@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from ..errors import UserError
@@ -45,6 +44,9 @@ def match(pred: np.ndarray, truth: np.ndarray, tolerance: float) -> tuple[list[t
         if len(rows):
             sub, ok = dist[np.ix_(rows, cols)], near[np.ix_(rows, cols)]
             cost = np.where(ok, sub, (min(sub.shape) + 1) * (tolerance + 1.0))
+            # imported here: a slow import that `detect predict` skips
+            from scipy.optimize import linear_sum_assignment
+
             r, c = linear_sum_assignment(cost)
             keep = ok[r, c]
             pairs = sorted(zip(rows[r[keep]].tolist(), cols[c[keep]].tolist()))

@@ -4,10 +4,7 @@ GoogLeNet lives in googlenet.py (the paper's, plus torchvision's as `googlenet-t
 """
 from __future__ import annotations
 
-import torch
-import torchvision
 from torch import nn
-from torchvision.models.inception import BasicConv2d, Inception3
 
 from ..errors import UserError
 from .registry import register
@@ -29,6 +26,8 @@ def alexnet(in_channels: int, num_classes: int, input_size: tuple[int, int], dro
     6x6 average pool). Only conv1's parameter count changes (64 x C x 9 + 64 instead of 64 x C x 121 + 64).
     With other channel counts at larger sizes, only the 11x11/4 conv's input channels change.
     """
+    import torchvision  # here, not at import: `medconv` starts faster without it
+
     model = torchvision.models.alexnet(weights=None, num_classes=num_classes, dropout=dropout)
     if min(input_size) <= ALEXNET_SMALL_INPUT:
         model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1)
@@ -36,24 +35,6 @@ def alexnet(in_channels: int, num_classes: int, input_size: tuple[int, int], dro
     elif in_channels != 3:
         model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2)
     return model
-
-
-class InceptionV3(Inception3):
-    """torchvision's Inception3 whose `forward` always returns the main logits (N, num_classes).
-
-    With `aux_logits=True`, in training mode the auxiliary logits (N, num_classes) are kept in
-    `self.aux_outputs` (a 1-tuple; empty otherwise) instead of torchvision's InceptionOutputs tuple, so
-    `medconv train`, which expects one tensor, works unchanged and adds `aux_weight` (0.4, as in
-    torchvision's reference training) x their loss.
-    """
-
-    aux_outputs: tuple[torch.Tensor, ...] = ()
-    aux_weight = 0.4
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, aux = self._forward(self._transform_input(x))
-        self.aux_outputs = (aux,) if aux is not None else ()
-        return x
 
 
 def _mixed_6e_size(size: int) -> int:
@@ -79,6 +60,10 @@ def inception_v3(in_channels: int, num_classes: int, input_size: tuple[int, int]
     if aux_logits and _mixed_6e_size(min(input_size)) < 17:
         raise UserError(f"--arch inception_v3: aux_logits needs inputs of at least 299 px, not "
                         f"{input_size[0]}x{input_size[1]}; use --resize 299 or aux_logits=false")
+    from torchvision.models.inception import BasicConv2d
+
+    from .inception import InceptionV3
+
     model = InceptionV3(num_classes=num_classes, aux_logits=bool(aux_logits), transform_input=False,
                         init_weights=True, dropout=dropout)
     if in_channels != 3:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
-from torchvision.models.googlenet import BasicConv2d as TorchvisionConv
 
 from ..errors import UserError
 from .registry import register
@@ -201,6 +199,9 @@ def googlenet_torchvision(in_channels: int, num_classes: int, input_size: tuple[
     """torchvision's GoogLeNet (aux_logits=False, init_weights=True, transform_input=False). conv1 is rebuilt
     for `in_channels` when that is not 3; below 96 px it becomes a 3x3 stride-1 conv and maxpool1, maxpool2
     are dropped, as in `GoogLeNet`."""
+    import torchvision  # here, not at import: `medconv` starts faster without it
+    from torchvision.models.googlenet import BasicConv2d as TorchvisionConv
+
     model = torchvision.models.googlenet(weights=None, num_classes=num_classes, aux_logits=False,
                                          init_weights=True, transform_input=False)
     if min(input_size) < SMALL_INPUT:

@@ -5,7 +5,6 @@ ResNet-34 21,797,672, ResNet-50 25,557,032, ResNet-101 44,549,160 parameters).
 """
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from .registry import register
@@ -13,7 +12,7 @@ from .registry import register
 SMALL_INPUT = 64  # at or below this size, use the 3x3 stride-1 stem without max-pool
 
 
-def adapt_resnet(model: torchvision.models.ResNet, in_channels: int, input_size: tuple[int, int]) -> nn.Module:
+def adapt_resnet(model: nn.Module, in_channels: int, input_size: tuple[int, int]) -> nn.Module:
     """Replace the stem: 3x3 stride-1 conv and no max-pool for small inputs (MedMNIST's "(28)" models,
     which keep 28x28 maps in the first stage); otherwise the 7x7 stride-2 stem for `in_channels`."""
     if min(input_size) <= SMALL_INPUT:
@@ -27,6 +26,8 @@ def adapt_resnet(model: torchvision.models.ResNet, in_channels: int, input_size:
 def _builder(name: str, depth_name: str):
     @register(name, f"torchvision {depth_name}; 3x3 stride-1 stem without max-pool for inputs <= {SMALL_INPUT} px")
     def build(in_channels: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+        import torchvision  # here, not at import: `medconv` starts faster without it
+
         model = getattr(torchvision.models, depth_name)(weights=None, num_classes=num_classes)
         return adapt_resnet(model, in_channels, input_size)
     return build
