@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from medconv.detect.pipeline import disc_mask, tune
+from medconv.detect.pipeline import disc_mask, proximity_map, tune
 
 
 def test_disc_mask_and_tuning_on_known_maps():
@@ -38,6 +38,16 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
     rows = list(csv.DictReader(open(tmp_path / "d.csv")))
     xs, ys = np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows])
     assert len(rows) > 20 and xs.min() >= 1 and ys.max() <= 500  # 1-based, inside the 500 x 500 image
+    second = medconv("detect", "train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--patch", "15",
+                     "--model-option", "widths=8,16", "--model-option", "kernels=3,3", "--model-option", "hidden=32",
+                     "--epochs", "1", "--samples-per-epoch", "256", "--threads", "1", "--hard-negatives", run,
+                     "--out", tmp_path / "hard")
+    assert second.returncode == 0, second.stderr
+    assert int(second.stderr.split("hard negatives: ")[1].split()[0]) > 0  # the first run's false positives
+    from medconv.detect.pipeline import false_positives, run_config
+    from medconv.segment.train import load_data
+    val = load_data(run_config(run))[1]["val"]
+    assert len(false_positives(run, val, 6.0)) == scored["fp"]  # on the validation images: evaluate's count
 
 
 def test_detections_are_classified_on_the_patches_the_classifier_saw(tmp_path, data_root):
@@ -84,3 +94,73 @@ def test_detection_from_a_points_csv_with_a_tolerance_in_micrometres(tmp_path, d
     assert scored["images"] == 1 and scored["tp"] + scored["fn"] > 0  # 5 images: 3 train, 1 val, 1 test
     missing = medconv("detect", "evaluate", run, "--tolerance-um", "3")
     assert missing.returncode == 0  # the run's --mpp is used
+
+
+def test_proximity_map_peaks_at_centres_and_vanishes_beyond_the_radius():
+    prox = proximity_map((20, 30), np.array([[5.0, 5.0], [10.2, 20.4]]), radius=3)
+    assert prox[5, 5] == 1 and prox[10, 20] == 1  # centres rounded to pixels
+    assert np.isclose(prox[5, 6], 2 / 3) and np.isclose(prox[7, 5], 1 / 3) and np.isclose(prox[7, 7], 1 / 5)
+    assert prox[5, 9] == 0 and prox[0, 29] == 0  # farther than the radius from both centres
+    assert proximity_map((4, 4), np.zeros((0, 2)), 3).sum() == 0
+
+
+def test_soft_targets_label_patches_and_tiles_and_set_the_loss():
+    import torch
+
+    from medconv.data.patches import PatchSampler
+    from medconv.data.segmentation import SegImage
+    from medconv.segment.train import TileSampler, augment_tiles, segmentation_loss
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[8.0, 8.0], [20.0, 25.0]])
+    im = SegImage("a", rng.random((3, 32, 32), dtype=np.float32), disc_mask((32, 32), centres, 3), points=centres,
+                  target=proximity_map((32, 32), centres, 3))
+    sampler = PatchSampler([im], 9)
+    img, y, x = sampler.centres(64, torch.Generator().manual_seed(0))
+    patches, labels = sampler.extract(img, y, x)
+    assert labels.dtype == torch.float32 and torch.equal(labels, torch.from_numpy(im.target[y, x]))
+    assert (labels > 0).float().mean() > 0.3  # class balance still draws centres within the discs
+    tiles, soft = TileSampler([im], 16).sample(4, torch.Generator().manual_seed(1))
+    assert soft.dtype == torch.float32 and soft.shape == (4, 16, 16)
+    aug = {"flips": True, "rot90": True, "elastic": 0.0, "intensity": 0.1}
+    moved, moved_soft = augment_tiles(tiles, soft, torch.Generator().manual_seed(2), aug, 2)
+    assert moved.shape == tiles.shape and sorted(moved_soft.flatten().tolist()) == sorted(soft.flatten().tolist())
+    logits = torch.randn(4, 2, 16, 16)
+    expected = -(torch.stack([1 - soft, soft], 1) * logits.log_softmax(1)).sum(1).mean()
+    assert torch.allclose(segmentation_loss(logits, soft, None), expected)
+
+
+def test_detector_from_proximity_maps_chooses_its_checkpoint_on_detection_f1(tmp_path, data_root, medconv):
+    run = tmp_path / "prox"
+    trained = medconv("detect", "train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--mode",
+                      "dense", "--tile", "32", "--model-option", "features=4,4,8,8,16,4", "--target", "proximity",
+                      "--select-metric", "detection_f1", "--epochs", "2", "--samples-per-epoch", "8", "--batch-size",
+                      "4", "--threads", "1", "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    history = list(csv.DictReader(open(run / "history.csv")))
+    assert len(history) == 2 and all(0 <= float(r["val_detection_f1"]) <= 1 for r in history)
+    best = max(range(2), key=lambda i: float(history[i]["val_detection_f1"]))
+    assert "proximity maps" in trained.stderr and (run / "detect.json").exists()
+    from medconv.segment.evaluate import load_segmenter
+    assert load_segmenter(run)[1]["epoch"] == best + 1
+    refused = medconv("segment", "train", "--dataset", "isbi2012", "--data-root", data_root, "--target", "proximity",
+                      "--out", tmp_path / "no")
+    assert refused.returncode == 2 and "point annotations" in refused.stderr
+
+
+def test_hard_examples_are_drawn_as_their_fraction_of_each_batch():
+    import torch
+
+    from medconv.data.patches import PatchSampler
+    from medconv.data.segmentation import SegImage
+
+    rng = np.random.default_rng(0)
+    images = [SegImage(n, rng.random((1, 24, 24), dtype=np.float32), disc_mask((24, 24), np.array([[12.0, 12.0]]), 3))
+              for n in "ab"]
+    sampler = PatchSampler(images, 5)
+    sampler.add_hard(np.array([[1, 2, 20], [0, 21, 3]]), 0.5)
+    img, y, x = sampler.centres(4000, torch.Generator().manual_seed(0))
+    hard = ((img == 1) & (y == 2) & (x == 20)) | ((img == 0) & (y == 21) & (x == 3))
+    assert 0.45 < hard.mean() < 0.55 and 0.2 < ((img == 1) & (y == 2) & (x == 20)).mean() < 0.3
+    labels = sampler.extract(img, y, x)[1].numpy()
+    assert (labels[hard] == 0).all() and 0.2 < labels.mean() < 0.3  # the rest still class-balanced

@@ -41,6 +41,12 @@ SEGMENT_HELP = {
     "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29), "
                "cpm15 (CPM-15 nuclei, instance maps kept for AJI) or crchistophenotypes (nucleus centres as discs)",
     "radius": "point data: radius in pixels of the disc labelled around each centre",
+    "target": "point data: disc (class 'centre' within --radius) or proximity (soft labels 1/(1+d^2/2) within "
+              "--radius of the nearest centre, as SC-CNN)",
+    "select_metric": "validation metric that picks the checkpoint: f1, pixel_error, or detection_f1 (point data)",
+    "hard_negatives": "point data, patch mode: a first detector run; its false positives on the training images "
+                      "become extra background patches (hard-negative mining)",
+    "hard_fraction": "with --hard-negatives: the fraction of every batch drawn at those false positives",
     "points": "detection: CSV with columns image,x,y[,class] (1-based x = column, y = row) for the files in --images",
     "mpp": "micrometres per pixel, when known (lets --tolerance-um set the match distance)",
     "manifest": "CSV with columns image,mask[,roi][,split]",

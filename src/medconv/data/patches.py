@@ -55,6 +55,8 @@ class PatchSampler:
         r = self.radius
         self.padded = [np.pad(im.image, ((0, 0), (r, r), (r, r)), mode="reflect") for im in images]
         self.masks = [im.mask for im in images]
+        # soft targets (proximity maps) label the patches instead of the mask's classes when every image has one
+        self.targets = [im.target for im in images] if all(im.target is not None for im in images) else None
         self.widths = np.array([im.mask.shape[1] for im in images], dtype=np.int64)
         sizes = np.array([im.mask.size for im in images], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)])  # global pixel index of each image's start
@@ -66,14 +68,26 @@ class PatchSampler:
         self.pools = [p for p in self.pools if p.size] if balance == "class" else [np.flatnonzero(flat >= 0)]
         if not self.pools or not self.pools[0].size:
             raise UserError("no labelled pixels inside the regions of interest: nothing to sample")
+        self.hard, self.hard_fraction = np.zeros(0, dtype=np.int64), 0.0
+
+    def add_hard(self, pixels: np.ndarray, fraction: float) -> None:
+        """Hard examples: centres (M, 3) (image index, y, x) drawn as `fraction` of every sample (each
+        labelled by its own pixel as usual), the rest as before; e.g. a first detector's false positives."""
+        if not 0 <= fraction < 1:
+            raise UserError(f"the hard-example fraction must be in [0, 1), got {fraction}")
+        pixels = np.asarray(pixels, dtype=np.int64).reshape(-1, 3)
+        self.hard = np.sort(self.offsets[pixels[:, 0]] + pixels[:, 1] * self.widths[pixels[:, 0]] + pixels[:, 2])
+        self.hard_fraction = fraction if len(self.hard) else 0.0
 
     def centres(self, n: int, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """n random centres -> (image index, y, x), each (n,) int64, in original-image coordinates."""
         g = generator if generator is not None else self.generator
         which = torch.randint(0, len(self.pools), (n,), generator=g).numpy()
+        if self.hard_fraction:  # only then a draw more, so samplers without hard examples repeat exactly
+            which[torch.rand(n, generator=g).numpy() < self.hard_fraction] = len(self.pools)
         rng = _int64_seed(g)
         idx = np.empty(n, dtype=np.int64)
-        for k, pool in enumerate(self.pools):
+        for k, pool in enumerate([*self.pools, self.hard] if self.hard_fraction else self.pools):
             sel = which == k
             idx[sel] = pool[rng.integers(0, pool.size, int(sel.sum()))]
         img = np.searchsorted(self.offsets, idx, side="right") - 1
@@ -81,15 +95,19 @@ class PatchSampler:
         return img, y, x
 
     def extract(self, img: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patches (n, C, patch, patch) float32 centred at (y, x) of images `img`, and centre classes (n,)."""
+        """Patches (n, C, patch, patch) float32 centred at (y, x) of images `img`, and centre classes (n,)
+        int64 (or, with soft targets, the centres' foreground probabilities (n,) float32)."""
         p = self.patch
         patches = np.stack([self.padded[i][:, a:a + p, b:b + p] for i, a, b in zip(img, y, x)]) if len(img) else \
             np.zeros((0, self.padded[0].shape[0], p, p), np.float32)
-        labels = np.array([self.masks[i][a, b] for i, a, b in zip(img, y, x)], dtype=np.int64)
+        if self.targets is not None:
+            labels = np.array([self.targets[i][a, b] for i, a, b in zip(img, y, x)], dtype=np.float32)
+        else:
+            labels = np.array([self.masks[i][a, b] for i, a, b in zip(img, y, x)], dtype=np.int64)
         return torch.from_numpy(patches), torch.from_numpy(labels)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """n random patches (n, C, patch, patch) float32 and their centre classes (n,) int64."""
+        """n random patches (n, C, patch, patch) float32 and their centre labels (n,), as `extract`."""
         return self.extract(*self.centres(n, generator))
 
 

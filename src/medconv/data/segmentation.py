@@ -35,6 +35,8 @@ class SegImage:
     roi: np.ndarray | None = None
     instances: np.ndarray | None = None  # (H, W) int object ids (0 = background), where the data has them
     points: np.ndarray | None = None     # (N, 2) 0-based (row, col) object centres, for point-annotated data
+    target: np.ndarray | None = None     # (H, W) float32 in [0, 1]: a soft foreground probability (proximity
+                                         # to the nearest centre) trained instead of the mask, when given
 
 
 @dataclass

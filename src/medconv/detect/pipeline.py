@@ -59,8 +59,23 @@ def point_parts(cfg) -> tuple[str, dict]:
     return Path(cfg.points).stem, parts
 
 
+def proximity_map(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
+    """(H, W) float32: 1 / (1 + d^2 / 2) where d <= radius is the distance to the nearest centre (N, 2)
+    0-based (row, col) (rounded to pixels), else 0 (Sirinukunwattana et al. 2016's proximity target)."""
+    from scipy import ndimage
+
+    if len(centres) == 0:
+        return np.zeros(shape, np.float32)
+    seeds = np.ones(shape, dtype=bool)
+    rows, cols = np.clip(np.round(centres).astype(int), 0, np.array(shape) - 1).T
+    seeds[rows, cols] = False
+    d = ndimage.distance_transform_edt(seeds)
+    return np.where(d <= radius, 1 / (1 + d ** 2 / 2), 0).astype(np.float32)
+
+
 def point_segmentation(cfg):
-    """Point annotations as a segmentation dataset: discs of cfg.radius around each centre, class "centre".
+    """Point annotations as a segmentation dataset: discs of cfg.radius around each centre, class "centre"
+    (with cfg.target "proximity", also each image's proximity map as its soft target).
     Returns (SegInfo, {"train", "val", "test": [SegImage with .points]})."""
     name, parts = point_parts(cfg)
     radius, channels = cfg.radius, cfg.channels
@@ -71,11 +86,14 @@ def point_segmentation(cfg):
             array = read_image(p.path)
             image = prepare_image(array, channels or 3, array.shape[:2]).numpy()
             centres = p.pixels()
-            splits[split].append(SegImage(p.name, image, disc_mask(array.shape[:2], centres, radius), points=centres))
+            target = proximity_map(array.shape[:2], centres, radius) if cfg.target == "proximity" else None
+            splits[split].append(SegImage(p.name, image, disc_mask(array.shape[:2], centres, radius), points=centres,
+                                          target=target))
     count = sum(len(p.points) for images in parts.values() for p in images)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
+    shape = "proximity maps (1/(1+d^2/2))" if cfg.target == "proximity" else "discs"
     info = SegInfo(name, ["background", "centre"], channels or 3,
-                   [f"{name} detection: discs of radius {radius} px around {count} centres; images: {sizes}"
+                   [f"{name} detection: {shape} of radius {radius} px around {count} centres; images: {sizes}"
                     + (" (val and test are the same 10 validation images)" if name == "crchistophenotypes" else "")])
     return info, splits
 
@@ -113,6 +131,24 @@ def tune_run(run_dir: Path, maps: list[np.ndarray], val: list[SegImage], toleran
     console.print(f"peak parameters chosen on validation: sigma {params['sigma']}, min distance "
                   f"{params['min_distance']}, threshold {params['threshold']} (val F1 {best['f1']:.4f})")
     return params
+
+
+def false_positives(run_dir: str | Path, images: list[SegImage], tolerance: float, device: str = "cpu") -> np.ndarray:
+    """Hard negatives (M, 3) (image index, row, col): the detections of a finished detector run on `images`
+    that match none of their points within `tolerance` px (Ciresan et al. 2013 retrained on these)."""
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+
+    params = read_params(Path(run_dir))
+    model, meta = load_segmenter(run_dir, device=device)
+    maker, rows = MapMaker(model, meta, device=device), []
+    for i, (prob, im) in enumerate(zip(centre_maps(maker, images), images)):
+        found = detect(prob, params)[:, :2]
+        matched = {k for k, _ in match(found, im.points, tolerance)[0]}
+        for k in sorted(set(range(len(found))) - matched):
+            y, x = np.clip(np.round(found[k]).astype(int), 0, np.array(im.image.shape[1:]) - 1)
+            rows.append((i, y, x))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def run_config(run_dir: str | Path):
@@ -223,7 +259,7 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
 
     console = console or Console(stderr=True)
     out = Path(out)
-    result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides)
+    result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
     from ..segment.config import SegmentConfig
     from ..segment.evaluate import load_segmenter
     from ..segment.maps import MapMaker

@@ -34,7 +34,11 @@ class SegmentConfig:
     patch: int = 65                   # patch mode: side of the odd patch around each labelled pixel
     tile: int = 128                   # dense mode: side of the training tiles
     balance: str = "class"            # patch mode: class-balanced centres, or none (pixel frequencies)
+    hard_negatives: str | None = None  # point data, patch mode: a first detector run whose false positives on the
+    hard_fraction: float = 0.25       # training images are drawn as this fraction of every batch
     radius: float = 4.0               # point data (crchistophenotypes): disc radius around each centre
+    target: str = "disc"              # point data: disc (class 1 within radius) or proximity (soft: 1 / (1 + d^2 / 2)
+                                      # at distance d <= radius from the nearest centre, 0 beyond; as SC-CNN)
     class_weights: str = "none"       # none, balanced (inverse frequency in the loss)
     # optimisation
     epochs: int = 20
@@ -50,7 +54,8 @@ class SegmentConfig:
     warmup_epochs: int = 0
     lr_decay: float = 1.0
     augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-)
-    select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error
+    select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error,
+                                      # detection_f1 (point data: F1 of the tuned local maxima of the centre maps)
     # reproducibility and hardware
     seed: int = 0
     deterministic: bool = False
@@ -60,10 +65,17 @@ class SegmentConfig:
     def validate(self) -> "SegmentConfig":
         choices = {"mode": ("patch", "dense"), "balance": ("class", "none"), "class_weights": ("none", "balanced"),
                    "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
-                   "select_metric": ("f1", "pixel_error")}
+                   "select_metric": ("f1", "pixel_error", "detection_f1"), "target": ("disc", "proximity")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        point_data = self.dataset == "crchistophenotypes" or bool(self.points)
+        if not point_data and (self.target != "disc" or self.select_metric == "detection_f1"):
+            raise UserError("--target proximity and --select-metric detection_f1 need point annotations "
+                            "(--points CSV or --dataset crchistophenotypes)")
+        if self.hard_negatives and (not point_data or self.mode != "patch"):
+            raise UserError("--hard-negatives needs point annotations and --mode patch (it adds patches at a first "
+                            "detector's false positives)")
         self.arch = self.arch or ("patch-cnn" if self.mode == "patch" else "unet")
         if self.mode == "dense" and self.arch != "unet":
             raise UserError(f"--mode dense needs a network with per-pixel outputs (--arch unet), not {self.arch}")

@@ -35,7 +35,7 @@ from ..training.loop import (
 from .config import SegmentConfig, dump, parse_augment
 from .maps import MapMaker
 
-HISTORY = ["epoch", "lr", "train_loss", "val_f1", "val_pixel_error", "seconds"]
+HISTORY = ["epoch", "lr", "train_loss", "val_f1", "val_pixel_error", "val_detection_f1", "seconds"]
 
 
 def load_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegImage]]]:
@@ -60,12 +60,14 @@ def build(cfg: SegmentConfig, info: SegInfo) -> torch.nn.Module:
 
 
 class TileSampler:
-    """Random tile x tile crops of the images with their masks (-1 outside the roi): for dense networks."""
+    """Random tile x tile crops of the images with their masks (-1 outside the roi), or with their soft
+    targets (float, when every image has one): for dense networks."""
 
     def __init__(self, images: list[SegImage], tile: int):
         if any(min(im.image.shape[1:]) < tile for im in images):
             raise UserError(f"--tile {tile} is larger than a training image; choose a smaller --tile")
         self.images, self.tile = images, tile
+        self.soft = all(im.target is not None for im in images)
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
@@ -75,8 +77,8 @@ class TileSampler:
             y0 = int(torch.randint(0, h - self.tile + 1, (1,), generator=generator))
             x0 = int(torch.randint(0, w - self.tile + 1, (1,), generator=generator))
             crop = (slice(y0, y0 + self.tile), slice(x0, x0 + self.tile))
-            mask = torch.from_numpy(im.mask[crop].copy())
-            if im.roi is not None:
+            mask = torch.from_numpy((im.target if self.soft else im.mask)[crop].copy())
+            if im.roi is not None and not self.soft:
                 mask[~torch.from_numpy(im.roi[crop])] = -1
             xs.append(torch.from_numpy(im.image[(slice(None), *crop)].copy()))
             ys.append(mask)
@@ -85,7 +87,13 @@ class TileSampler:
 
 def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug: dict, classes: int):
     """The same flips, rotations and elastic field for images (N, C, T, T) and masks (N, T, T) (carried as
-    one-hot channels, then argmax; -1 stays -1); intensity on the images only."""
+    one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are); intensity on
+    the images only."""
+    if y.is_floating_point():
+        both = augment_patches(torch.cat([x, y.unsqueeze(1)], 1), generator, aug["flips"], aug["rot90"],
+                               aug["elastic"])
+        x, y = both[:, :-1], both[:, -1]
+        return (augment_patches(x, generator, False, False, 0.0, aug["intensity"]) if aug["intensity"] else x), y
     onehot = F.one_hot(y.clamp_min(0), classes).permute(0, 3, 1, 2).float() * (y >= 0).unsqueeze(1)
     both = augment_patches(torch.cat([x, onehot, (y >= 0).unsqueeze(1).float()], 1), generator,
                            aug["flips"], aug["rot90"], aug["elastic"])
@@ -94,25 +102,39 @@ def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, 
     return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long))
 
 
-def score(maker: MapMaker, images: list[SegImage], classes: list[str]) -> dict:
+def segmentation_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of logits (N, K[, H, W]) against classes y (N[, H, W]) (-1: ignored), or against soft
+    foreground probabilities y (float, K = 2): the target distribution (1 - y, y)."""
+    if y.is_floating_point():
+        return F.cross_entropy(logits, torch.stack([1 - y, y], 1))
+    return F.cross_entropy(logits, y, weight=weight, ignore_index=-1)
+
+
+def score(maker: MapMaker, images: list[SegImage], classes: list[str], tolerance: float | None = None) -> dict:
     """Validation during training: foreground F1 and pixel error of the labelled images (no Rand error or
-    object metrics, which the final evaluation adds)."""
+    object metrics, which the final evaluation adds); with a `tolerance`, also `detection_f1`, the best F1
+    of the centre maps' local maxima (as detect train then tunes them) against the images' points."""
     from .evaluate import split_metrics
     labelled = [im for im in images if im.mask is not None]
-    return split_metrics(labelled, [maker(torch.from_numpy(im.image)).numpy() for im in labelled], classes,
-                         objects=False)
+    maps = [maker(torch.from_numpy(im.image)).numpy() for im in labelled]
+    out = split_metrics(labelled, maps, classes, objects=False)
+    if tolerance is not None:
+        from ..detect.pipeline import tune
+        out["detection_f1"] = tune([m[1] for m in maps], [im.points for im in labelled], tolerance)["f1"]
+    return out
 
 
 def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False,
-                       console: Console | None = None, overrides: dict | None = None) -> dict:
+                       console: Console | None = None, overrides: dict | None = None, tolerance: float = 6.0) -> dict:
     """Train per `cfg` into run directory `out`; returns metrics.json's content (val and test). With
-    `resume`, the saved configuration is used; `overrides` may extend --epochs or change the device."""
+    `resume`, the saved configuration is used; `overrides` may extend --epochs or change the device.
+    `tolerance`: point data, the match distance in px of --select-metric detection_f1 and --hard-negatives."""
     from .evaluate import finish_segmentation
 
     console = console or Console(stderr=True)
     out = Path(out)
     cfg, saved, last_path, best_path = open_run(cfg, out, resume, overrides, SegmentConfig)
-    for name in ("manifest", "images", "masks", "roi", "data_root", "points"):  # evaluate may run from another folder
+    for name in ("manifest", "images", "masks", "roi", "data_root", "points", "hard_negatives"):  # evaluate may run from another folder
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
     set_determinism(cfg)
@@ -122,6 +144,12 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     sampler = (PatchSampler(splits["train"], cfg.patch, cfg.balance, cfg.seed) if cfg.mode == "patch"
                else TileSampler(splits["train"], cfg.tile))
     device = resolve_device(cfg.device)
+    if cfg.hard_negatives:
+        from ..detect.pipeline import false_positives
+        hard = false_positives(cfg.hard_negatives, splits["train"], tolerance, str(device))
+        sampler.add_hard(hard, cfg.hard_fraction)
+        console.print(f"hard negatives: {len(hard)} false positives of {cfg.hard_negatives} on the training images, "
+                      f"{cfg.hard_fraction:.0%} of every batch")
     torch.manual_seed(cfg.seed)
     model = build(cfg, info).to(device)
     mean, std = pixel_stats(splits["train"])
@@ -163,7 +191,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 else:
                     x, y = augment_tiles(x, y, generator, aug, k)
                 logits = model(normalise(x.to(device), mean, std)).float()
-                loss = F.cross_entropy(logits, y.to(device), weight=weight, ignore_index=-1)
+                loss = segmentation_loss(logits, y.to(device), weight)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}; "
                                            f"last good checkpoint kept in {last_path.parent}")
@@ -172,11 +200,13 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 optimizer.step()
                 total += loss.item()
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / (step + 1):.4f}")
-            val = score(MapMaker(model, meta, device=str(device)), splits["val"], info.classes)
+            val = score(MapMaker(model, meta, device=str(device)), splits["val"], info.classes,
+                        tolerance if cfg.select_metric == "detection_f1" else None)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / steps, "val_f1": val["f1"],
-                   "val_pixel_error": val["pixel_error"], "seconds": time.time() - tic}
+                   "val_pixel_error": val["pixel_error"], "val_detection_f1": val.get("detection_f1", ""),
+                   "seconds": time.time() - tic}
             history.append(row)
-            metric = val["f1"] if cfg.select_metric == "f1" else -val["pixel_error"]
+            metric = -val["pixel_error"] if cfg.select_metric == "pixel_error" else val[cfg.select_metric]
             if best_epoch == 0 or metric > best:
                 best, best_epoch = metric, epoch + 1
                 save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
@@ -184,7 +214,9 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                                                "best_epoch": best_epoch, "history": history}, optimizer)
             write_history(out / "history.csv", history, HISTORY)
             status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val F1 {val['f1']:.4f} "
-                      f"pixel error {val['pixel_error']:.4f} (best @ {best_epoch})")
+                      f"pixel error {val['pixel_error']:.4f}"
+                      + (f" detection F1 {val['detection_f1']:.4f}" if "detection_f1" in val else "")
+                      + f" (best @ {best_epoch})")
             bar.update(task, status=status)
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)

@@ -279,5 +279,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
 def write_history(path: Path, history: list[dict], fields: list[str] = HISTORY_FIELDS) -> None:
     """history.csv: one row per epoch, the `fields` columns."""
     lines = [",".join(fields)]
-    lines += [",".join(f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in fields) for r in history]
+    lines += [",".join(f"{r[k]:.6g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in fields)
+              for r in history]  # a column added since an older run's epochs stays empty there
     write_text(path, "\n".join(lines) + "\n")
