@@ -38,6 +38,19 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
     rows = list(csv.DictReader(open(tmp_path / "d.csv")))
     xs, ys = np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows])
     assert len(rows) > 20 and xs.min() >= 1 and ys.max() <= 500  # 1-based, inside the 500 x 500 image
+    classifier = medconv("train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--arch", "simple-cnn",
+                         "--epochs", "1", "--train-fraction", "0.02", "--threads", "1", "--model-option",
+                         "widths=8,16", "--model-option", "hidden=16", "--out", tmp_path / "cls")
+    assert classifier.returncode == 0, classifier.stderr
+    typed = medconv("detect", "predict", run, image, "--classifier", tmp_path / "cls", "--nms-radius", "10",
+                    "--out", tmp_path / "typed.csv")
+    assert typed.returncode == 0, typed.stderr
+    typed_rows = list(csv.DictReader(open(tmp_path / "typed.csv")))
+    kinds = {"epithelial", "fibroblast", "inflammatory", "others"}
+    assert 0 < len(typed_rows) < len(rows) and {r["class"] for r in typed_rows} <= kinds
+    kept = np.array([[float(r["y"]), float(r["x"])] for r in typed_rows])
+    gaps = np.sqrt(((kept[:, None] - kept[None]) ** 2).sum(-1)) + np.eye(len(kept)) * 99
+    assert gaps.min() > 10  # non-maximum suppression within 10 px
     second = medconv("detect", "train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--patch", "15",
                      "--model-option", "widths=8,16", "--model-option", "kernels=3,3", "--model-option", "hidden=32",
                      "--epochs", "1", "--samples-per-epoch", "256", "--threads", "1", "--hard-negatives", run,

@@ -304,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", help="run directory made by medconv detect train")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     q.add_argument("--out", default=None, help="CSV to write (default: print)")
+    q.add_argument("--classifier", default=None, metavar="RUN_DIR", help="add a class column: each detection typed "
+                   "by this nucleus-type classifier run (medconv train --dataset crchistophenotypes)")
+    q.add_argument("--nms-radius", type=float, default=None, metavar="PX",
+                   help="drop detections within PX pixels of a higher-scoring one (default: off)")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     q = actions.add_parser("evaluate", help="precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
                            epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -426,7 +430,8 @@ def run_detect(args: argparse.Namespace) -> None:
         pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp), resume=args.resume,
                                 overrides=explicit_options(args, SegmentConfig) if args.resume else None)
     elif args.action == "predict":
-        rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device)
+        rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier,
+                                           args.nms_radius)
         if args.out is None and rows:
             writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
             writer.writeheader()

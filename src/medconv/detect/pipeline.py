@@ -276,15 +276,17 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
 
 
 def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
-                       device: str = "cpu") -> list[dict]:
-    """Detections of image files as rows {image, x, y, score} (1-based x = column, y = row, as the
-    annotations); CSV at `out` when given. Also the seconds each map and peak search took."""
+                       device: str = "cpu", classifier: str | Path | None = None,
+                       nms_radius: float | None = None) -> list[dict]:
+    """Detections of image files as rows {image, x, y, score[, class]} (1-based x = column, y = row, as the
+    annotations), typed by a nucleus-type `classifier` run when given, after non-maximum suppression within
+    `nms_radius` px when given; CSV at `out` when given. Also the seconds each map and peak search took."""
     import time
 
     from ..prediction import image_files, write_csv
     from ..segment.evaluate import load_segmenter
     from ..segment.maps import MapMaker
-    from .peaks import peaks_to_csv_rows
+    from .peaks import peaks_to_csv_rows, suppress
 
     params = read_params(Path(run_dir))
     model, meta = load_segmenter(run_dir, device=device)
@@ -293,10 +295,15 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     for path in image_files(inputs):
         array = read_image(path)
         tic = time.perf_counter()
-        prob = maker(prepare_image(array, meta["in_channels"], array.shape[:2]))[1].numpy()
-        found = detect(prob, params)
+        image = prepare_image(array, meta["in_channels"], array.shape[:2])
+        found = detect(maker(image)[1].numpy(), params)
+        found = suppress(found, nms_radius) if nms_radius else found
         seconds = time.perf_counter() - tic
-        rows += [{**row, "seconds": round(seconds, 3)} for row in peaks_to_csv_rows(path.name, found)]
+        found_rows = peaks_to_csv_rows(path.name, found)
+        if classifier:
+            for row, kind in zip(found_rows, classify_detections(classifier, image.numpy(), found, device)):
+                row["class"] = kind
+        rows += [{**row, "seconds": round(seconds, 3)} for row in found_rows]
         Console(stderr=True).print(f"{path.name}: {len(found)} detections in {seconds:.2f} s")
     if out is not None and rows:
         write_csv(out, rows)
