@@ -33,6 +33,10 @@ def test_evaluate_sliding_equals_dense_on_a_crop_and_predict_writes_maps(patch_r
     result = medconv("segment", "evaluate", patch_run, "--split", "val", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["pixel_error"] == json.loads((patch_run / "metrics.json").read_text())["val"]["pixel_error"]
+    flipped = medconv("segment", "evaluate", patch_run, "--split", "val", "--tta", "flip", "--json")
+    assert flipped.returncode == 0, flipped.stderr
+    assert json.loads((patch_run / "metrics_val_tta-flip.json").read_text()) == json.loads(flipped.stdout)
+    assert json.loads(flipped.stdout)["tta"] == "flip" and json.loads((patch_run / "metrics_val.json").read_text())["tta"] == "none"
     crop = tmp_path / "crop.png"
     Image.open(data_root / "isbi2012_em" / "test" / "image" / "03.png").crop((0, 0, 40, 36)).save(crop)
     for method in ("dense", "sliding"):
@@ -119,3 +123,7 @@ def test_d4_test_time_augmentation_is_rotation_equivariant():
     torch.testing.assert_close(torch.rot90(turned, -1, (-2, -1)), maker(x), rtol=1e-4, atol=1e-5)
     plain = MapMaker(unet, {"mode": "dense", "tile": 64, "mean": [0.5], "std": [0.2]})
     assert not torch.allclose(torch.rot90(plain(torch.rot90(x, 1, (-2, -1))), -1, (-2, -1)), plain(x), atol=1e-5)
+    patch_cnn = build_model("patch-cnn", 1, 2, (15, 15), widths=[4, 8], kernels=[3, 3], hidden=[8]).eval()
+    maker = MapMaker(patch_cnn, {"mode": "patch", "patch": 15, "mean": [0.5], "std": [0.2]}, tta="d4")
+    torch.testing.assert_close(torch.rot90(maker(torch.rot90(x, 1, (-2, -1))), -1, (-2, -1)), maker(x),
+                               rtol=1e-4, atol=1e-5)

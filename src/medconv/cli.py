@@ -282,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--fill-holes", action="store_true", help="fill holes in the mask")
             q.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
             q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
-            q.add_argument("--tta", default="none", choices=["none", "flip", "d4"],
-                           help="dense networks: mean over flips (and 90-degree turns with d4) (default: none)")
-        else:
+        q.add_argument("--tta", default="none", choices=["none", "flip", "d4"],
+                       help="mean of the maps of flipped (and, with d4, turned) images (default: none)")
+        if action != "predict":
             q.add_argument("--split", default="test", help="train, val or test (default: test)")
             q.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -403,12 +403,12 @@ def run_segment(args: argparse.Namespace) -> None:
                              args.opening, args.fill_holes, args.min_size, args.instances, args.tta, args.device,
                              closing=args.closing, fmt=args.format)
     else:
-        from .segment.evaluate import evaluate_segmentation
-        m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device)
+        from .segment.evaluate import evaluate_segmentation, metrics_name
+        m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta)
         print(json.dumps(m, indent=2) if args.json else
               f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
               + (f"  Rand error {m['rand_error']:.4f}" if "rand_error" in m else "")
-              + f"  -> {args.run_dir}/metrics_{args.split}.json")
+              + f"  -> {args.run_dir}/{metrics_name(args.split, args.tta)}")
 
 
 def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | None) -> float | None:

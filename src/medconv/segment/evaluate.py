@@ -70,18 +70,24 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
     return out
 
 
+def metrics_name(split: str, tta: str = "none") -> str:
+    """metrics_{split}.json, or metrics_{split}_tta-{tta}.json for maps averaged over test-time views."""
+    return f"metrics_{split}.json" if tta == "none" else f"metrics_{split}_tta-{tta}.json"
+
+
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
                           device: str = "cpu", data: tuple[SegInfo, dict] | None = None,
-                          choose: bool = False) -> dict:
-    """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_{split}.json. With `choose` (binary
-    tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json."""
+                          choose: bool = False, tta: str = "none") -> dict:
+    """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
+    tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
+    `tta` (dense networks): none, flip or d4 views averaged."""
     from .train import load_data
 
     model, meta = load_segmenter(run_dir, which, device)
     info, splits = data if data is not None else load_data(SegmentConfig.from_dict(meta["config"]))
     if split not in splits or not splits[split]:
         raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
-    maker = MapMaker(model, meta, method, device=device)
+    maker = MapMaker(model, meta, method, tta, device=device)
     labelled = [im for im in splits[split] if im.mask is not None]
     if not labelled:
         raise UserError(f"--split {split}: no labelled images")
@@ -89,8 +95,8 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     probs = [maker(torch.from_numpy(im.image)).numpy() for im in labelled]
     seconds = (time.time() - tic) / len(labelled)
     metrics = {**split_metrics(labelled, probs, meta["classes"]), "seconds_per_image": seconds, "split": split,
-               "method": maker.method, "checkpoint": which}
-    write_json(Path(run_dir) / f"metrics_{split}.json", metrics)
+               "method": maker.method, "checkpoint": which, "tta": tta}
+    write_json(Path(run_dir) / metrics_name(split, tta), metrics)
     if choose and len(meta["classes"]) == 2:
         metrics["threshold"] = choose_foreground_threshold(Path(run_dir), meta["classes"], labelled, probs)
     return metrics

@@ -19,8 +19,8 @@ class MapMaker:
 
     meta: the checkpoint metadata (mode, patch or tile, mean, std). method: for patch classifiers,
     dense (exact dense scanning), sliding (one forward pass per pixel) or auto (dense when the network
-    can be rewritten, else sliding). tta (dense networks): "none", "flip" (mean over 4 flips) or "d4"
-    (flips and 90-degree turns: 8 views).
+    can be rewritten, else sliding). tta: "none", "flip" (mean over 4 flips) or "d4" (flips and 90-degree
+    turns: 8 views), each view's map turned back before averaging.
     """
 
     def __init__(self, model: nn.Module, meta: dict, method: str = "auto", tta: str = "none",
@@ -43,6 +43,18 @@ class MapMaker:
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """Posteriors (K, H, W) of image (C, H, W); with tta, the mean over the views' maps turned back."""
+        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta in ("flip", "d4") else [()]
+        turns = (0, 1) if self.tta == "d4" else (0,)  # d4: the 4 flips, each also turned by 90 degrees: 8 views
+        total = 0
+        for k in turns:
+            for dims in flips:
+                view = torch.rot90(image.flip(dims) if dims else image, k, (-2, -1))
+                probs = torch.rot90(self.one_view(view, stride), -k, (-2, -1))
+                total = total + (probs.flip(dims) if dims else probs)
+        return total / (len(flips) * len(turns))
+
+    def one_view(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
         mean, std = self.meta["mean"], self.meta["std"]
         if self.mode == "patch":
             if self.method == "dense" and stride == 1:
@@ -58,18 +70,11 @@ class MapMaker:
         return self.tiled(image)
 
     def tiled(self, image: torch.Tensor) -> torch.Tensor:
+        """A dense network's posteriors (K, H, W) over overlapping tiles, blended with Gaussian weights."""
         from monai.inferers import sliding_window_inference
 
         from ..data.transforms import normalise
         x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
         tile = self.meta["tile"]
-        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta in ("flip", "d4") else [()]
-        turns = (0, 1) if self.tta == "d4" else (0,)  # d4: the 4 flips, each also turned by 90 degrees: 8 views
-        total = 0
-        for k in turns:
-            for dims in flips:
-                view = torch.rot90(x.flip(dims) if dims else x, k, (-2, -1))
-                logits = sliding_window_inference(view, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
-                probs = torch.rot90(torch.softmax(logits.float(), 1), -k, (-2, -1))
-                total = total + (probs.flip(dims) if dims else probs)
-        return (total / (len(flips) * len(turns)))[0].cpu()
+        logits = sliding_window_inference(x, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
+        return torch.softmax(logits.float(), 1)[0].cpu()
