@@ -28,7 +28,8 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
                       "--epochs", "1", "--samples-per-epoch", "1024", "--threads", "1", "--out", run)
     assert trained.returncode == 0, trained.stderr
     params = json.loads((run / "detect.json").read_text())
-    assert {"sigma", "min_distance", "threshold"} <= set(params)
+    assert {"sigma", "min_distance", "threshold"} <= set(params) and params["tta"] in ("none", "d4")
+    assert "test-time augmentation d4: best validation F1" in trained.stderr  # both were tried on validation
     scored = json.loads(medconv("detect", "evaluate", run, "--json").stdout)
     assert scored["f1"] > 0.4 and scored["tp"] + scored["fn"] == 2853  # the 10 validation images' centres
     assert (run / "plots" / "precision_recall_val.png").exists() and len(list((run / "overlays").glob("*.png"))) == 10
@@ -43,7 +44,7 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
                          "widths=8,16", "--model-option", "hidden=16", "--out", tmp_path / "cls")
     assert classifier.returncode == 0, classifier.stderr
     typed = medconv("detect", "predict", run, image, "--classifier", tmp_path / "cls", "--nms-radius", "10",
-                    "--out", tmp_path / "typed.csv")
+                    "--tta", "flip", "--out", tmp_path / "typed.csv")
     assert typed.returncode == 0, typed.stderr
     typed_rows = list(csv.DictReader(open(tmp_path / "typed.csv")))
     kinds = {"epithelial", "fibroblast", "inflammatory", "others"}
@@ -107,6 +108,12 @@ def test_detection_from_a_points_csv_with_a_tolerance_in_micrometres(tmp_path, d
     assert scored["images"] == 1 and scored["tp"] + scored["fn"] > 0  # 5 images: 3 train, 1 val, 1 test
     missing = medconv("detect", "evaluate", run, "--tolerance-um", "3")
     assert missing.returncode == 0  # the run's --mpp is used
+    retuned = medconv("detect", "tune", run, "--tolerance-um", "4", "--tta", "none")
+    assert retuned.returncode == 0, retuned.stderr
+    params = json.loads((run / "detect.json").read_text())
+    assert params["tolerance"] == 8.0 and params["tta"] == "none"
+    assert json.loads((run / "detect_val.json").read_text())["tolerance"] == 8.0
+    assert medconv("detect", "tune", run, "--tta", "none,spin").returncode == 2
 
 
 def test_proximity_map_peaks_at_centres_and_vanishes_beyond_the_radius():

@@ -142,6 +142,9 @@ EXAMPLES = {
                "  medconv segment predict runs/em slice.png --method dense --out maps/\n"
                "  medconv segment evaluate runs/em --split test --method sliding",
     "detect": "examples:\n  medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det\n"
+              "  medconv detect train --dataset crchistophenotypes --mode dense --target proximity "
+              "--select-metric detection_f1 --out runs/nuclei-unet\n"
+              "  medconv detect tune runs/nuclei-det --tolerance 8\n"
               "  medconv detect predict runs/nuclei-det images/*.png --out detections.csv\n"
               "  medconv detect evaluate runs/nuclei-det --split val --tolerance 6",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
@@ -299,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tolerance", type=float, default=6.0, help="match distance in pixels (default: 6)")
     q.add_argument("--tolerance-um", type=float, default=None, help="match distance in micrometres (needs --mpp)")
     add_config_options(q, config_class=SegmentConfig, help_texts=SEGMENT_HELP)
+    q = actions.add_parser("tune", help="choose a trained run's peak parameters and test-time augmentation again "
+                           "on its validation images (e.g. for another --tolerance)", epilog=EXAMPLES["detect"],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("run_dir", help="run directory made by medconv detect train")
+    q.add_argument("--tolerance", type=float, default=None, help="match distance in pixels (default: the run's)")
+    q.add_argument("--tolerance-um", type=float, default=None, help="match distance in micrometres (needs --mpp)")
+    q.add_argument("--mpp", type=float, default=None, help="micrometres per pixel (default: the run's --mpp)")
+    q.add_argument("--tta", default="none,d4", help="test-time augmentations to choose from (default: none,d4)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     q = actions.add_parser("predict", help="detections of image files as CSV image,x,y,score (1-based x, y)",
                            epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("run_dir", help="run directory made by medconv detect train")
@@ -308,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "by this nucleus-type classifier run (medconv train --dataset crchistophenotypes)")
     q.add_argument("--nms-radius", type=float, default=None, metavar="PX",
                    help="drop detections within PX pixels of a higher-scoring one (default: off)")
+    q.add_argument("--tta", default=None, choices=["none", "flip", "d4"], help="test-time augmentation (default: the "
+                   "one chosen on validation in training; none is fastest)")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     q = actions.add_parser("evaluate", help="precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
                            epilog=EXAMPLES["detect"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -431,11 +445,18 @@ def run_detect(args: argparse.Namespace) -> None:
                                 overrides=explicit_options(args, SegmentConfig) if args.resume else None)
     elif args.action == "predict":
         rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier,
-                                           args.nms_radius)
+                                           args.nms_radius, args.tta)
         if args.out is None and rows:
             writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+    elif args.action == "tune":
+        mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
+        tolerance = pixels(args.tolerance, args.tolerance_um, mpp) or pipeline.read_params(args.run_dir)["tolerance"]
+        tta = tuple(t.strip() for t in args.tta.split(","))
+        if not tta or set(tta) - {"none", "flip", "d4"}:
+            raise UserError(f"--tta {args.tta!r}: expected a comma-separated list of none, flip, d4")
+        pipeline.tune_detector(args.run_dir, tolerance, tta=tta, device=args.device)
     else:
         mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
         m = pipeline.evaluate_detection(args.run_dir, args.split, pixels(args.tolerance, args.tolerance_um, mpp),

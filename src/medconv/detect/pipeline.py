@@ -23,9 +23,11 @@ from ..fileio import write_json
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
 from .peaks import find_peaks
 
-SIGMAS = (0.0, 1.0, 2.0, 3.0)
+SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0)
 MIN_DISTANCES = (3, 5, 7)
-THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+# fine steps at the bottom: heavily smoothed maps of soft (proximity) targets peak well below 0.5
+THRESHOLDS = tuple(np.round(np.r_[np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.96, 0.05)], 2))
+TTA_MIN_GAIN = 0.005  # test-time augmentation costs 8 maps per image: chosen only for at least this much more F1
 
 
 def disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
@@ -123,25 +125,39 @@ def detect(prob: np.ndarray, params: dict) -> np.ndarray:
     return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9)
 
 
-def tune_run(run_dir: Path, maps: list[np.ndarray], val: list[SegImage], tolerance: float, console: Console):
-    """Choose the peak parameters on the validation images' centre maps; write RUN/detect.json."""
-    best = tune(maps, [im.points for im in val], tolerance)
-    params = {k: best[k] for k in ("sigma", "min_distance", "threshold")}
+def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImage], tolerance: float,
+             console: Console) -> dict:
+    """Choose the peak parameters, and the test-time augmentation (a key of `maps`: the validation images'
+    centre maps made with it; "none" wins unless another scores TTA_MIN_GAIN more), on validation; write
+    RUN/detect.json."""
+    best = None
+    for tta, tta_maps in maps.items():
+        tuned = {**tune(tta_maps, [im.points for im in val], tolerance), "tta": tta}
+        console.print(f"test-time augmentation {tta}: best validation F1 {tuned['f1']:.4f}")
+        gain = 0.0 if best is None else TTA_MIN_GAIN if "none" in (best["tta"], tta) else 0.0
+        if best is None or tuned["f1"] > best["f1"] + gain:
+            best = tuned
+    params = {k: best[k] for k in ("sigma", "min_distance", "threshold", "tta")}
     write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"]})
-    console.print(f"peak parameters chosen on validation: sigma {params['sigma']}, min distance "
-                  f"{params['min_distance']}, threshold {params['threshold']} (val F1 {best['f1']:.4f})")
+    console.print(f"chosen on validation: sigma {params['sigma']}, min distance {params['min_distance']}, threshold "
+                  f"{params['threshold']}, test-time augmentation {params['tta']} (val F1 {best['f1']:.4f})")
     return params
+
+
+def detection_maps(run_dir: str | Path, params: dict, device: str = "cpu", tta: str | None = None):
+    """(model, meta, MapMaker) of a detector run, with its chosen test-time augmentation unless `tta` is given."""
+    from ..segment.evaluate import load_segmenter
+    from ..segment.maps import MapMaker
+
+    model, meta = load_segmenter(run_dir, device=device)
+    return model, meta, MapMaker(model, meta, tta=tta or params.get("tta", "none"), device=device)
 
 
 def false_positives(run_dir: str | Path, images: list[SegImage], tolerance: float, device: str = "cpu") -> np.ndarray:
     """Hard negatives (M, 3) (image index, row, col): the detections of a finished detector run on `images`
     that match none of their points within `tolerance` px (Ciresan et al. 2013 retrained on these)."""
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
-
     params = read_params(Path(run_dir))
-    model, meta = load_segmenter(run_dir, device=device)
-    maker, rows = MapMaker(model, meta, device=device), []
+    maker, rows = detection_maps(run_dir, params, device)[2], []
     for i, (prob, im) in enumerate(zip(centre_maps(maker, images), images)):
         found = detect(prob, params)[:, :2]
         matched = {k for k, _ in match(found, im.points, tolerance)[0]}
@@ -178,19 +194,17 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
     nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
     from ..segment.config import SegmentConfig
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
     from ..segment.train import load_data
 
     run_dir = Path(run_dir)
     params = read_params(run_dir)
     tolerance = tolerance or params["tolerance"]
-    model, meta = load_segmenter(run_dir, device=device)
+    _, meta, maker = detection_maps(run_dir, params, device)
     info, splits = data or load_data(SegmentConfig.from_dict(meta["config"]))
     images = [im for im in splits.get(split, []) if im.points is not None]
     if not images:
         raise UserError(f"--split {split}: no images with points")
-    maps = maps if maps is not None else centre_maps(MapMaker(model, meta, device=device), images)
+    maps = maps if maps is not None else centre_maps(maker, images)
     # peaks above the lowest threshold once; the detections at any threshold are those scoring at least it
     low = [find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6) for m in maps]
     found = [peaks[peaks[:, 2] >= params["threshold"] - 1e-9] for peaks in low]
@@ -253,44 +267,55 @@ def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
 
 
 def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
-                   console: Console | None = None, overrides: dict | None = None) -> dict:
-    """Train the centre-map network (segment train on discs), then choose the peak parameters on validation."""
-    from ..segment.train import load_data, train_segmentation
+                   console: Console | None = None, overrides: dict | None = None,
+                   tta: tuple[str, ...] = ("none", "d4")) -> dict:
+    """Train the centre-map network (segment train on discs or proximity maps), then `tune_detector`."""
+    from ..segment.train import train_segmentation
 
     console = console or Console(stderr=True)
-    out = Path(out)
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
+    result["detect_val"] = tune_detector(out, tolerance, console, tta)
+    return result
+
+
+def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console | None = None,
+                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu") -> dict:
+    """Choose a trained detector's peak parameters, and whether to average its maps over the `tta` test-time
+    augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json)."""
     from ..segment.config import SegmentConfig
     from ..segment.evaluate import load_segmenter
     from ..segment.maps import MapMaker
-    model, meta = load_segmenter(out)
+    from ..segment.train import load_data
+
+    console = console or Console(stderr=True)
+    out = Path(run_dir)
+    model, meta = load_segmenter(out, device=device)
     info, splits = load_data(SegmentConfig.from_dict(meta["config"]))
     val = [im for im in splits["val"] if im.points is not None]
-    maps = centre_maps(MapMaker(model, meta), val)  # once: for choosing the peak parameters and for the scores
-    tune_run(out, maps, val, tolerance, console)
-    result["detect_val"] = evaluate_detection(out, "val", tolerance, data=(info, splits), maps=maps)
-    r = result["detect_val"]
+    if not val:
+        raise UserError(f"{out}: no validation images with points to choose the peak parameters on")
+    maps = {t: centre_maps(MapMaker(model, meta, tta=t, device=device), val) for t in tta}  # to choose and to score
+    params = tune_run(out, maps, val, tolerance, console)
+    r = evaluate_detection(out, "val", tolerance, device, data=(info, splits), maps=maps[params["tta"]])
     console.print(f"validation detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                   f"(within {tolerance} px) -> {out}")
-    return result
+    return r
 
 
 def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
                        device: str = "cpu", classifier: str | Path | None = None,
-                       nms_radius: float | None = None) -> list[dict]:
+                       nms_radius: float | None = None, tta: str | None = None) -> list[dict]:
     """Detections of image files as rows {image, x, y, score[, class]} (1-based x = column, y = row, as the
     annotations), typed by a nucleus-type `classifier` run when given, after non-maximum suppression within
-    `nms_radius` px when given; CSV at `out` when given. Also the seconds each map and peak search took."""
+    `nms_radius` px when given; CSV at `out` when given. Also the seconds each map and peak search took.
+    `tta`: test-time augmentation instead of the one chosen in training (none is fastest)."""
     import time
 
     from ..prediction import image_files, write_csv
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
     from .peaks import peaks_to_csv_rows, suppress
 
     params = read_params(Path(run_dir))
-    model, meta = load_segmenter(run_dir, device=device)
-    maker = MapMaker(model, meta, device=device)
+    _, meta, maker = detection_maps(run_dir, params, device, tta)
     rows = []
     for path in image_files(inputs):
         array = read_image(path)
