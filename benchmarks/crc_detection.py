@@ -77,7 +77,7 @@ def classifier_run(seed: int) -> Path:
 
 def scores(out: Path, scored: dict, seed: int) -> dict:
     return {"seed": seed, **{k: scored[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn", "sigma",
-                                                   "min_distance", "threshold")},
+                                                   "min_distance", "threshold")}, "tta": scored.get("tta", "none"),
             "train_seconds": json.loads((out / "metrics.json").read_text())["train_seconds"]}
 
 
@@ -126,7 +126,8 @@ def main() -> None:
         f"| published: SC-CNN (Sirinukunwattana et al. 2016; 2-fold CV over 100 images) | {PUBLISHED['precision']} | "
         f"{PUBLISHED['recall']} | {PUBLISHED['f1']} | | |", "",
         f"Peak parameters of the headline ({headline}) chosen on the same validation images (per seed: "
-        + "; ".join(f"sigma {r['sigma']}, min distance {r['min_distance']}, threshold {r['threshold']}" for r in best)
+        + "; ".join(f"sigma {r['sigma']}, min distance {r['min_distance']}, threshold {r['threshold']}, test-time "
+                    f"augmentation {r['tta']}" for r in best)
         + f"). `medconv detect predict` on one 500x500 image: {command_seconds:.2f} s for the whole command (a new "
         f"process: imports and model loading included), {seconds:.2f} s for the map and peaks alone. The checkpoints, "
         "too, were chosen on the validation images.", "",
