@@ -184,3 +184,21 @@ def test_hard_examples_are_drawn_as_their_fraction_of_each_batch():
     assert 0.45 < hard.mean() < 0.55 and 0.2 < ((img == 1) & (y == 2) & (x == 20)).mean() < 0.3
     labels = sampler.extract(img, y, x)[1].numpy()
     assert (labels[hard] == 0).all() and 0.2 < labels.mean() < 0.3  # the rest still class-balanced
+
+
+def test_test_time_augmentation_is_chosen_only_for_a_clear_gain(tmp_path):
+    from rich.console import Console
+
+    from medconv.data.segmentation import SegImage
+    from medconv.detect.pipeline import tune_run
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(10, 90, (15, 2))
+    yy, xx = np.mgrid[:100, :100]
+    clean = np.clip(sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8) for y, x in truth), 0, 1)
+    decoys = rng.uniform(10, 90, (8, 2))  # peaks as strong as the true ones: no threshold removes them
+    noisy = np.clip(clean + sum(np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8) for y, x in decoys), 0, 1)
+    val = [SegImage("a", np.zeros((1, 100, 100), np.float32), points=truth)]
+    quiet = Console(file=open(tmp_path / "log.txt", "w"))
+    assert tune_run(tmp_path, {"none": [noisy], "d4": [clean]}, val, 3, quiet)["tta"] == "d4"
+    assert tune_run(tmp_path, {"none": [clean], "d4": [clean]}, val, 3, quiet)["tta"] == "none"  # equal: no gain

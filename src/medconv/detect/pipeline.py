@@ -9,6 +9,7 @@ detect.json, which `detect predict` and `detect evaluate` use.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +122,10 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], tolerance: float) -> 
 
 
 def detect(prob: np.ndarray, params: dict) -> np.ndarray:
-    """Detections (N, 3) (row, col, score) of a centre map with the tuned peak parameters."""
-    return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9)
+    """Detections (N, 3) (row, col, score) of a centre map with the tuned peak parameters (and the optional
+    non-maximum suppression radius `nms_radius`)."""
+    return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9,
+                      params.get("nms_radius"))
 
 
 def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImage], tolerance: float,
@@ -130,13 +133,11 @@ def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImag
     """Choose the peak parameters, and the test-time augmentation (a key of `maps`: the validation images'
     centre maps made with it; "none" wins unless another scores TTA_MIN_GAIN more), on validation; write
     RUN/detect.json."""
-    best = None
+    tuned = []
     for tta, tta_maps in maps.items():
-        tuned = {**tune(tta_maps, [im.points for im in val], tolerance), "tta": tta}
-        console.print(f"test-time augmentation {tta}: best validation F1 {tuned['f1']:.4f}")
-        gain = 0.0 if best is None else TTA_MIN_GAIN if "none" in (best["tta"], tta) else 0.0
-        if best is None or tuned["f1"] > best["f1"] + gain:
-            best = tuned
+        tuned.append({**tune(tta_maps, [im.points for im in val], tolerance), "tta": tta})
+        console.print(f"test-time augmentation {tta}: best validation F1 {tuned[-1]['f1']:.4f}")
+    best = max(tuned, key=lambda t: t["f1"] - (TTA_MIN_GAIN if t["tta"] != "none" else 0.0))  # ties: the first
     params = {k: best[k] for k in ("sigma", "min_distance", "threshold", "tta")}
     write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"]})
     console.print(f"chosen on validation: sigma {params['sigma']}, min distance {params['min_distance']}, threshold "
@@ -145,19 +146,19 @@ def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImag
 
 
 def detection_maps(run_dir: str | Path, params: dict, device: str = "cpu", tta: str | None = None):
-    """(model, meta, MapMaker) of a detector run, with its chosen test-time augmentation unless `tta` is given."""
+    """(meta, MapMaker) of a detector run, with its chosen test-time augmentation unless `tta` is given."""
     from ..segment.evaluate import load_segmenter
     from ..segment.maps import MapMaker
 
     model, meta = load_segmenter(run_dir, device=device)
-    return model, meta, MapMaker(model, meta, tta=tta or params.get("tta", "none"), device=device)
+    return meta, MapMaker(model, meta, tta=tta or params.get("tta", "none"), device=device)
 
 
 def false_positives(run_dir: str | Path, images: list[SegImage], tolerance: float, device: str = "cpu") -> np.ndarray:
     """Hard negatives (M, 3) (image index, row, col): the detections of a finished detector run on `images`
     that match none of their points within `tolerance` px (Ciresan et al. 2013 retrained on these)."""
     params = read_params(Path(run_dir))
-    maker, rows = detection_maps(run_dir, params, device)[2], []
+    maker, rows = detection_maps(run_dir, params, device)[1], []
     for i, (prob, im) in enumerate(zip(centre_maps(maker, images), images)):
         found = detect(prob, params)[:, :2]
         matched = {k for k, _ in match(found, im.points, tolerance)[0]}
@@ -168,10 +169,10 @@ def false_positives(run_dir: str | Path, images: list[SegImage], tolerance: floa
 
 
 def run_config(run_dir: str | Path):
-    """The SegmentConfig a detection run was trained with."""
+    """The SegmentConfig a detection run was trained with (read from its checkpoint's header)."""
     from ..segment.config import SegmentConfig
-    from ..segment.evaluate import load_segmenter
-    return SegmentConfig.from_dict(load_segmenter(run_dir)[1]["config"])
+    from ..training.checkpoint import checkpoint_path, read_checkpoint
+    return SegmentConfig.from_dict(read_checkpoint(checkpoint_path(run_dir), tensors=False)[1]["config"])
 
 
 def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
@@ -195,11 +196,15 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
     from ..segment.config import SegmentConfig
     from ..segment.train import load_data
+    from ..training.checkpoint import checkpoint_path, read_checkpoint
 
     run_dir = Path(run_dir)
     params = read_params(run_dir)
     tolerance = tolerance or params["tolerance"]
-    _, meta, maker = detection_maps(run_dir, params, device)
+    if maps is None:
+        meta, maker = detection_maps(run_dir, params, device)
+    else:  # the caller made the maps: only the run's settings are needed, not its network
+        meta = read_checkpoint(checkpoint_path(run_dir), tensors=False)[1]
     info, splits = data or load_data(SegmentConfig.from_dict(meta["config"]))
     images = [im for im in splits.get(split, []) if im.points is not None]
     if not images:
@@ -312,17 +317,16 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     import time
 
     from ..prediction import image_files, write_csv
-    from .peaks import peaks_to_csv_rows, suppress
+    from .peaks import peaks_to_csv_rows
 
     params = read_params(Path(run_dir))
-    _, meta, maker = detection_maps(run_dir, params, device, tta)
+    meta, maker = detection_maps(run_dir, params, device, tta)
     rows = []
     for path in image_files(inputs):
         array = read_image(path)
         tic = time.perf_counter()
         image = prepare_image(array, meta["in_channels"], array.shape[:2])
-        found = detect(maker(image)[1].numpy(), params)
-        found = suppress(found, nms_radius) if nms_radius else found
+        found = detect(maker(image)[1].numpy(), {**params, "nms_radius": nms_radius})
         seconds = time.perf_counter() - tic
         found_rows = peaks_to_csv_rows(path.name, found)
         if classifier:
@@ -335,21 +339,32 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     return rows
 
 
-def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np.ndarray,
-                        device: str = "cpu") -> list[str]:
-    """The class of each detection (N, 2+) (row, col, ...) in image (C, H, W) in [0, 1], by a nucleus-type
-    classifier run (medconv train --dataset crchistophenotypes): its square patch around each detection,
-    mirror-padded at the borders as in training."""
+@functools.lru_cache(maxsize=1)
+def nucleus_classifier(classifier_run: str, modified: int, device: str = "cpu"):
+    """(model, meta, TrainConfig, patch side as the dataset cut it) of a nucleus-type classifier run; cached
+    by path and checkpoint time (`modified`), so typing the detections of many images loads it once."""
     from ..config import TrainConfig
-    from ..data import resized
-    from ..data.types import ImageSet
-    from ..prediction import predict_scores
     from ..training.checkpoint import load_model
     from ..transfer.weights import native_side
 
     model, meta = load_model(classifier_run, device=device)
     cfg = TrainConfig.from_dict(meta["config"])
-    side = native_side(cfg)  # the patch as the dataset cut it; then resized as training did
+    return model, meta, cfg, native_side(cfg)
+
+
+def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np.ndarray,
+                        device: str = "cpu") -> list[str]:
+    """The class of each detection (N, 2+) (row, col, ...) in image (C, H, W) in [0, 1], by a nucleus-type
+    classifier run (medconv train --dataset crchistophenotypes): its square patch around each detection,
+    mirror-padded at the borders as in training."""
+    from ..data import resized
+    from ..data.types import ImageSet
+    from ..prediction import predict_scores
+    from ..training.checkpoint import checkpoint_path
+
+    path = checkpoint_path(classifier_run)
+    model, meta, cfg, side = nucleus_classifier(str(path.resolve()), path.stat().st_mtime_ns if path.exists() else 0,
+                                                device)
     half = side // 2
     padded = np.pad(image, ((0, 0), (half, half), (half, half)), mode="reflect")
     limits = np.array(image.shape[1:]) - 1  # nearest pixel, halves up (as the nucleus patches), kept inside

@@ -53,19 +53,19 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict, optimizer: torch.o
     write_json(path.with_suffix(".json"), meta)
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of a checkpoint file."""
+def read_checkpoint(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a checkpoint file; without `tensors`, ({}, metadata): the header only."""
     if not path.exists():
         raise UserError(f"checkpoint {path} not found")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("medconv", "null"))
-        tensors = load_file(str(path))
+        weights = load_file(str(path)) if tensors else {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} was not written by medconv (no '{FORMAT}' metadata)")
-    return tensors, meta
+    return weights, meta
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, arch: str) -> None:
