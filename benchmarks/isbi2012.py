@@ -27,8 +27,9 @@ from medconv.segment.train import train_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (33, 65, 95)
-# settings sized so the slowest run (95 px) trains within 30 minutes on one CPU core (0.13 / 0.77 / 1.96 s per
-# step of 128 patches at 33 / 65 / 95 px; 0.85 s per step of 8 U-Net tiles): every size sees the same 96,000 patches
+# settings sized from single-core step times measured alone (0.13 / 0.77 / 1.96 s per step of 128 patches at
+# 33 / 65 / 95 px; 0.85 s per step of 8 U-Net tiles), about 27 min for the slowest (95 px) run; every size sees
+# the same 96,000 patches. Under load the runs take longer: results/isbi2012.md records each run's time.
 PATCH = dict(mode="patch", arch="patch-cnn", epochs=12, samples_per_epoch=8000, batch_size=128,
              augment="flips=1,rot90=1,intensity=0.05", deterministic=True)
 UNET = dict(mode="dense", arch="unet", tile=128, epochs=25, samples_per_epoch=400, batch_size=8,
