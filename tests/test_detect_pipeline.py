@@ -30,6 +30,9 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
     params = json.loads((run / "detect.json").read_text())
     assert {"sigma", "min_distance", "threshold"} <= set(params) and params["tta"] in ("none", "d4")
     assert "test-time augmentation d4: best validation F1" in trained.stderr  # both were tried on validation
+    masks = json.loads((run / "metrics.json").read_text())  # disc masks scored again at the validation threshold
+    chosen = json.loads((run / "threshold.json").read_text())["threshold"]
+    assert masks["test"]["at_threshold"]["threshold"] == chosen and "f1" in masks["test"]["at_threshold"]
     scored = json.loads(medconv("detect", "evaluate", run, "--json").stdout)
     assert scored["f1"] > 0.4 and scored["tp"] + scored["fn"] == 2853  # the 10 validation images' centres
     assert (run / "plots" / "precision_recall_val.png").exists() and len(list((run / "overlays").glob("*.png"))) == 10

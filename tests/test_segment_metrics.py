@@ -271,3 +271,21 @@ def test_choose_threshold_synthetic():
     assert r["scores"][0.3] < 1.0 and r["scores"][0.5] < 1.0
     with pytest.raises(UserError):
         choose_threshold([mprob], [membrane], metric="auc")
+
+
+def test_split_metrics_scores_at_a_chosen_threshold():
+    """A map that is 0.7 on the nuclei and 0.6 around them: wrong at 0.5, exact at 0.65, objects included."""
+    from medconv.data.segmentation import SegImage
+    from medconv.segment.evaluate import split_metrics
+
+    instances = np.zeros((40, 40), np.int32)
+    instances[5:15, 5:15], instances[25:35, 20:30] = 1, 2
+    mask = (instances > 0).astype(np.int64)
+    fg = np.where(mask == 1, 0.7, 0.0)
+    fg[20:40, 15:35] = np.maximum(fg[20:40, 15:35], 0.6 * (mask[20:40, 15:35] == 0))
+    probs = [np.stack([1 - fg, fg])]
+    im = SegImage("t", np.zeros((1, 40, 40), np.float32), mask, instances=instances)
+    at_half = split_metrics([im], probs, ["background", "nucleus"])
+    at_chosen = split_metrics([im], probs, ["background", "nucleus"], threshold=0.65)
+    assert at_half["f1"] < 0.8 and at_half["pixel_error"] > 0.1 and at_half["aji"] < 0.8
+    assert at_chosen["f1"] == 1.0 and at_chosen["pixel_error"] == 0.0 and at_chosen["aji"] == pytest.approx(1.0)

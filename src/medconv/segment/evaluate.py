@@ -48,21 +48,26 @@ def load_segmenter(run_dir: str | Path, which: str = "best", device: str = "cpu"
     return model, meta
 
 
-def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: list[str], objects: bool = True) -> dict:
+def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: list[str], objects: bool = True,
+                  threshold: float = 0.5) -> dict:
     """Metrics of the posterior maps (K, H, W) of labelled images, pooled over them; `objects` adds the
-    Rand error (boundary classes) and AJI / object Dice (where the data has instances)."""
+    Rand error (boundary classes) and AJI / object Dice (where the data has instances). Two classes:
+    foreground is probability > `threshold` (0.5: the argmax, ISBI's pixel error)."""
     truth = np.concatenate([im.mask.ravel() for im in labelled])
     roi = np.concatenate([(im.roi if im.roi is not None else np.ones_like(im.mask, bool)).ravel() for im in labelled])
-    pred = np.concatenate([p.argmax(0).ravel() for p in probs])
+    if len(classes) == 2 and threshold != 0.5:
+        pred = np.concatenate([(p[1] > threshold).ravel() for p in probs]).astype(truth.dtype)
+    else:
+        pred = np.concatenate([p.argmax(0).ravel() for p in probs])
     per_class = dice_iou(pred, truth, list(range(len(classes))), roi)
     out = {"n": len(labelled), "pixel_error": float(((pred != truth) & roi).sum() / roi.sum()),
            "per_class": {classes[c]: v for c, v in per_class.items()}}
-    if len(classes) == 2:  # the argmax of two classes is the foreground probability > 0.5: ISBI's pixel error
+    if len(classes) == 2:
         out["f1"] = per_class[1]["dice"]
         if objects and classes[1] in BOUNDARY_CLASSES:
             out.update(rand_error([p[1] for p in probs], [im.mask == 1 for im in labelled]))
         if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
-            found = [watershed_instances(p[1]) for p in probs]
+            found = [watershed_instances(p[1], threshold) for p in probs]
             out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
             out["object_dice"] = float(np.mean([object_dice(f, im.instances) for f, im in zip(found, labelled)]))
     else:
@@ -80,6 +85,8 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
                           choose: bool = False, tta: str = "none") -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
     tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
+    Binary tasks scored by F1 (not boundaries) also get metrics["at_threshold"]: every metric again with
+    foreground = probability > the threshold chosen on validation (RUN/threshold.json, when there is one).
     `tta` (dense networks): none, flip or d4 views averaged."""
     from .train import load_data
 
@@ -96,9 +103,14 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     seconds = (time.time() - tic) / len(labelled)
     metrics = {**split_metrics(labelled, probs, meta["classes"]), "seconds_per_image": seconds, "split": split,
                "method": maker.method, "checkpoint": which, "tta": tta}
-    write_json(Path(run_dir) / metrics_name(split, tta), metrics)
     if choose and len(meta["classes"]) == 2:
         metrics["threshold"] = choose_foreground_threshold(Path(run_dir), meta["classes"], labelled, probs)
+    chosen = Path(run_dir) / "threshold.json"
+    if len(meta["classes"]) == 2 and meta["classes"][1] not in BOUNDARY_CLASSES and chosen.exists():
+        threshold = json.loads(chosen.read_text())["threshold"]
+        metrics["at_threshold"] = {"threshold": threshold,
+                                   **split_metrics(labelled, probs, meta["classes"], threshold=threshold)}
+    write_json(Path(run_dir) / metrics_name(split, tta), {k: v for k, v in metrics.items() if k != "threshold"})
     return metrics
 
 
