@@ -95,3 +95,24 @@ def test_resume_may_add_epochs_but_not_change_the_model(tmp_path, medconv):
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
     proc = medconv("train", "--out", run, "--resume", "--arch", "simple-cnn", "--lr", "0.1")
     assert proc.returncode == 2 and "--lr cannot change" in proc.stderr
+
+
+def test_mixup_blends_pairs_and_their_losses(tmp_path, data_root):
+    import torch
+
+    from medconv.training.loop import mixed_batch
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y, logits = torch.rand(8, 1, 4, 4), torch.tensor([0, 1] * 4), torch.randn(8, 2)
+    same, plain = mixed_batch(x, y, loss_fn, 0.0)
+    assert same is x and plain(logits) == loss_fn(logits, y)
+    torch.manual_seed(3)
+    mixed, criterion = mixed_batch(x, y, loss_fn, 0.4)
+    torch.manual_seed(3)
+    lam, perm = float(torch.distributions.Beta(0.4, 0.4).sample()), torch.randperm(8)
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    torch.testing.assert_close(criterion(logits), lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm]))
+    cfg = TrainConfig(dataset="breastmnist", data_root=str(data_root), model_options={"widths": [8], "hidden": [8]},
+                      epochs=1, mixup=0.2, threads=1, deterministic=True)
+    assert np.isfinite(train(cfg, tmp_path / "mix")["val"]["auc"])
+    with pytest.raises(Exception, match="--mixup"):
+        TrainConfig(mixup=-1).validate()

@@ -101,6 +101,18 @@ def make_loss(cfg: TrainConfig, info: DatasetInfo, train: ImageSet, device: torc
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
+def mixed_batch(x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, alpha: float):
+    """Mixup (Zhang et al. 2018): x (B, C, H, W) blended with a shuffled copy of itself by lam ~ Beta(alpha,
+    alpha); returns the blend and loss(logits) = lam * loss(logits, y) + (1 - lam) * loss(logits, y shuffled).
+    alpha 0: the batch and loss unchanged."""
+    if alpha <= 0:
+        return x, lambda logits: loss_fn(logits, y)
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(x), device=x.device)
+    return (lam * x + (1 - lam) * x[perm],
+            lambda logits: lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm]))
+
+
 def targets(labels: torch.Tensor, task: str) -> torch.Tensor:
     return labels.float() if task == MULTI_LABEL else labels[:, 0]
 
@@ -235,12 +247,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                     continue
                 x = train_images[idx]
                 x = normalise(augment(unit_float(x), aug), mean, std)
+                x, criterion = mixed_batch(x, train_labels[idx], loss_fn, cfg.mixup)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    y = train_labels[idx]
-                    loss = loss_fn(model(x).float(), y)
+                    loss = criterion(model(x).float())
                     # auxiliary classifiers (GoogLeNet, Inception v3) add 0.3 x their losses, as Szegedy et al.
                     aux_weight = getattr(model, "aux_weight", AUX_WEIGHT)
-                    loss = loss + sum(aux_weight * loss_fn(a.float(), y) for a in getattr(model, "aux_outputs", ()))
+                    loss = loss + sum(aux_weight * criterion(a.float()) for a in getattr(model, "aux_outputs", ()))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, batch {b + 1}; "
                                            f"training stopped, last good checkpoint kept in {last_path.parent}")
