@@ -1,10 +1,12 @@
 """Posterior maps (K, H, W) of whole images from a trained segmentation network, by any of the three ways:
-the naive sliding window and exact dense scanning of a patch classifier, or a dense network over
-overlapping, blended tiles (MONAI's sliding_window_inference), with optional flip test-time augmentation.
+the naive sliding window and exact dense scanning of a patch classifier, or a dense network over the whole
+image (or, for large images, over overlapping blended tiles: MONAI's sliding_window_inference), with
+optional flip or d4 test-time augmentation.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
@@ -12,6 +14,7 @@ from ..infer.dense import dense_network, dense_posteriors
 from ..infer.sliding_window import sliding_posteriors
 
 METHODS = ("auto", "dense", "sliding")
+WHOLE_IMAGE_PIXELS = 1024 * 1024  # larger images go through tiles (memory); smaller ones through one pass (speed)
 
 
 class MapMaker:
@@ -70,11 +73,19 @@ class MapMaker:
         return self.tiled(image)
 
     def tiled(self, image: torch.Tensor) -> torch.Tensor:
-        """A dense network's posteriors (K, H, W) over overlapping tiles, blended with Gaussian weights."""
-        from monai.inferers import sliding_window_inference
-
+        """A dense network's posteriors (K, H, W): in one pass over the whole image, mirrored out to a
+        multiple of 16 pixels, when it has at most WHOLE_IMAGE_PIXELS; else over overlapping tiles
+        blended with Gaussian weights (MONAI's sliding_window_inference)."""
         from ..data.transforms import normalise
         x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
-        tile = self.meta["tile"]
-        logits = sliding_window_inference(x, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
+        height, width = x.shape[-2:]
+        if height * width <= WHOLE_IMAGE_PIXELS:
+            pad_h, pad_w = -height % 16, -width % 16
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            logits = self.model(F.pad(x, (0, pad_w, 0, pad_h), mode=mode))[..., :height, :width]
+        else:
+            from monai.inferers import sliding_window_inference
+
+            tile = self.meta["tile"]
+            logits = sliding_window_inference(x, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
         return torch.softmax(logits.float(), 1)[0].cpu()
