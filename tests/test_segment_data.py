@@ -245,3 +245,14 @@ def test_augmentation_keeps_the_centre_and_repeats_per_seed(isbi_sampler):
     assert all(any(torch.equal(geo[i], v[i]) for v in views) for i in range(32))
     lit = augment_patches(x, torch.Generator().manual_seed(5), flips=False, rot90=False, intensity=0.2)
     assert lit.min() >= 0 and lit.max() <= 1 and not torch.equal(lit, x)
+
+
+def test_colour_augmentation_changes_each_channel_apart():
+    x = torch.full((64, 3, 9, 9), 0.5) + torch.linspace(-0.2, 0.2, 9)  # 3 equal channels
+    out = augment_patches(x, torch.Generator().manual_seed(1), flips=False, rot90=False, colour=0.1)
+    assert out.min() >= 0 and out.max() <= 1
+    contrast = out.std(dim=(2, 3)) / x.std(dim=(2, 3))  # (64, 3): each channel's own factor, within 1 +- 0.1
+    assert contrast.min() >= 0.9 - 1e-5 and contrast.max() <= 1.1 + 1e-5
+    assert (contrast[:, 0] - contrast[:, 1]).abs().max() > 0.02  # the channels were not changed alike
+    from medconv.segment.config import parse_augment
+    assert parse_augment("flips=1,colour=0.05")["colour"] == 0.05

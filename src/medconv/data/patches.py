@@ -126,14 +126,15 @@ def _rbf(size: int, spacing: float, device, dtype) -> torch.Tensor:
 
 def augment_patches(x: torch.Tensor, generator: torch.Generator | None = None, flips: bool = True,
                     rot90: bool = True, elastic: float = 0.0, intensity: float = 0.0,
-                    elastic_spacing: float = 8.0) -> torch.Tensor:
+                    elastic_spacing: float = 8.0, colour: float = 0.0) -> torch.Tensor:
     """Randomly augment square patches x (N, C, P, P) in [0, 1], each independently; same shape out.
 
     flips: horizontal and vertical flips (p = 0.5 each); rot90: k * 90 degrees. Both map the centre
     pixel onto itself, so the centre label stays valid. elastic: max displacement in px of a smooth
     random field (random control points every `elastic_spacing` px, blended by Gaussians); the field's
     value at the centre is subtracted, so the centre pixel stays fixed. intensity: contrast and
-    brightness change up to +-intensity (x -> (x - mean) * c + mean + b, clamped to [0, 1]).
+    brightness change up to +-intensity (x -> (x - mean) * c + mean + b, clamped to [0, 1]). colour: the
+    same change drawn for each channel apart, up to +-colour (stain variation between H&E slides).
     """
     n, dev = x.shape[0], x.device
     if n == 0:
@@ -165,6 +166,11 @@ def augment_patches(x: torch.Tensor, generator: torch.Generator | None = None, f
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         c = 1 + (_rand(n, generator, dev) * 2 - 1).view(n, 1, 1, 1) * intensity
         b = (_rand(n, generator, dev) * 2 - 1).view(n, 1, 1, 1) * intensity
+        x = ((x - mean) * c + mean + b).clamp_(0, 1)
+    if colour > 0:
+        size, mean = (n, x.shape[1], 1, 1), x.mean(dim=(2, 3), keepdim=True)
+        c = 1 + (_rand(size, generator, dev) * 2 - 1) * colour
+        b = (_rand(size, generator, dev) * 2 - 1) * colour
         x = ((x - mean) * c + mean + b).clamp_(0, 1)
     return x
 

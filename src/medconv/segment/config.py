@@ -53,7 +53,7 @@ class SegmentConfig:
     gamma: float = 0.1
     warmup_epochs: int = 0
     lr_decay: float = 1.0
-    augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-)
+    augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-), colour (+- per channel)
     select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error,
                                       # detection_f1 (point data: F1 of the tuned local maxima of the centre maps)
     # reproducibility and hardware
@@ -108,14 +108,14 @@ class SegmentConfig:
 
 
 def parse_augment(spec: str) -> dict:
-    """"flips=1,rot90=1,elastic=4,intensity=0.1" (or "none") -> keyword arguments of augment_patches."""
-    out = {"flips": False, "rot90": False, "elastic": 0.0, "intensity": 0.0}
+    """"flips=1,rot90=1,elastic=4,intensity=0.1,colour=0.05" (or "none") -> keyword arguments of augment_patches."""
+    out = {"flips": False, "rot90": False, "elastic": 0.0, "intensity": 0.0, "colour": 0.0}
     if spec in ("", "none"):
         return out
     for item in spec.split(","):
         key, _, value = item.partition("=")
         if key not in out:
-            raise UserError(f"--augment {spec!r}: unknown {key!r}; expected flips, rot90, elastic, intensity")
+            raise UserError(f"--augment {spec!r}: unknown {key!r}; expected flips, rot90, elastic, intensity, colour")
         try:
             out[key] = bool(float(value or 1)) if key in ("flips", "rot90") else float(value)
         except ValueError:

@@ -87,18 +87,22 @@ class TileSampler:
 
 def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug: dict, classes: int):
     """The same flips, rotations and elastic field for images (N, C, T, T) and masks (N, T, T) (carried as
-    one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are); intensity on
-    the images only."""
+    one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are); intensity and
+    colour on the images only."""
+    def photometric(x):
+        if not (aug["intensity"] or aug["colour"]):
+            return x
+        return augment_patches(x, generator, False, False, 0.0, aug["intensity"], colour=aug["colour"])
+
     if y.is_floating_point():
         both = augment_patches(torch.cat([x, y.unsqueeze(1)], 1), generator, aug["flips"], aug["rot90"],
                                aug["elastic"])
-        x, y = both[:, :-1], both[:, -1]
-        return (augment_patches(x, generator, False, False, 0.0, aug["intensity"]) if aug["intensity"] else x), y
+        return photometric(both[:, :-1]), both[:, -1]
     onehot = F.one_hot(y.clamp_min(0), classes).permute(0, 3, 1, 2).float() * (y >= 0).unsqueeze(1)
     both = augment_patches(torch.cat([x, onehot, (y >= 0).unsqueeze(1).float()], 1), generator,
                            aug["flips"], aug["rot90"], aug["elastic"])
     x, onehot, valid = both[:, :x.shape[1]], both[:, x.shape[1]:-1], both[:, -1] > 0.5
-    x = augment_patches(x, generator, False, False, 0.0, aug["intensity"]) if aug["intensity"] else x
+    x = photometric(x)
     return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long))
 
 
