@@ -20,6 +20,7 @@ TRAIN_HELP = {
     "arch": "network (see medconv inspect --list), or any torchvision classification model name",
     "augment": "augmentation: a preset (none, light, strong, histology) or e.g. hflip=0.5,rotate=15,translate=0.1,contrast=0.1",
     "tta": "test-time augmentation at evaluation: none, flip, d4",
+    "mixup": "mixup: train on blends of image pairs with weights ~ Beta(A, A), e.g. 0.2 (0: off)",
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",
@@ -57,7 +58,7 @@ SEGMENT_HELP = {
     "arch": "patch-cnn (patch mode) or unet (dense mode)", "patch": "odd patch side in pixels, e.g. 33, 65, 95",
     "tile": "dense mode: training tile side (multiple of 16)",
     "balance": "patch mode: class (each class equally often) or none",
-    "augment": "flips=1,rot90=1,elastic=PX,intensity=X (or none)",
+    "augment": "flips=1,rot90=1,elastic=PX,intensity=X,colour=X (colour: per channel, for stains; or none)",
     "samples_per_epoch": "patches (patch mode, default 20000) or tiles (dense mode, default 400) per epoch",
     "batch_size": "patches (default 128) or tiles (dense mode, default 8) per step",
 }
