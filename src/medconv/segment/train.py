@@ -217,8 +217,10 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
                                                "best_epoch": best_epoch, "history": history}, optimizer)
             write_history(out / "history.csv", history, HISTORY)
-            status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val F1 {val['f1']:.4f} "
-                      f"pixel error {val['pixel_error']:.4f}"
+            status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f}"
+                      # the argmax of a proximity map (rarely above 0.5) says little: only its peaks are scored
+                      + (f" val F1 {val['f1']:.4f} pixel error {val['pixel_error']:.4f}"
+                         if cfg.target != "proximity" else "")
                       + (f" detection F1 {val['detection_f1']:.4f}" if "detection_f1" in val else "")
                       + f" (best @ {best_epoch})")
             bar.update(task, status=status)
