@@ -8,7 +8,7 @@ hidden test stack, not on our slices 25-29 of the training stack: they are conte
 on the same images. Every run is cached under benchmarks/runs/isbi2012/ and an interrupted run resumes
 from its last epoch, so the benchmark can be finished over several sittings.
 
-    ./run bench isbi2012 [--only sizes|best|unet] [--seeds 0,1,2]
+    ./run bench isbi2012 [--only sizes|best|unet] [--seeds 0,1,2] [--rescore unet]
 
 --only trains that part alone and reports it with whatever other parts are cached, so two parts can
 train at once in separate processes (e.g. --only sizes, then --only best, beside --only unet).
@@ -38,11 +38,21 @@ PUBLISHED = [("U-Net (Ronneberger et al. 2015, challenge test stack)", 0.0382, 0
              ("IDSIA patch CNN ensemble (Ciresan et al. 2012, challenge test stack)", 0.0504, 0.0613)]  # Rand, pixel
 
 
+RESCORE: set[str] = set()  # run names (--rescore) whose cached checkpoints are scored again with today's code
+
+
 def run(name: str, seed: int, train: bool = True, **settings) -> dict | None:
     """The run's figures: from its cache, else trained now (None when not cached and not `train`)."""
     out = RUNS / "isbi2012" / name / f"seed{seed}"
     if (out / "metrics.json").exists():
         result = json.loads((out / "metrics.json").read_text())
+        if name in RESCORE:  # e.g. after a change in how maps are made: val and test again, TTA files dropped
+            from medconv.segment.evaluate import evaluate_segmentation
+            for split in ("val", "test"):
+                (out / f"metrics_{split}_tta-d4.json").unlink(missing_ok=True)
+                result[split] = evaluate_segmentation(out, split, choose=split == "val")
+            result["threshold"] = result["val"].pop("threshold")  # for segment predict, chosen on validation
+            (out / "metrics.json").write_text(json.dumps(result, indent=2))
     elif not train:  # another part of the benchmark (--only) trains it, perhaps in another process
         return None
     else:
@@ -104,7 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["sizes", "best", "unet"], default=None)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rescore", default="", help="comma list of cached runs (e.g. unet) to score again")
     args = parser.parse_args()
+    RESCORE.update(filter(None, args.rescore.split(",")))
     seeds = [int(s) for s in args.seeds.split(",")]
     wanted = lambda part: args.only in (None, part)  # noqa: E731
     sizes = [run(f"patch{p}", 0, train=wanted("sizes") or wanted("best"), patch=p, **PATCH) for p in SIZES]
