@@ -31,11 +31,10 @@ from common import RUNS, hardware, write_results
 
 from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
-from medconv.detect.pipeline import (
-    evaluate_detection,
-    predict_detections,
-    train_detector,
-)
+from medconv.detect.pipeline import evaluate_detection, train_detector
+from medconv.detect.predict import predict_detections
+from medconv.export import export_onnx
+from medconv.infer.onnx_maps import ONNX_NAME, SIDECAR_NAME
 from medconv.segment.config import SegmentConfig
 from medconv.training.loop import train
 
@@ -103,17 +102,27 @@ def main() -> None:
     best = [row for _, row in finished[headline]]
     image = Path(load_crchistophenotypes()["val"][0].path)
     first = finished[headline][0][0]
-    predict_detections(first, [str(image)])  # warm-up
-    tic = time.perf_counter()
-    predict_detections(first, [str(image)])
-    seconds = time.perf_counter() - tic  # the map and peaks of one image, in this process
-    tic = time.perf_counter()  # the whole command in a new process: imports and model loading included
-    subprocess.run([sys.executable, "-m", "medconv.cli", "detect", "predict", str(first), str(image), "--out",
-                    str(RUNS / "crc_detection" / "predict.csv")], check=True, capture_output=True)
-    command_seconds = time.perf_counter() - tic
+    for name in (ONNX_NAME, SIDECAR_NAME):  # first the checkpoint through torch, then the ONNX export
+        (first / name).unlink(missing_ok=True)
+    timed = {}
+    for engine in ("torch", "onnxruntime"):
+        if engine == "onnxruntime":
+            export_onnx(first)
+        predict_detections(first, [str(image)], log=lambda line: None)  # warm-up
+        tic = time.perf_counter()
+        predict_detections(first, [str(image)], log=lambda line: None)
+        seconds = time.perf_counter() - tic  # the map and peaks of one image, in this process
+        tic = time.perf_counter()  # the whole command in a new process: imports and model loading included
+        done = subprocess.run([sys.executable, "-m", "medconv.cli", "detect", "predict", str(first), str(image),
+                               "--out", str(RUNS / "crc_detection" / "predict.csv")], check=True, capture_output=True,
+                              text=True)
+        timed[engine] = {"command": time.perf_counter() - tic, "map_and_peaks": seconds}
+        assert f"({engine})" in done.stderr, done.stderr
+    command_seconds, seconds = timed["onnxruntime"]["command"], timed["onnxruntime"]["map_and_peaks"]
     summary = {"f1": round(mean(best, "f1"), 4), "precision": round(mean(best, "precision"), 4),
                "recall": round(mean(best, "recall"), 4), "predict_seconds_500px": round(command_seconds, 3),
                "map_and_peaks_seconds_500px": round(seconds, 3),
+               "predict_seconds_500px_torch": round(timed["torch"]["command"], 3),
                "typed_weighted_f1": round(mean(best, "typed_weighted_f1"), 4)}
     rows = [f"| medconv: {METHODS[m][1]}{' (headline)' if m == headline else ''} | "
             f"{mean(rs, 'precision'):.3f} ± {sd(rs, 'precision'):.3f} | {mean(rs, 'recall'):.3f} ± "
@@ -128,9 +137,11 @@ def main() -> None:
         f"Peak parameters of the headline ({headline}) chosen on the same validation images (per seed: "
         + "; ".join(f"sigma {r['sigma']}, min distance {r['min_distance']}, threshold {r['threshold']}, test-time "
                     f"augmentation {r['tta']}" for r in best)
-        + f"). `medconv detect predict` on one 500x500 image: {command_seconds:.2f} s for the whole command (a new "
-        f"process: imports and model loading included), {seconds:.2f} s for the map and peaks alone. The checkpoints, "
-        "too, were chosen on the validation images.", "",
+        + f"). `medconv detect predict` on one 500x500 image, the whole command (a new process: imports and model "
+        f"loading included) and the map and peaks alone: {command_seconds:.2f} s and {seconds:.2f} s with the "
+        f"network exported to ONNX (`medconv export`, run by onnxruntime, torch not imported); "
+        f"{timed['torch']['command']:.2f} s and {timed['torch']['map_and_peaks']:.2f} s from the checkpoint "
+        "through torch. The checkpoints, too, were chosen on the validation images.", "",
         "Detect then classify (a detection counts for class c when typed c and matched to a centre of class c; "
         "nuclei the dataset leaves unclassified count as false positives): weighted F1 "
         f"{mean(best, 'typed_weighted_f1'):.3f}, per class " + ", ".join(

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -169,6 +171,28 @@ def test_detector_from_proximity_maps_chooses_its_checkpoint_on_detection_f1(tmp
     refused = medconv("segment", "train", "--dataset", "isbi2012", "--data-root", data_root, "--target", "proximity",
                       "--out", tmp_path / "no")
     assert refused.returncode == 2 and "point annotations" in refused.stderr
+    image = data_root / "crchistophenotypes" / "images" / "img4.png"
+    by_torch = medconv("detect", "predict", run, image, "--tta", "flip", "--out", tmp_path / "torch.csv")
+    assert by_torch.returncode == 0 and "(torch)" in by_torch.stderr, by_torch.stderr
+    exported = medconv("export", run)
+    assert exported.returncode == 0, exported.stderr
+    assert (run / "model.onnx").exists() and float(exported.stdout.split("torch ")[1].rstrip(")\n")) < 1e-4
+    # the exported detector in a process that must not import torch: the same detections
+    check = ("import sys; from medconv.cli import main; code = main(sys.argv[1:]); "
+             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    by_onnx = subprocess.run([sys.executable, "-c", check, "detect", "predict", str(run), str(image), "--tta", "flip",
+                              "--out", str(tmp_path / "onnx.csv")], capture_output=True, text=True)
+    assert by_onnx.returncode == 0 and "(onnxruntime)" in by_onnx.stderr, by_onnx.stderr
+    rows = [sorted(csv.DictReader(open(tmp_path / f"{engine}.csv")), key=lambda r: (float(r["y"]), float(r["x"])))
+            for engine in ("torch", "onnx")]  # by position: equal scores may come in either order
+    assert len(rows[0]) == len(rows[1]) > 0
+    for a, b in zip(*rows):
+        assert (a["x"], a["y"]) == (b["x"], b["y"]) and abs(float(a["score"]) - float(b["score"])) < 1e-5
+    (run / "checkpoints" / "best.safetensors").touch()  # a newer checkpoint: the export is stale, torch is used
+    stale = medconv("detect", "predict", run, image, "--out", tmp_path / "again.csv")
+    assert stale.returncode == 0 and "(torch)" in stale.stderr, stale.stderr
+    not_dense = medconv("export", tmp_path / "no-such-run")
+    assert not_dense.returncode == 2 and "Traceback" not in not_dense.stderr
 
 
 def test_hard_examples_are_drawn_as_their_fraction_of_each_batch():

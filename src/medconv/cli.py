@@ -147,11 +147,14 @@ EXAMPLES = {
               "--select-metric detection_f1 --out runs/nuclei-unet\n"
               "  medconv detect tune runs/nuclei-det --tolerance 8\n"
               "  medconv detect predict runs/nuclei-det images/*.png --out detections.csv\n"
+              "  medconv export runs/nuclei-unet   # then detect predict runs without torch (onnxruntime)\n"
               "  medconv detect evaluate runs/nuclei-det --split val --tolerance 6",
     "inspect": "examples:\n  medconv inspect --list\n  medconv inspect resnet50 --input 3x224x224 --depth 1\n"
                "  medconv inspect googlenet --depth 1 --compare-paper\n"
                "  medconv inspect --fc-vs-conv --image 200x200 --hidden 25000 --kernel 10\n"
                "  medconv inspect --run runs/breast --plot-rf rf.png --filters filters.png --image scan.png",
+    "export": "examples:\n  medconv export runs/nuclei-unet\n"
+              "  medconv detect predict runs/nuclei-unet slide.png --out detections.csv   # onnxruntime, no torch",
     "taxonomy": "examples:\n  medconv taxonomy partition tree.yaml --counts counts.csv --max-class-size 1000 --out classes.yaml\n"
                 "  medconv taxonomy show tree.yaml --level coarse",
 }
@@ -336,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print the metrics as JSON")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
+    p = verb("export", "a dense network (segment/detect --mode dense) as ONNX, RUN/model.onnx: detect predict then "
+                       "runs it with onnxruntime, without torch")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+
     p = verb("taxonomy", "class taxonomies (Esteva et al. 2017): cut a deep tree into training classes; show levels")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = actions.add_parser("partition", help="split nodes holding more than --max-class-size images into their children",
@@ -436,6 +444,15 @@ def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | Non
 
 
 def run_detect(args: argparse.Namespace) -> None:
+    if args.action == "predict":  # before importing the pipeline, which needs torch: an ONNX export does not
+        from .detect.predict import predict_detections
+        rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier,
+                                  args.nms_radius, args.tta)
+        if args.out is None and rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return
     from .detect import pipeline
     if args.action == "train":
         from .segment.config import SegmentConfig
@@ -444,13 +461,6 @@ def run_detect(args: argparse.Namespace) -> None:
         cfg = SegmentConfig() if args.resume else config_from_args(args, SegmentConfig)
         pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp), resume=args.resume,
                                 overrides=explicit_options(args, SegmentConfig) if args.resume else None)
-    elif args.action == "predict":
-        rows = pipeline.predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier,
-                                           args.nms_radius, args.tta)
-        if args.out is None and rows:
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
     elif args.action == "tune":
         mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
         tolerance = pixels(args.tolerance, args.tolerance_um, mpp) or pipeline.read_params(args.run_dir)["tolerance"]
@@ -512,6 +522,10 @@ def run(args: argparse.Namespace) -> int:
         run_segment(args)
     elif args.verb == "detect":
         run_detect(args)
+    elif args.verb == "export":
+        from .export import export_onnx
+        done = export_onnx(args.run_dir, args.checkpoint)
+        print(f"{done['onnx']} (largest posterior difference from torch {done['max_difference']:.1e})")
     elif args.verb == "taxonomy":
         from .transfer.taxonomy import partition_report, show_report
         print(partition_report(args.tree, args.counts, args.max_class_size, args.out, args.json)

@@ -10,9 +10,9 @@ from .config import TrainConfig
 from .data import load_dataset
 from .data.types import DatasetInfo, ImageSet
 from .errors import UserError
-from .fileio import write_json
+from .fileio import write_csv, write_json
 from .metrics import MULTI_LABEL, classification_metrics
-from .prediction import predict_scores, write_csv
+from .prediction import predict_scores
 from .report.plots import plot_confusion, plot_roc, plot_training_curves
 from .training.checkpoint import checkpoint_path, load_model
 

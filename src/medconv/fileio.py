@@ -1,6 +1,7 @@
-"""Atomic file writes: write to a temporary name in the same folder, then rename."""
+"""Files: atomic writes (a temporary name in the same folder, then rename), CSV rows, image inputs."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -28,3 +29,31 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) in the folders named."""
+    from .data.images import SUPPORTED_EXTENSIONS
+    from .errors import UserError
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in SUPPORTED_EXTENSIONS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"input {p} not found")
+    if not files:
+        raise UserError(f"no images found in {', '.join(inputs)}")
+    return files

@@ -1,18 +1,15 @@
 """Class probabilities from a trained network: for tensors, ImageSets, and image files or folders."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data.images import SUPPORTED_EXTENSIONS
 from .data.transforms import normalise, tta_views
 from .data.types import unit_float
-from .errors import UserError
-from .fileio import atomic_write
+from .fileio import image_files, write_csv
 
 
 @torch.no_grad()
@@ -32,22 +29,6 @@ def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], st
         out.append(torch.stack(views).mean(0).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def image_files(inputs: list[str]) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in the folders named."""
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in SUPPORTED_EXTENSIONS)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"input {p} not found")
-    if not files:
-        raise UserError(f"no images found in {', '.join(inputs)}")
-    return files
 
 
 def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
@@ -95,12 +76,3 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     if out is not None:
         write_csv(out, rows)
     return rows
-
-
-def write_csv(path: str | Path, rows: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    atomic_write(path, write)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import UserError
 from .types import DatasetInfo, ImageSet
@@ -52,6 +50,8 @@ def with_channels(s: ImageSet, channels: int) -> ImageSet:
         raise UserError(f"--channels {channels}: expected 1 or 3 (images have {s.images.shape[1]})")
     if channels == 3:
         return ImageSet(s.images.expand(-1, 3, -1, -1).contiguous(), s.labels, s.paths)
+    import torch
+
     from .images import LUMA
     grey = (s.images.float() * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     return ImageSet(grey.round().to(torch.uint8) if s.images.dtype == torch.uint8 else grey, s.labels, s.paths)
@@ -59,6 +59,9 @@ def with_channels(s: ImageSet, channels: int) -> ImageSet:
 
 def resized(s: ImageSet, side: int, mode: str, chunk: int = 256) -> ImageSet:
     """s with images (N, C, side, side), same dtype; resized in chunks to bound memory."""
+    import torch
+    import torch.nn.functional as F
+
     parts = []
     for start in range(0, len(s), chunk):
         x = F.interpolate(s.images[start:start + chunk].float(), size=(side, side), mode=mode,
@@ -75,6 +78,8 @@ def subsample(s: ImageSet, fraction: float, seed: int) -> ImageSet:
     for key in sorted(set(keys)):
         idx = np.array([i for i, k in enumerate(keys) if k == key])
         keep.extend(rng.choice(idx, max(1, round(fraction * len(idx))), replace=False).tolist())
+    import torch
+
     keep_t = torch.tensor(sorted(keep))
     paths = [s.paths[i] for i in keep_t.tolist()] if s.paths else None
     return ImageSet(s.images[keep_t], s.labels[keep_t], paths)

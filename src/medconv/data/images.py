@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from medconv.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -132,12 +133,9 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W, C) or (H, W) float in [0, 1] -> float32 tensor (channels, size[0], size[1]) in [0, 1].
-
-    Gray -> RGB repeats the channel; RGB -> gray uses luminance (0.299, 0.587, 0.114); the image is
-    resized with antialiased bilinear interpolation when its shape differs from `size` (H, W).
-    """
+def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W, C) or (H, W) float in [0, 1] -> float32 (channels, H, W): gray -> RGB repeats the channel,
+    RGB -> gray is the luminance (0.299, 0.587, 0.114)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     a = np.asarray(array, dtype=np.float32)
@@ -145,11 +143,24 @@ def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> to
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3):
         raise ValueError(f"expected an (H, W, 1|3) array, got shape {a.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
-    if x.shape[0] == 1 and channels == 3:
-        x = x.expand(3, -1, -1)
-    elif x.shape[0] == 3 and channels == 1:
-        x = (x * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+    a = a.transpose(2, 0, 1)
+    if a.shape[0] == 1 and channels == 3:
+        a = np.repeat(a, 3, axis=0)
+    elif a.shape[0] == 3 and channels == 1:
+        a = (a * np.asarray(LUMA, np.float32).reshape(3, 1, 1)).sum(0, keepdims=True)
+    return np.ascontiguousarray(a)
+
+
+def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W, C) or (H, W) float in [0, 1] -> float32 tensor (channels, size[0], size[1]) in [0, 1].
+
+    Channels as to_channels; the image is resized with antialiased bilinear interpolation when its shape
+    differs from `size` (H, W).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(to_channels(array, channels))
     size = (int(size[0]), int(size[1]))
     if tuple(x.shape[1:]) != size:
         x = F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False,

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made, so that reading images does not need it
+    import torch
 
 
 def unit_float(x: torch.Tensor) -> torch.Tensor:
     """Images as float32 in [0, 1]: uint8 divided by 255, float images as they are."""
+    import torch
+
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 

@@ -5,6 +5,9 @@ every local maximum above a threshold is a detection scored by its smoothed prob
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -82,3 +85,18 @@ def peaks_to_csv_rows(name: str, peaks: np.ndarray, one_based: bool = True) -> l
     offset = 1.0 if one_based else 0.0
     return [{"image": name, "x": float(c) + offset, "y": float(r) + offset, "score": float(s)}
             for r, c, s in np.asarray(peaks, dtype=np.float64).reshape(-1, 3)]
+
+
+def detect(prob: np.ndarray, params: dict) -> np.ndarray:
+    """Detections (N, 3) (row, col, score) of a centre map with the tuned peak parameters (and the optional
+    non-maximum suppression radius `nms_radius`)."""
+    return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9,
+                      params.get("nms_radius"))
+
+
+def read_params(run_dir: str | Path) -> dict:
+    """A detection run's peak parameters and test-time augmentation, chosen on validation (RUN/detect.json)."""
+    path = Path(run_dir) / "detect.json"
+    if not path.exists():
+        raise UserError(f"{path} not found: {run_dir} is not a detection run (made by medconv detect train)")
+    return json.loads(path.read_text())

@@ -22,7 +22,7 @@ from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import write_json
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
-from .peaks import find_peaks
+from .peaks import detect, find_peaks, read_params  # noqa: F401 (read_params: for callers)
 
 SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0)
 MIN_DISTANCES = (3, 5, 7)
@@ -119,13 +119,6 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], tolerance: float) -> 
                 best = {"sigma": sigma, "min_distance": min_distance, "threshold": threshold, "f1": row["f1"],
                         "sweep": rows}
     return best
-
-
-def detect(prob: np.ndarray, params: dict) -> np.ndarray:
-    """Detections (N, 3) (row, col, score) of a centre map with the tuned peak parameters (and the optional
-    non-maximum suppression radius `nms_radius`)."""
-    return find_peaks(prob, params["sigma"], params["min_distance"], params["threshold"] - 1e-9,
-                      params.get("nms_radius"))
 
 
 def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImage], tolerance: float,
@@ -229,14 +222,6 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     return result
 
 
-def read_params(run_dir: Path) -> dict:
-    import json
-    path = Path(run_dir) / "detect.json"
-    if not path.exists():
-        raise UserError(f"{path} not found: {run_dir} is not a detection run (made by medconv detect train)")
-    return json.loads(path.read_text())
-
-
 def plot_pr(sweep: list[dict], chosen: float, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -305,38 +290,6 @@ def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console 
     console.print(f"validation detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                   f"(within {tolerance} px) -> {out}")
     return r
-
-
-def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
-                       device: str = "cpu", classifier: str | Path | None = None,
-                       nms_radius: float | None = None, tta: str | None = None) -> list[dict]:
-    """Detections of image files as rows {image, x, y, score[, class]} (1-based x = column, y = row, as the
-    annotations), typed by a nucleus-type `classifier` run when given, after non-maximum suppression within
-    `nms_radius` px when given; CSV at `out` when given. Also the seconds each map and peak search took.
-    `tta`: test-time augmentation instead of the one chosen in training (none is fastest)."""
-    import time
-
-    from ..prediction import image_files, write_csv
-    from .peaks import peaks_to_csv_rows
-
-    params = read_params(Path(run_dir))
-    meta, maker = detection_maps(run_dir, params, device, tta)
-    rows = []
-    for path in image_files(inputs):
-        array = read_image(path)
-        tic = time.perf_counter()
-        image = prepare_image(array, meta["in_channels"], array.shape[:2])
-        found = detect(maker(image)[1].numpy(), {**params, "nms_radius": nms_radius})
-        seconds = time.perf_counter() - tic
-        found_rows = peaks_to_csv_rows(path.name, found)
-        if classifier:
-            for row, kind in zip(found_rows, classify_detections(classifier, image.numpy(), found, device)):
-                row["class"] = kind
-        rows += [{**row, "seconds": round(seconds, 3)} for row in found_rows]
-        Console(stderr=True).print(f"{path.name}: {len(found)} detections in {seconds:.2f} s")
-    if out is not None and rows:
-        write_csv(out, rows)
-    return rows
 
 
 @functools.lru_cache(maxsize=1)

@@ -151,7 +151,7 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
     the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif."""
     from ..data.images import prepare_image, read_image
-    from ..prediction import image_files
+    from ..fileio import image_files
 
     console = console or Console(stderr=True)
     model, meta = load_segmenter(run_dir, device=device)

@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import UserError
 from ..infer.dense import dense_network, dense_posteriors
 from ..infer.sliding_window import sliding_posteriors
+from ..infer.views import views_mean
 
 METHODS = ("auto", "dense", "sliding")
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # larger images go through tiles (memory); smaller ones through one pass (speed)
@@ -47,15 +48,8 @@ class MapMaker:
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """Posteriors (K, H, W) of image (C, H, W); with tta, the mean over the views' maps turned back."""
-        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta in ("flip", "d4") else [()]
-        turns = (0, 1) if self.tta == "d4" else (0,)  # d4: the 4 flips, each also turned by 90 degrees: 8 views
-        total = 0
-        for k in turns:
-            for dims in flips:
-                view = torch.rot90(image.flip(dims) if dims else image, k, (-2, -1))
-                probs = torch.rot90(self.one_view(view, stride), -k, (-2, -1))
-                total = total + (probs.flip(dims) if dims else probs)
-        return total / (len(flips) * len(turns))
+        return views_mean(image, lambda view: self.one_view(view, stride), self.tta, lambda x, dims: x.flip(dims),
+                          lambda x, k: torch.rot90(x, k, (-2, -1)))
 
     def one_view(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
         mean, std = self.meta["mean"], self.meta["std"]

@@ -1,0 +1,66 @@
+"""Posterior maps from a dense network exported to ONNX by `medconv export`, with numpy and onnxruntime
+only: importing torch alone takes about 2 s, more than `detect predict` on one image may take.
+
+An export is RUN/model.onnx beside RUN/model.json (the normalisation, channels and classes, and the
+checkpoint file it was made from, by size and modification time, so a stale export is noticed).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .views import views_mean
+
+ONNX_NAME, SIDECAR_NAME = "model.onnx", "model.json"
+
+
+def checkpoint_stamp(path: str | Path) -> dict:
+    """What identifies a checkpoint file's contents cheaply: its size and modification time."""
+    stat = os.stat(path)
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def current_export(run_dir: str | Path) -> Path | None:
+    """RUN/model.onnx when it was exported from the checkpoint now in the run, else None."""
+    onnx, sidecar = Path(run_dir) / ONNX_NAME, Path(run_dir) / SIDECAR_NAME
+    if not (onnx.exists() and sidecar.exists()):
+        return None
+    meta = json.loads(sidecar.read_text())
+    checkpoint = Path(run_dir) / "checkpoints" / f"{meta['checkpoint']}.safetensors"
+    return onnx if checkpoint.exists() and checkpoint_stamp(checkpoint) == meta["stamp"] else None
+
+
+class OnnxMaps:
+    """Images (C, H, W) float32 in [0, 1] -> posteriors (K, H, W): the whole image in one pass, mirrored
+    out to a multiple of 16 pixels and cropped back, averaged over the `tta` views (none, flip, d4)."""
+
+    def __init__(self, onnx_path: str | Path, tta: str = "none", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.meta = json.loads((Path(onnx_path).parent / SIDECAR_NAME).read_text())
+        self.tta, self.in_channels = tta, self.meta["in_channels"]
+        self.mean = np.asarray(self.meta["mean"], np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(self.meta["std"], np.float32).reshape(-1, 1, 1)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def one_view(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim != 3 or image.shape[0] != self.in_channels:
+            raise UserError(f"the exported network takes ({self.in_channels}, H, W) images, got {image.shape}")
+        height, width = image.shape[1:]
+        pad = ((0, 0), (0, -height % 16), (0, -width % 16))
+        mode = "reflect" if pad[1][1] < height and pad[2][1] < width else "edge"
+        x = np.pad((image - self.mean) / self.std, pad, mode=mode)[None].astype(np.float32)
+        logits = self.session.run(None, {"image": x})[0][0, :, :height, :width]
+        e = np.exp(logits - logits.max(0, keepdims=True))
+        return e / e.sum(0, keepdims=True)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return views_mean(np.asarray(image, np.float32), self.one_view, self.tta, lambda a, dims: np.flip(a, dims),
+                          lambda a, k: np.ascontiguousarray(np.rot90(a, k, (-2, -1))))
