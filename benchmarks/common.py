@@ -53,3 +53,18 @@ def write_results(name: str, summary: dict, runs: list[dict], markdown: str, ext
     path.write_text(json.dumps(doc, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)
     return path
+
+
+def rescore(out: Path) -> dict:
+    """A cached segmentation run scored again with today's code (after a change in how maps are made):
+    val (choosing its threshold again) and test, written to RUN/metrics.json; cached TTA scores dropped."""
+    from medconv.segment.evaluate import evaluate_segmentation
+
+    result = json.loads((out / "metrics.json").read_text())
+    for cached in out.glob("metrics_*_tta-*.json"):
+        cached.unlink()
+    for split in ("val", "test"):
+        result[split] = evaluate_segmentation(out, split, choose=split == "val")
+    result["threshold"] = result["val"].pop("threshold")  # for segment predict, chosen on validation
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result

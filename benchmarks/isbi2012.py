@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RUNS, hardware, write_results
+from common import RUNS, hardware, rescore, write_results
 
 from medconv.segment.config import SegmentConfig
 from medconv.segment.train import train_segmentation
@@ -46,13 +46,8 @@ def run(name: str, seed: int, train: bool = True, **settings) -> dict | None:
     out = RUNS / "isbi2012" / name / f"seed{seed}"
     if (out / "metrics.json").exists():
         result = json.loads((out / "metrics.json").read_text())
-        if name in RESCORE:  # e.g. after a change in how maps are made: val and test again, TTA files dropped
-            from medconv.segment.evaluate import evaluate_segmentation
-            for split in ("val", "test"):
-                (out / f"metrics_{split}_tta-d4.json").unlink(missing_ok=True)
-                result[split] = evaluate_segmentation(out, split, choose=split == "val")
-            result["threshold"] = result["val"].pop("threshold")  # for segment predict, chosen on validation
-            (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        if name in RESCORE:  # e.g. after a change in how maps are made
+            result = rescore(out)
     elif not train:  # another part of the benchmark (--only) trains it, perhaps in another process
         return None
     else:
