@@ -134,6 +134,7 @@ def test_soft_targets_label_patches_and_tiles_and_set_the_loss():
 
     from medconv.data.patches import PatchSampler
     from medconv.data.segmentation import SegImage
+    from medconv.segment.config import parse_augment
     from medconv.segment.train import TileSampler, augment_tiles, segmentation_loss
 
     rng = np.random.default_rng(0)
@@ -147,7 +148,7 @@ def test_soft_targets_label_patches_and_tiles_and_set_the_loss():
     assert (labels > 0).float().mean() > 0.3  # class balance still draws centres within the discs
     tiles, soft = TileSampler([im], 16).sample(4, torch.Generator().manual_seed(1))
     assert soft.dtype == torch.float32 and soft.shape == (4, 16, 16)
-    aug = {"flips": True, "rot90": True, "elastic": 0.0, "intensity": 0.1}
+    aug = parse_augment("flips=1,rot90=1,intensity=0.1")
     moved, moved_soft = augment_tiles(tiles, soft, torch.Generator().manual_seed(2), aug, 2)
     assert moved.shape == tiles.shape and sorted(moved_soft.flatten().tolist()) == sorted(soft.flatten().tolist())
     logits = torch.randn(4, 2, 16, 16)

@@ -25,7 +25,7 @@ def export_onnx(run_dir: str | Path, which: str = "best") -> dict:
         raise UserError("medconv export needs onnx and onnxruntime: pip install 'medconv[onnx]'") from None
     import torch
 
-    from .training.checkpoint import load_model
+    from .training.checkpoint import checkpoint_path, load_model
 
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, which)
@@ -42,10 +42,10 @@ def export_onnx(run_dir: str | Path, which: str = "best") -> dict:
         atomic_write(run_dir / ONNX_NAME, lambda tmp: torch.onnx.export(
             model, (probe[None],), tmp, input_names=["image"], output_names=["logits"], dynamic_axes=axes,
             opset_version=17, **options))
-    checkpoint = run_dir / "checkpoints" / f"{which}.safetensors"
+    checkpoint = checkpoint_path(run_dir, which)
     write_json(run_dir / SIDECAR_NAME, {key: meta[key] for key in ("arch", "mode", "tile", "in_channels", "classes",
                                                                     "mean", "std")}
-               | {"checkpoint": which, "stamp": checkpoint_stamp(checkpoint)})
+               | {"checkpoint": str(checkpoint.relative_to(run_dir)), "stamp": checkpoint_stamp(checkpoint)})
     from .segment.maps import MapMaker
     expected = MapMaker(model, meta)(probe).numpy()
     difference = float(np.abs(OnnxMaps(run_dir / ONNX_NAME)(probe.numpy()) - expected).max())

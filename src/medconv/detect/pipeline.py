@@ -22,7 +22,7 @@ from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import write_json
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
-from .peaks import detect, find_peaks, read_params  # noqa: F401 (read_params: for callers)
+from .peaks import detect, find_peaks, read_params
 
 SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0)
 MIN_DISTANCES = (3, 5, 7)
@@ -187,22 +187,17 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
     a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
     nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
-    from ..segment.config import SegmentConfig
     from ..segment.train import load_data
-    from ..training.checkpoint import checkpoint_path, read_checkpoint
 
     run_dir = Path(run_dir)
     params = read_params(run_dir)
     tolerance = tolerance or params["tolerance"]
-    if maps is None:
-        meta, maker = detection_maps(run_dir, params, device)
-    else:  # the caller made the maps: only the run's settings are needed, not its network
-        meta = read_checkpoint(checkpoint_path(run_dir), tensors=False)[1]
-    info, splits = data or load_data(SegmentConfig.from_dict(meta["config"]))
+    cfg = run_config(run_dir)  # the checkpoint's header only: a caller that made the maps needs no network
+    info, splits = data or load_data(cfg)
     images = [im for im in splits.get(split, []) if im.points is not None]
     if not images:
         raise UserError(f"--split {split}: no images with points")
-    maps = maps if maps is not None else centre_maps(maker, images)
+    maps = maps if maps is not None else centre_maps(detection_maps(run_dir, params, device)[1], images)
     # peaks above the lowest threshold once; the detections at any threshold are those scoring at least it
     low = [find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6) for m in maps]
     found = [peaks[peaks[:, 2] >= params["threshold"] - 1e-9] for peaks in low]
@@ -211,7 +206,7 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     sweep, best = threshold_sweep([(peaks, im.points) for peaks, im in zip(low, images)], tolerance, THRESHOLDS)
     result["sweep"], result["best_threshold_on_this_split"] = sweep, best
     if classifier:
-        truth = typed_truth(SegmentConfig.from_dict(meta["config"]), split)
+        truth = typed_truth(cfg, split)
         result["typed"] = per_class_f1([(f[:, :2], classify_detections(classifier, im.image, f, device), *truth[im.name])
                                         for f, im in zip(found, images)], tolerance)
     write_json(run_dir / f"detect_{split}.json", result)

@@ -54,5 +54,3 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     if out is not None and rows:
         write_csv(out, rows)
     return rows
-
-

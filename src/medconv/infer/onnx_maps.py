@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .views import views_mean
+from .views import unet_padding, views_mean
 
 ONNX_NAME, SIDECAR_NAME = "model.onnx", "model.json"
 
@@ -30,7 +30,7 @@ def current_export(run_dir: str | Path) -> Path | None:
     if not (onnx.exists() and sidecar.exists()):
         return None
     meta = json.loads(sidecar.read_text())
-    checkpoint = Path(run_dir) / "checkpoints" / f"{meta['checkpoint']}.safetensors"
+    checkpoint = Path(run_dir) / meta["checkpoint"]
     return onnx if checkpoint.exists() and checkpoint_stamp(checkpoint) == meta["stamp"] else None
 
 
@@ -54,9 +54,8 @@ class OnnxMaps:
         if image.ndim != 3 or image.shape[0] != self.in_channels:
             raise UserError(f"the exported network takes ({self.in_channels}, H, W) images, got {image.shape}")
         height, width = image.shape[1:]
-        pad = ((0, 0), (0, -height % 16), (0, -width % 16))
-        mode = "reflect" if pad[1][1] < height and pad[2][1] < width else "edge"
-        x = np.pad((image - self.mean) / self.std, pad, mode=mode)[None].astype(np.float32)
+        rows, cols, mode = unet_padding(height, width)
+        x = np.pad((image - self.mean) / self.std, ((0, 0), (0, rows), (0, cols)), mode=mode)[None].astype(np.float32)
         logits = self.session.run(None, {"image": x})[0][0, :, :height, :width]
         e = np.exp(logits - logits.max(0, keepdims=True))
         return e / e.sum(0, keepdims=True)

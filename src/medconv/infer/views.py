@@ -1,6 +1,6 @@
-"""Test-time augmentation of maps: the mean of a map function over flipped and turned views of an image,
-each view's map turned back first. For numpy arrays and torch tensors alike: the caller gives flip and
-rot90 for its kind of array."""
+"""Whole-image maps, for numpy arrays and torch tensors alike: the padding that lets a U-Net see a whole
+image, and test-time augmentation (the mean of a map function over flipped and turned views of an image,
+each view's map turned back first; the caller gives flip and rot90 for its kind of array)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -25,3 +25,10 @@ def views_mean(image, one_view: Callable, tta: str, flip: Callable, rot90: Calla
             probs = rot90(one_view(view), -k)
             total = total + (flip(probs, dims) if dims else probs)
     return total / (len(flips) * len(turns))
+
+
+def unet_padding(height: int, width: int, multiple: int = 16) -> tuple[int, int, str]:
+    """(rows, cols, mode): how much to pad at the bottom and right so both sides are multiples of
+    `multiple`; mode "reflect" (mirrored) where the image is large enough for that, else "edge"."""
+    rows, cols = -height % multiple, -width % multiple
+    return rows, cols, "reflect" if rows < height and cols < width else "edge"

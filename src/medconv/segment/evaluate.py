@@ -55,7 +55,7 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
     foreground is probability > `threshold` (0.5: the argmax, ISBI's pixel error)."""
     truth = np.concatenate([im.mask.ravel() for im in labelled])
     roi = np.concatenate([(im.roi if im.roi is not None else np.ones_like(im.mask, bool)).ravel() for im in labelled])
-    if len(classes) == 2 and threshold != 0.5:
+    if len(classes) == 2:  # at 0.5 the argmax of the two posteriors: ISBI's pixel error
         pred = np.concatenate([(p[1] > threshold).ravel() for p in probs]).astype(truth.dtype)
     else:
         pred = np.concatenate([p.argmax(0).ravel() for p in probs])

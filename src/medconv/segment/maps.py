@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import UserError
 from ..infer.dense import dense_network, dense_posteriors
 from ..infer.sliding_window import sliding_posteriors
-from ..infer.views import views_mean
+from ..infer.views import unet_padding, views_mean
 
 METHODS = ("auto", "dense", "sliding")
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # larger images go through tiles (memory); smaller ones through one pass (speed)
@@ -74,9 +74,9 @@ class MapMaker:
         x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
         height, width = x.shape[-2:]
         if height * width <= WHOLE_IMAGE_PIXELS:
-            pad_h, pad_w = -height % 16, -width % 16
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            logits = self.model(F.pad(x, (0, pad_w, 0, pad_h), mode=mode))[..., :height, :width]
+            rows, cols, mode = unet_padding(height, width)
+            padded = F.pad(x, (0, cols, 0, rows), mode="replicate" if mode == "edge" else mode)
+            logits = self.model(padded)[..., :height, :width]
         else:
             from monai.inferers import sliding_window_inference
 

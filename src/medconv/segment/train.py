@@ -90,9 +90,9 @@ def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, 
     one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are); intensity and
     colour on the images only."""
     def photometric(x):
-        if not (aug["intensity"] or aug.get("colour")):
+        if not (aug["intensity"] or aug["colour"]):
             return x
-        return augment_patches(x, generator, False, False, 0.0, aug["intensity"], colour=aug.get("colour", 0.0))
+        return augment_patches(x, generator, False, False, 0.0, aug["intensity"], colour=aug["colour"])
 
     if y.is_floating_point():
         both = augment_patches(torch.cat([x, y.unsqueeze(1)], 1), generator, aug["flips"], aug["rot90"],
