@@ -1,7 +1,7 @@
 """Seconds per 512x512 ISBI 2012 slice for the three ways of segmenting with CNNs, measured in one run:
 the naive sliding window (one forward pass of a 65 px patch-cnn per pixel, stride 1, batches of 1024
 patches), exact dense scanning of the same network (tiles of 256 px with a 64 px halo), and a U-Net
-(MONAI BasicUNet, 32-256 features, 128 px tiles overlapping by 25%, Gaussian blending). Each method
+(medconv's, BasicUNet's layout, 32-256 features, one pass over the whole slice). Each method
 runs in a fresh process, so its peak resident memory (ru_maxrss) is its own; the memory after loading
 (before the method runs) is reported beside it. The patch network has random weights (speed and the
 equality of the two posteriors do not depend on training); max_abs_diff is the largest difference
@@ -91,7 +91,7 @@ def main() -> None:
                "max_abs_diff": diff, "sliding_seconds": by["sliding"]["seconds"], "dense_seconds": by["dense"]["seconds"],
                "unet_seconds": by["unet"]["seconds"]}
     names = {"sliding": f"naive sliding window ({args.patch} px patch-cnn, stride 1)",
-             "dense": "exact dense scanning (same network)", "unet": "U-Net (MONAI BasicUNet, 128 px tiles)"}
+             "dense": "exact dense scanning (same network)", "unet": "U-Net (32-256 features, one whole-image pass)"}
     rows = "".join(f"| {names[r['method']]} | {r['seconds']:.2f} | {by['sliding']['seconds'] / r['seconds']:.1f}x | "
                    f"{r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f} before) |\n" for r in runs)
     md = (f"## Segmenting a 512x512 ISBI 2012 slice: sliding window vs dense scanning vs U-Net\n\n"

@@ -71,6 +71,19 @@ def reference_recipe(dataset: str) -> str:
     return f"reference-{REFERENCE_EPOCHS if torch.cuda.is_available() else CPU_REFERENCE_EPOCHS[dataset]}ep"
 
 
+def reported_reference(dataset: str, seeds: list[int]) -> tuple[str, list[int]]:
+    """(recipe, seeds) of the reference row: the published 100 epochs wherever such runs are cached (trained
+    here or on a lent GPU and copied into benchmarks/runs), else what this machine trains."""
+    full = f"reference-{REFERENCE_EPOCHS}ep"
+    if any(cached_run(dataset, full, s) for s in seeds):
+        return full, seeds
+    return reference_recipe(dataset), reference_seeds(seeds, dataset)
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def config_for(dataset: str, recipe: str, seed: int) -> TrainConfig:
     if recipe.startswith("reference-"):
         epochs = int(recipe.split("-")[1].removesuffix("ep"))
@@ -131,7 +144,7 @@ def run_once(dataset: str, recipe: str, seed: int) -> dict:
     result = train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists())
     row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": cfg.arch, "epochs": cfg.epochs,
            "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-           "wall_seconds_last_sitting": round(time.time() - tic, 1), "config": cfg.to_dict(),
+           "wall_seconds_last_sitting": round(time.time() - tic, 1), "device": device_name(), "config": cfg.to_dict(),
            "tta": score([out], cfg)}
     (out / "bench.json").write_text(json.dumps(row, indent=2))
     return row
@@ -178,11 +191,11 @@ def report(seeds: list[int]) -> tuple[dict, list[dict], dict]:
                     "pending": [n for n in candidates(dataset) if cached_run(dataset, n, 0) is None]}
                 kind_seeds = seeds
             else:
-                recipe, tta, kind_seeds = reference_recipe(dataset), "none", reference_seeds(seeds, dataset)
+                (recipe, kind_seeds), tta = reported_reference(dataset, seeds), "none"
             rows = [r for r in (cached_run(dataset, recipe, s) for s in kind_seeds) if r is not None]
             for r in rows:
                 runs.append({**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch",
-                                                  "train_seconds")}, "kind": kind, "tta": tta,
+                                                  "train_seconds")}, "device": r.get("device", "cpu"), "kind": kind, "tta": tta,
                              "test_auc": r["tta"][tta]["test"]["auc"], "test_acc": r["tta"][tta]["test"]["acc"],
                              "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]})
             if rows:
@@ -231,6 +244,8 @@ def markdown(runs: list[dict], selection: dict) -> str:
             acc, acc_sd = mean_std([r["test_acc"] for r in rs])
             label = (f"medconv best: {rs[0]['recipe']} ({rs[0]['arch']}, TTA {rs[0]['tta']})" if kind == "best"
                      else f"medconv reference: ResNet-18 (28), published recipe, {rs[0]['epochs']} epochs")
+            if rs[0]["device"] != "cpu":
+                label += f" (trained on {rs[0]['device']})"
             secs = statistics.mean(r["train_seconds"] for r in rs)
             lines.append(f"| **{label}** | {auc:.3f} ± {auc_sd:.3f} | {acc:.3f} ± {acc_sd:.3f} | {len(rs)} | "
                          f"{rs[0]['epochs']} | {secs / 60:.1f} min |")

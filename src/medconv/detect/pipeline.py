@@ -254,12 +254,15 @@ def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
 def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
                    console: Console | None = None, overrides: dict | None = None,
                    tta: tuple[str, ...] = ("none", "d4")) -> dict:
-    """Train the centre-map network (segment train on discs or proximity maps), then `tune_detector`."""
+    """Train the centre-map network (segment train on discs or proximity maps), then `tune_detector` on the
+    device it trained on."""
     from ..segment.train import train_segmentation
+    from ..training.loop import resolve_device
 
     console = console or Console(stderr=True)
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
-    result["detect_val"] = tune_detector(out, tolerance, console, tta)
+    device = str(resolve_device((overrides or {}).get("device") or cfg.device))
+    result["detect_val"] = tune_detector(out, tolerance, console, tta, device)
     return result
 
 
