@@ -9,7 +9,8 @@
 # installing, installs wheels carried in .whl/ (medmnist, for its INFO table), and reads data from
 # $MEDCONV_DATA (medmnist/pneumoniamnist.npz, isbi2012_em/, crchistophenotypes/ copied into a carried
 # folder). Everything small it wrote (results, bench.json, metrics, histories, logs; no weights) comes
-# back as $OUT/gpu.tar.gz; unpack it in the repository root here.
+# back as $OUT/gpu.tar.gz; unpack it in the repository root here. (results/medmnist_2d_cuda.* is that
+# machine's partial report: ./run bench medmnist_2d --report-only here puts the reference runs in the table.)
 #   MEDCONV_DATA=gpu-data benchmarks/gpu.sh          # GPU_TRAIN_SECONDS caps part 2 (default 400)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,8 +62,9 @@ for epochs in 40 80; do
 done
 wait
 
+"$PY" benchmarks/gpu_explore.py >"$LOGS/gpu_explore.log" 2>&1  # results/gpu_explore.md: the explorations' table
 RESULT=${OUT:-benchmarks/logs}/gpu.tar.gz
-find benchmarks/results -name '*_cuda.*' >/tmp/gpu_files
+find benchmarks/results -name '*_cuda.*' -o -name 'gpu_explore.*' >/tmp/gpu_files
 find benchmarks/runs/medmnist_2d/pneumoniamnist/reference-100ep "$EXPLORE" "$LOGS" -type f \
   \( -name '*.json' -o -name '*.csv' -o -name '*.log' -o -name '*.txt' \) >>/tmp/gpu_files
 tar czf "$RESULT" -T /tmp/gpu_files && echo "wrote $RESULT ($(wc -l </tmp/gpu_files) files)"

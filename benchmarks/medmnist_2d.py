@@ -60,6 +60,9 @@ NOTES = [
     "made on validation data only, but the candidate list itself was extended after a test result was seen.",
     "cnn-strong-mixup joined both datasets' candidates in a later sitting, after every earlier candidate's "
     "seed-0 test figures had been written to its cached run; it is chosen, or not, by the same validation rule.",
+    "PneumoniaMNIST's reference rows (the published 100 epochs) were trained by benchmarks/gpu.sh on a lent NVIDIA "
+    "H100, its three seeds at once on the one GPU, so each run's time is under that sharing; the CPU here managed "
+    "only 20 epochs of one seed (about 50 min).",
     "Train times of the first sitting (2026-11-26) were measured while tests and other benchmarks shared the "
     "2 CPU cores; they overstate the time a run takes on an idle machine.",
 ]

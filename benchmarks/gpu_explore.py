@@ -1,0 +1,71 @@
+"""The longer-training explorations that benchmarks/gpu.sh runs on a lent GPU, as one table
+(results/gpu_explore.md and .json): single seeds, each run's own settings (config.yaml), scored with
+its validation choices. They are explorations, not benchmark rows: they say whether a CPU recipe is worth
+changing. Runs that did not finish in the script's time show their last epoch from history.csv.
+
+    python benchmarks/gpu_explore.py          # after unpacking gpu.sh's gpu.tar.gz in the repository root
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from common import RESULTS, RUNS
+
+EXPLORE = RUNS / "gpu_explore"
+GPU_INFO = RUNS.parent / "logs" / "gpu" / "nvidia-smi.txt"  # written on the GPU machine by gpu.sh
+
+
+def read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def row(run: Path) -> dict:
+    """One exploration's figures: segmentation (val/test, none and d4) or detection (val, tuned)."""
+    history = list(csv.DictReader((run / "history.csv").open()))
+    out = {"run": run.name, "epochs_done": len(history), "finished": (run / "metrics.json").exists()}
+    if (detect := read(run / "detect_val.json")) is not None:
+        out.update({k: detect[k] for k in ("precision", "recall", "f1", "tta")})
+    elif out["finished"]:
+        for split in ("val", "test"):
+            for tta, name in (("none", f"metrics_{split}.json"), ("d4", f"metrics_{split}_tta-d4.json")):
+                if (m := read(run / name)) is not None:
+                    out.update({f"{split}_{tta}_{k}": m[k] for k in ("rand_error", "pixel_error", "f1")})
+    if not out["finished"]:  # stopped by the time limit: its last validation figures
+        last = history[-1]
+        keys = ("val_detection_f1",) if last.get("val_detection_f1") else ("val_f1", "val_pixel_error")
+        out["last_epoch_val"] = {k: float(last[k]) for k in keys}
+    if out["finished"]:
+        out["train_seconds"] = read(run / "metrics.json")["train_seconds"]
+    return out
+
+
+def cell(row: dict, key: str) -> str:
+    return f"{row[key]:.4f}" if key in row else "—"
+
+
+def main() -> None:
+    rows = [row(run) for run in sorted(EXPLORE.iterdir()) if (run / "history.csv").exists()]
+    device = GPU_INFO.read_text().splitlines()[-1] if GPU_INFO.exists() else "unknown GPU"
+    lines = [f"## Explorations on a lent GPU (benchmarks/gpu.sh; seed 0 each)\n\ndevice: {device}\n",
+             "| run | epochs done | val Rand (none / d4) | test Rand (d4) | test pixel error (d4) | detection F1 (val) "
+             "| train time |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rand = f"{cell(r, 'val_none_rand_error')} / {cell(r, 'val_d4_rand_error')}"
+        seconds = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else "stopped by the time limit"
+        if not r["finished"]:
+            rand = ", ".join(f"{k} {v:.4f}" for k, v in r["last_epoch_val"].items()) + " (last epoch)"
+        lines.append(f"| {r['run']} | {r['epochs_done']} | {rand} | {cell(r, 'test_d4_rand_error')} | "
+                     f"{cell(r, 'test_d4_pixel_error')} | {cell(r, 'f1')} | {seconds} |")
+    lines += ["", "Runs trained at once on one GPU, beside the PneumoniaMNIST reference runs: times are shared. "
+              "Explorations choose nothing on test figures; they show whether longer training pays.", ""]
+    doc = {"benchmark": "gpu_explore", "command": "benchmarks/gpu.sh, then python benchmarks/gpu_explore.py",
+           "device": device, "runs": rows}
+    (RESULTS / "gpu_explore.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / "gpu_explore.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
