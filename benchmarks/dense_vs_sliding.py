@@ -46,8 +46,8 @@ def measure(method: str, image_path: str, patch: int, threads: int, out: str, qu
         model = build_model("patch-cnn", 1, 2, (patch, patch)).eval()
         meta = {"mode": "patch", "patch": patch, "mean": MEAN, "std": STD}
     maker = MapMaker(model.to(device), meta, method if method != "unet" else "auto", device=device)
-    if device.startswith("cuda"):  # kernels and cuDNN plans are made on first use: not part of the timing
-        maker(image[:, :128, :128])
+    if device.startswith("cuda"):  # kernels and cuDNN plans are made on first use of a shape: not timed
+        maker(image)
     before = rss_mb()
     tic = time.perf_counter()
     probs = maker(image)
@@ -55,7 +55,7 @@ def measure(method: str, image_path: str, patch: int, threads: int, out: str, qu
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
     np.save(out, probs[1].numpy())
-    queue.put({"method": method, "seconds": round(seconds, 3), "rss_before_mb": round(before, 1),
+    queue.put({"method": method, "seconds": round(seconds, 5), "rss_before_mb": round(before, 1),
                "peak_rss_mb": round(rss_mb(), 1)})
 
 
@@ -66,7 +66,7 @@ def run(method: str, image: Path, patch: int, threads: int, out: Path, device: s
     child.start()
     result = queue.get(timeout=3 * 3600)  # a child that died would otherwise leave us waiting for ever
     child.join()
-    print(f"{method}: {result['seconds']:.2f} s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"{method}: {result['seconds']:.3g} s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
     return result
 
 
@@ -92,7 +92,7 @@ def main() -> None:
                "unet_seconds": by["unet"]["seconds"]}
     names = {"sliding": f"naive sliding window ({args.patch} px patch-cnn, stride 1)",
              "dense": "exact dense scanning (same network)", "unet": "U-Net (32-256 features, one whole-image pass)"}
-    rows = "".join(f"| {names[r['method']]} | {r['seconds']:.2f} | {by['sliding']['seconds'] / r['seconds']:.1f}x | "
+    rows = "".join(f"| {names[r['method']]} | {r['seconds']:.3g} | {by['sliding']['seconds'] / r['seconds']:.1f}x | "
                    f"{r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f} before) |\n" for r in runs)
     md = (f"## Segmenting a 512x512 ISBI 2012 slice: sliding window vs dense scanning vs U-Net\n\n"
           f"hardware: {hardware()}; {args.threads} torch threads per method; device {args.device}\n\n"
