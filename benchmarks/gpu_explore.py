@@ -14,6 +14,8 @@ from pathlib import Path
 from common import RESULTS, RUNS
 
 EXPLORE = RUNS / "gpu_explore"
+NOTES = {"isbi_unet_half_e75": "U-Net at half the widths (features 16,16,32,64,128,16), trained alone in a later call "
+                               "of 175 s, by hand with gpu.sh's ISBI settings (its config.yaml)"}
 GPU_INFO = RUNS.parent / "logs" / "gpu" / "nvidia-smi.txt"  # written on the GPU machine by gpu.sh
 
 
@@ -27,7 +29,7 @@ def row(run: Path) -> dict:
     out = {"run": run.name, "epochs_done": len(history), "finished": (run / "metrics.json").exists()}
     if (detect := read(run / "detect_val.json")) is not None:
         out.update({k: detect[k] for k in ("precision", "recall", "f1", "tta")})
-    elif out["finished"]:
+    else:  # an unfinished run may still have been scored (its best checkpoint so far)
         for split in ("val", "test"):
             for tta, name in (("none", f"metrics_{split}.json"), ("d4", f"metrics_{split}_tta-d4.json")):
                 if (m := read(run / name)) is not None:
@@ -53,12 +55,14 @@ def main() -> None:
              "| train time |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         rand = f"{cell(r, 'val_none_rand_error')} / {cell(r, 'val_d4_rand_error')}"
-        seconds = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else "stopped by the time limit"
-        if not r["finished"]:
-            rand = ", ".join(f"{k} {v:.4f}" for k, v in r["last_epoch_val"].items()) + " (last epoch)"
+        seconds = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else (
+            "stopped by the time limit; last epoch: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in r["last_epoch_val"].items()))
         lines.append(f"| {r['run']} | {r['epochs_done']} | {rand} | {cell(r, 'test_d4_rand_error')} | "
                      f"{cell(r, 'test_d4_pixel_error')} | {cell(r, 'f1')} | {seconds} |")
-    lines += ["", "Runs trained at once on one GPU, beside the PneumoniaMNIST reference runs: times are shared. "
+    lines += ["", *(f"{name}: {note}." for name, note in NOTES.items() if any(r["run"] == name for r in rows)),
+              "", "The others were trained at once on one GPU, beside the PneumoniaMNIST reference runs: times are "
+              "shared. A stopped run's figures, where given, are its best checkpoint so far. "
               "Explorations choose nothing on test figures; they show whether longer training pays.", ""]
     doc = {"benchmark": "gpu_explore", "command": "benchmarks/gpu.sh, then python benchmarks/gpu_explore.py",
            "device": device, "runs": rows}
