@@ -11,7 +11,7 @@
 # folder). Everything small it wrote (results, bench.json, metrics, histories, logs; no weights) comes
 # back as $OUT/gpu.tar.gz; unpack it in the repository root here. (results/medmnist_2d_cuda.* is that
 # machine's partial report: ./run bench medmnist_2d --report-only here puts the reference runs in the table.)
-#   MEDCONV_DATA=gpu-data benchmarks/gpu.sh          # GPU_TRAIN_SECONDS caps part 2 (default 400)
+#   MEDCONV_DATA=gpu-data GPU_PARTS="speed explore" benchmarks/gpu.sh    # GPU_TRAIN_SECONDS caps part 2 (400)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} MEDCONV_RESULTS_SUFFIX=_cuda PYTHONUNBUFFERED=1
@@ -19,6 +19,7 @@ PY=${PYTHON:-python3}
 LOGS=benchmarks/logs/gpu
 EXPLORE=benchmarks/runs/gpu_explore
 BUDGET=${GPU_TRAIN_SECONDS:-400}
+PARTS=${GPU_PARTS:-explore}  # any of: speed reference explore (the first sitting ran all three)
 mkdir -p "$LOGS" "$EXPLORE"
 if compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
@@ -34,32 +35,41 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NA
   echo "$name: exit $? after $((SECONDS - tic)) s" | tee -a "$LOGS/parts.txt"
 }
 
-# 1. speed, one at a time
-part rbm_speed 120 "$PY" benchmarks/rbm_speed.py --epochs 3
-part dense_vs_sliding 180 "$PY" benchmarks/dense_vs_sliding.py --device cuda
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
+# 1. speed, one at a time, alone on the machine
+if has speed; then
+  part rbm_speed 120 "$PY" benchmarks/rbm_speed.py --epochs 3
+  part dense_vs_sliding 180 "$PY" benchmarks/dense_vs_sliding.py --device cuda
+fi
 
 # 2. training, all at once (each process gets 2 CPU threads of the 16)
 medconv() { "$PY" -m medconv.cli "$@"; }
 export -f medconv; export PY
-for seed in 0 1 2; do
-  part "reference_seed$seed" "$BUDGET" "$PY" benchmarks/medmnist_2d.py --only pneumoniamnist:reference --seeds $seed --threads 2 &
-done
+if has reference; then
+  for seed in 0 1 2; do
+    part "reference_seed$seed" "$BUDGET" "$PY" benchmarks/medmnist_2d.py --only pneumoniamnist:reference --seeds $seed --threads 2 &
+  done
+fi
 UNET="--dataset isbi2012 --mode dense --arch unet --batch-size 8 --samples-per-epoch 400 --deterministic --threads 2
-      --augment flips=1,rot90=1,elastic=4,intensity=0.05 --seed 0"
+      --augment flips=1,rot90=1,elastic=4,intensity=0.05 --tile 128"
+HALF="--model-option features=16,16,32,64,128,16"
 isbi() {  # isbi NAME OPTIONS...: train, then score validation and test with d4 test-time augmentation
   local out=$EXPLORE/$1; shift
   medconv segment train $UNET "$@" --out "$out" && for split in val test; do
     medconv segment evaluate "$out" --split $split --tta d4 --device cuda --json || return 1; done
 }
-export -f isbi; export UNET EXPLORE
-part isbi_unet_e100 "$BUDGET" bash -c 'isbi isbi_unet_e100 --tile 128 --epochs 100' &
-part isbi_unet_t256_e50 "$BUDGET" bash -c 'isbi isbi_unet_t256_e50 --tile 256 --epochs 50' &
+export -f isbi; export UNET HALF EXPLORE
 CRC="--dataset crchistophenotypes --mode dense --arch unet --tile 128 --target proximity --radius 6
      --select-metric detection_f1 --samples-per-epoch 400 --batch-size 8 --tolerance 6 --deterministic --threads 2
      --augment flips=1,rot90=1,intensity=0.05 --seed 0"
-for epochs in 40 80; do
-  part "crc_r6_e$epochs" "$BUDGET" "$PY" -m medconv.cli detect train $CRC --epochs $epochs --out "$EXPLORE/crc_r6_e$epochs" &
-done
+if has explore; then  # the second sitting's list (the first's runs are in results/gpu_explore.md)
+  for seed in 0 1 2; do  # the half-width U-Net at what 2 CPU cores train in under 30 minutes
+    part "isbi_unet_half_e60_seed$seed" "$BUDGET" bash -c "isbi isbi_unet_half_e60_seed$seed \$HALF --epochs 60 --seed $seed" &
+  done
+  part isbi_unet_half_e150 "$BUDGET" bash -c 'isbi isbi_unet_half_e150 $HALF --epochs 150 --seed 0' &
+  part crc_r6_half_e80 "$BUDGET" "$PY" -m medconv.cli detect train $CRC $HALF --epochs 80 --out "$EXPLORE/crc_r6_half_e80" &
+fi
 wait
 
 "$PY" benchmarks/gpu_explore.py >"$LOGS/gpu_explore.log" 2>&1  # results/gpu_explore.md: the explorations' table
