@@ -49,14 +49,17 @@ def measure(method: str, image_path: str, patch: int, threads: int, out: str, qu
     if device.startswith("cuda"):  # kernels and cuDNN plans are made on first use of a shape: not timed
         maker(image)
     before = rss_mb()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     tic = time.perf_counter()
     probs = maker(image)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
     np.save(out, probs[1].numpy())
+    gpu = {"gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)} if device.startswith("cuda") else {}
     queue.put({"method": method, "seconds": round(seconds, 5), "rss_before_mb": round(before, 1),
-               "peak_rss_mb": round(rss_mb(), 1)})
+               "peak_rss_mb": round(rss_mb(), 1), **gpu})
 
 
 def run(method: str, image: Path, patch: int, threads: int, out: Path, device: str) -> dict:
@@ -93,7 +96,8 @@ def main() -> None:
     names = {"sliding": f"naive sliding window ({args.patch} px patch-cnn, stride 1)",
              "dense": "exact dense scanning (same network)", "unet": "U-Net (32-256 features, one whole-image pass)"}
     rows = "".join(f"| {names[r['method']]} | {r['seconds']:.3g} | {by['sliding']['seconds'] / r['seconds']:.1f}x | "
-                   f"{r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f} before) |\n" for r in runs)
+                   f"{r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f} before)"
+                   + (f"; GPU {r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "") + " |\n" for r in runs)
     md = (f"## Segmenting a 512x512 ISBI 2012 slice: sliding window vs dense scanning vs U-Net\n\n"
           f"hardware: {hardware()}; {args.threads} torch threads per method; device {args.device}\n\n"
           "| method | seconds per image | speed-up vs sliding window | peak memory MB |\n|---|---|---|---|\n"
