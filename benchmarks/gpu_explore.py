@@ -51,7 +51,7 @@ def main() -> None:
     rows = [row(run) for run in sorted(EXPLORE.iterdir()) if (run / "history.csv").exists()]
     device = GPU_INFO.read_text().splitlines()[-1] if GPU_INFO.exists() else "unknown GPU"
     lines = [f"## Explorations on a lent GPU (benchmarks/gpu.sh; seed 0 each)\n\ndevice: {device}\n",
-             "| run | epochs done | val Rand (none / d4) | test Rand (d4) | test pixel error (d4) | detection F1 (val) "
+             "| run | epochs done | val Rand (none / d4) | test Rand (d4) | test pixels wrong at 0.5 (d4) | detection F1 (val) "
              "| train time |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         rand = f"{cell(r, 'val_none_rand_error')} / {cell(r, 'val_d4_rand_error')}"

@@ -25,6 +25,7 @@ def test_patch_classifier_learns_membranes(patch_run):
     # 2 short epochs (3072 patches): far from converged, but clearly better than all-cell (pixel error 0.22)
     assert metrics["test"]["f1"] > 0.55 and metrics["test"]["pixel_error"] < 0.2
     assert metrics["test"]["method"] == "dense" and 0 <= metrics["test"]["rand_error"] <= 1
+    assert 0 <= metrics["test"]["isbi_pixel_error"] <= 1  # the leaderboard's pixel error beside the fraction wrong
     chosen = json.loads((patch_run / "threshold.json").read_text())  # for predict, chosen on validation
     assert chosen["metric"] == "rand" and 0 < chosen["threshold"] < 1 and chosen == metrics["threshold"]
 

@@ -13,6 +13,7 @@ from medconv.errors import UserError
 from medconv.segment.metrics import (
     aggregated_jaccard_index,
     dice_iou,
+    isbi_pixel_error,
     object_dice,
     pixel_error,
     rand_error,
@@ -56,6 +57,24 @@ def test_pixel_error_real_and_hand(data_root):
     assert pixel_error(prob, truth, roi=roi) == 0.0
     with pytest.raises(UserError, match="label == 0"):
         rand_error(mem.astype(float), np.where(mem, 0, 255))  # raw PNG values are refused
+
+
+def test_isbi_pixel_error_hand_and_pooled(data_root):
+    # cells (the positive class) are the bottom row; cell probability 1 - prob
+    truth = np.array([[1, 1], [0, 0]])
+    prob = 1 - np.array([[0.35, 0.75], [0.55, 0.95]])
+    # t 0.0-0.3: all four called cells, F = 4/6; t 0.4-0.5: three, F = 4/5 (best); t 0.6-0.7: F = 2/4;
+    # t 0.8-0.9: F = 2/3; t 1.0: none, F = 0
+    r = isbi_pixel_error(prob, truth)
+    assert r["isbi_pixel_error"] == pytest.approx(0.2) and r["pixel_best_threshold"] == pytest.approx(0.4)
+    assert pixel_error(prob, truth) == 0.25  # the fraction wrong at 0.5 is another figure
+    # a stack pools the counts: a perfect slice beside that one gives F = 8 / (8 + 1), not the mean of F
+    stack = isbi_pixel_error(np.stack([prob, truth.astype(float)]), np.stack([truth, truth]))
+    assert stack["isbi_pixel_error"] == pytest.approx(1 / 9)
+    # on a real label: perfect maps score 0; calling everything membrane scores 1 (no cell predicted)
+    mem = isbi_membrane(data_root)
+    assert isbi_pixel_error(mem.astype(float), mem)["isbi_pixel_error"] == 0.0
+    assert isbi_pixel_error(np.ones(mem.shape), mem)["isbi_pixel_error"] == 1.0
 
 
 # ---------------------------------------------------------------- Rand error

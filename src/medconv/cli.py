@@ -430,7 +430,8 @@ def run_segment(args: argparse.Namespace) -> None:
         m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta)
         print(json.dumps(m, indent=2) if args.json else
               f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
-              + (f"  Rand error {m['rand_error']:.4f}" if "rand_error" in m else "")
+              + (f"  Rand error {m['rand_error']:.4f}  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}"
+                 if "rand_error" in m else "")
               + f"  -> {args.run_dir}/{metrics_name(args.split, args.tta)}")
 
 

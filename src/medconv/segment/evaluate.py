@@ -25,6 +25,7 @@ from .maps import MapMaker
 from .metrics import (
     aggregated_jaccard_index,
     dice_iou,
+    isbi_pixel_error,
     object_dice,
     rand_error,
 )
@@ -65,7 +66,9 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
     if len(classes) == 2:
         out["f1"] = per_class[1]["dice"]
         if objects and classes[1] in BOUNDARY_CLASSES:
-            out.update(rand_error([p[1] for p in probs], [im.mask == 1 for im in labelled]))
+            membranes = [im.mask == 1 for im in labelled]
+            out.update(rand_error([p[1] for p in probs], membranes))
+            out.update(isbi_pixel_error([p[1] for p in probs], membranes))
         if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
             found = [watershed_instances(p[1], threshold) for p in probs]
             out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
@@ -138,7 +141,8 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
         result["threshold"] = result["val"].pop("threshold")
     write_json(out / "metrics.json", result)
     summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
-                        + (f" Rand error {result[s]['rand_error']:.4f}" if "rand_error" in result[s] else "")
+                        + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error {result[s]['isbi_pixel_error']:.4f}"
+                           if "rand_error" in result[s] else "")
                         for s in ("val", "test") if s in result)
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False)
     return result
