@@ -144,6 +144,8 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
                         + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error {result[s]['isbi_pixel_error']:.4f}"
                            if "rand_error" in result[s] else "")
                         for s in ("val", "test") if s in result)
+    if any(im.target is not None for ims in splits.values() for im in ims):  # soft (proximity) targets: pixel
+        summary = "proximity maps: the detection scores follow"  # figures at 0.5 would say nothing of detection
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False)
     return result
 
