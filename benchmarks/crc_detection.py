@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RUNS, hardware, write_results
+from common import RESULTS, RUNS, hardware, recorded_runs, write_results
 
 from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
@@ -63,6 +63,9 @@ METHODS = {  # name: (cache folder, label, settings)
 CLASSIFIER = dict(dataset="crchistophenotypes", arch="simple-cnn", augment="histology", epochs=8, batch_size=128,
                   deterministic=True)
 TOLERANCE = 6.0
+RECORDED = recorded_runs("crc_detection")  # figures committed earlier, for runs not cached on this machine
+TIMING_KEYS = ("predict_seconds_500px", "map_and_peaks_seconds_500px", "predict_seconds_500px_torch",
+               "predict_seconds_500px_tta_none")
 PUBLISHED = {"precision": 0.781, "recall": 0.823, "f1": 0.802}
 
 
@@ -110,6 +113,44 @@ def scores(out: Path, scored: dict, seed: int) -> dict:
             "train_seconds": json.loads((out / "metrics.json").read_text())["train_seconds"]}
 
 
+def predict_timing(first: Path, seed: int) -> tuple[dict, str]:
+    """`detect predict` timed on one validation image with a run, through torch and then its ONNX export: the
+    summary's timing figures and the report's sentence."""
+    image = Path(load_crchistophenotypes()["val"][0].path)
+    for name in (ONNX_NAME, SIDECAR_NAME):  # first the checkpoint through torch, then the ONNX export
+        (first / name).unlink(missing_ok=True)
+    timed = {"torch": time_predict(first, image, "torch")}
+    export_onnx(first)
+    timed["onnxruntime"] = time_predict(first, image, "onnxruntime")
+    chosen_tta = json.loads((first / "detect.json").read_text())["tta"]
+    if chosen_tta != "none":  # the run's own choice costs 8 maps; --tta none is the fast way
+        timed["onnxruntime, --tta none"] = time_predict(first, image, "onnxruntime", "none")
+    figures = {"predict_seconds_500px": round(timed["onnxruntime"]["command"], 3),
+               "map_and_peaks_seconds_500px": round(timed["onnxruntime"]["map_and_peaks"], 3),
+               "predict_seconds_500px_torch": round(timed["torch"]["command"], 3),
+               **({"predict_seconds_500px_tta_none": round(timed["onnxruntime, --tta none"]["command"], 3)}
+                  if "onnxruntime, --tta none" in timed else {})}
+    sentence = (f"`medconv detect predict` on one 500x500 image with seed {seed}'s run (its test-time augmentation: "
+                f"{chosen_tta}), the whole command (a new process: imports and model loading included) and the map "
+                "and peaks alone: " + "; ".join(f"{t['command']:.2f} s and {t['map_and_peaks']:.2f} s by {engine}"
+                                                for engine, t in timed.items())
+                + " (onnxruntime: the network exported by `medconv export`, torch not imported).")
+    return figures, sentence
+
+
+def recorded_timing(headline: str) -> tuple[dict, str]:
+    """The committed results' timings of a headline whose runs are not cached here (it must have been the
+    headline then)."""
+    previous = json.loads((RESULTS / "crc_detection.json").read_text())
+    if previous.get("headline_method") != headline:
+        raise SystemExit(f"the headline {headline} is not cached here and no timings were recorded for it: "
+                         f"train it (--only {headline})")
+    figures = {k: previous["summary"][k] for k in TIMING_KEYS if k in previous["summary"]}
+    return figures, (f"`medconv detect predict` on one 500x500 image, timed in an earlier sitting: "
+                     f"{figures['predict_seconds_500px']:.2f} s by onnxruntime, "
+                     f"{figures['predict_seconds_500px_torch']:.2f} s through torch (the whole command).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
@@ -119,36 +160,30 @@ def main() -> None:
     finished = {}  # method: [(run directory, scores)] for every seed
     for method in METHODS:
         done = [detector_run(method, seed, train=args.only in (None, method)) for seed in seeds]
+        recorded = [next((r for r in RECORDED if (r["method"], r["seed"]) == (method, seed)), None) for seed in seeds]
         if all(done):
             finished[method] = [(out, scores(out, scored, seed)) for (out, scored), seed in zip(done, seeds)]
+        elif all(recorded):  # trained in an earlier sitting, its runs not on this machine
+            finished[method] = [(None, {k: v for k, v in r.items() if k != "method"}) for r in recorded]
     mean = lambda rows, k: statistics.mean(r[k] for r in rows)  # noqa: E731
     sd = lambda rows, k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0  # noqa: E731
     headline = max(finished, key=lambda m: mean([r for _, r in finished[m]], "f1"))
-    for (out, row), seed in zip(finished[headline], seeds):
+    first = finished[headline][0][0]
+    if first is None:  # recorded: its typed scores are in its rows, its timings in the committed summary
+        timing, sentence = recorded_timing(headline)
+    else:
+        timing, sentence = predict_timing(first, seeds[0])
+    for (out, row), seed in zip(finished[headline] if first is not None else [], seeds):
         typed = evaluate_detection(out, "val", TOLERANCE, classifier=classifier_run(seed), overlays=False)["typed"]
         row.update({"typed_macro_f1": typed["macro_f1"], "typed_weighted_f1": typed["weighted_f1"],
                     "typed_per_class_f1": {c: v["f1"] for c, v in typed["per_class"].items()}})
     runs = [{"method": m, **row} for m, pairs in finished.items() for _, row in pairs]
     best = [row for _, row in finished[headline]]
-    image = Path(load_crchistophenotypes()["val"][0].path)
-    first = finished[headline][0][0]
-    for name in (ONNX_NAME, SIDECAR_NAME):  # first the checkpoint through torch, then the ONNX export
-        (first / name).unlink(missing_ok=True)
-    timed = {"torch": time_predict(first, image, "torch")}
-    export_onnx(first)
-    timed["onnxruntime"] = time_predict(first, image, "onnxruntime")
-    chosen_tta = json.loads((first / "detect.json").read_text())["tta"]
-    if chosen_tta != "none":  # the run's own choice costs 8 maps; --tta none is the fast way
-        timed["onnxruntime, --tta none"] = time_predict(first, image, "onnxruntime", "none")
-    command_seconds, seconds = timed["onnxruntime"]["command"], timed["onnxruntime"]["map_and_peaks"]
     summary = {"f1": round(mean(best, "f1"), 4), "precision": round(mean(best, "precision"), 4),
-               "recall": round(mean(best, "recall"), 4), "predict_seconds_500px": round(command_seconds, 3),
-               "map_and_peaks_seconds_500px": round(seconds, 3),
-               "predict_seconds_500px_torch": round(timed["torch"]["command"], 3),
-               **({"predict_seconds_500px_tta_none": round(timed["onnxruntime, --tta none"]["command"], 3)}
-                  if "onnxruntime, --tta none" in timed else {}),
+               "recall": round(mean(best, "recall"), 4), **timing,
                "typed_weighted_f1": round(mean(best, "typed_weighted_f1"), 4)}
-    rows = [f"| medconv: {METHODS[m][1]}{' (headline)' if m == headline else ''} | "
+    mark = {m: " †" if pairs[0][0] is None else "" for m, pairs in finished.items()}
+    rows = [f"| medconv: {METHODS[m][1]}{' (headline)' if m == headline else ''}{mark[m]} | "
             f"{mean(rs, 'precision'):.3f} ± {sd(rs, 'precision'):.3f} | {mean(rs, 'recall'):.3f} ± "
             f"{sd(rs, 'recall'):.3f} | {mean(rs, 'f1'):.3f} ± {sd(rs, 'f1'):.3f} | {len(rs)} | "
             f"{mean(rs, 'train_seconds') / 60:.1f} min |" for m, rs in ((m, [r for _, r in p]) for m, p in finished.items())]
@@ -161,12 +196,9 @@ def main() -> None:
         f"Peak parameters of the headline ({headline}) chosen on the same validation images (per seed: "
         + "; ".join(f"sigma {r['sigma']}, min distance {r['min_distance']}, threshold {r['threshold']}, test-time "
                     f"augmentation {r['tta']}" for r in best)
-        + f"). `medconv detect predict` on one 500x500 image with seed {seeds[0]}'s run (its test-time augmentation: "
-        f"{chosen_tta}), the whole command (a new process: imports and model loading included) and the map and "
-        "peaks alone: " + "; ".join(
-            f"{t['command']:.2f} s and {t['map_and_peaks']:.2f} s by {engine}" for engine, t in timed.items())
-        + " (onnxruntime: the network exported by `medconv export`, torch not imported). The checkpoints, too, "
-        "were chosen on the validation images.", "",
+        + f"). {sentence} The checkpoints, too, were chosen on the validation images."
+        + (" †: figures recorded in an earlier sitting (results/crc_detection.json in git), their runs not cached on "
+           "this machine." if any(mark.values()) else ""), "",
         "Detect then classify (a detection counts for class c when typed c and matched to a centre of class c; "
         "nuclei the dataset leaves unclassified count as false positives): weighted F1 "
         f"{mean(best, 'typed_weighted_f1'):.3f}, per class " + ", ".join(
