@@ -146,10 +146,10 @@ def test_soft_targets_label_patches_and_tiles_and_set_the_loss():
     patches, labels = sampler.extract(img, y, x)
     assert labels.dtype == torch.float32 and torch.equal(labels, torch.from_numpy(im.target[y, x]))
     assert (labels > 0).float().mean() > 0.3  # class balance still draws centres within the discs
-    tiles, soft = TileSampler([im], 16).sample(4, torch.Generator().manual_seed(1))
-    assert soft.dtype == torch.float32 and soft.shape == (4, 16, 16)
+    tiles, soft, no_weights = TileSampler([im], 16).sample(4, torch.Generator().manual_seed(1))
+    assert soft.dtype == torch.float32 and soft.shape == (4, 16, 16) and no_weights is None
     aug = parse_augment("flips=1,rot90=1,intensity=0.1")
-    moved, moved_soft = augment_tiles(tiles, soft, torch.Generator().manual_seed(2), aug, 2)
+    moved, moved_soft, _ = augment_tiles(tiles, soft, torch.Generator().manual_seed(2), aug, 2)
     assert moved.shape == tiles.shape and sorted(moved_soft.flatten().tolist()) == sorted(soft.flatten().tolist())
     logits = torch.randn(4, 2, 16, 16)
     expected = -(torch.stack([1 - soft, soft], 1) * logits.log_softmax(1)).sum(1).mean()

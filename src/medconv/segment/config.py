@@ -40,6 +40,8 @@ class SegmentConfig:
     target: str = "disc"              # point data: disc (class 1 within radius) or proximity (soft: 1 / (1 + d^2 / 2)
                                       # at distance d <= radius from the nearest centre, 0 beyond; as SC-CNN)
     class_weights: str = "none"       # none, balanced (inverse frequency in the loss)
+    border_weight: float = 0.0        # dense mode: w0 of U-Net's separation-border weights (10 in the paper; 0: off)
+    border_sigma: float = 5.0         # their width in px (sigma)
     # optimisation
     epochs: int = 20
     samples_per_epoch: int | None = None  # patches (default 20000) or tiles (--mode dense, default 400) per epoch
@@ -85,6 +87,12 @@ class SegmentConfig:
             raise UserError(f"--patch must be odd and at least 3 (the patch labels its centre pixel), got {self.patch}")
         if self.mode == "dense" and self.tile % 16:
             raise UserError(f"--tile must be a multiple of 16 (the U-Net halves it four times), got {self.tile}")
+        if self.border_weight < 0 or self.border_sigma <= 0:
+            raise UserError(f"--border-weight must be >= 0 and --border-sigma > 0, got {self.border_weight} and "
+                            f"{self.border_sigma}")
+        if self.border_weight and (self.mode != "dense" or point_data):
+            raise UserError("--border-weight weighs the borders between objects of label masks: it needs --mode dense "
+                            "and masks (not point annotations)")
         defaults = {"patch": (20000, 128), "dense": (400, 8)}[self.mode]
         self.samples_per_epoch = self.samples_per_epoch or defaults[0]
         self.batch_size = self.batch_size or defaults[1]

@@ -63,14 +63,15 @@ class TileSampler:
     """Random tile x tile crops of the images with their masks (-1 outside the roi), or with their soft
     targets (float, when every image has one): for dense networks."""
 
-    def __init__(self, images: list[SegImage], tile: int):
+    def __init__(self, images: list[SegImage], tile: int, weights: list[np.ndarray] | None = None):
         if any(min(im.image.shape[1:]) < tile for im in images):
             raise UserError(f"--tile {tile} is larger than a training image; choose a smaller --tile")
-        self.images, self.tile = images, tile
+        self.images, self.tile, self.weights = images, tile, weights
         self.soft = all(im.target is not None for im in images)
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Images (N, C, T, T), masks or soft targets (N, T, T), and per-pixel loss weights (N, T, T) or None."""
+        xs, ys, ws = [], [], []
         for i in torch.randint(0, len(self.images), (n,), generator=generator).tolist():
             im = self.images[i]
             h, w = im.mask.shape
@@ -82,13 +83,16 @@ class TileSampler:
                 mask[~torch.from_numpy(im.roi[crop])] = -1
             xs.append(torch.from_numpy(im.image[(slice(None), *crop)].copy()))
             ys.append(mask)
-        return torch.stack(xs), torch.stack(ys)
+            if self.weights is not None:
+                ws.append(torch.from_numpy(self.weights[i][crop].copy()))
+        return torch.stack(xs), torch.stack(ys), torch.stack(ws) if ws else None
 
 
-def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug: dict, classes: int):
+def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, aug: dict, classes: int,
+                  w: torch.Tensor | None = None):
     """The same flips, rotations and elastic field for images (N, C, T, T) and masks (N, T, T) (carried as
-    one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are); intensity and
-    colour on the images only."""
+    one-hot channels, then argmax; -1 stays -1; soft float targets are carried as they are), and loss
+    weights w (N, T, T) when given; intensity and colour on the images only. Returns (x, y, w)."""
     def photometric(x):
         if not (aug["intensity"] or aug["colour"]):
             return x
@@ -97,21 +101,45 @@ def augment_tiles(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, 
     if y.is_floating_point():
         both = augment_patches(torch.cat([x, y.unsqueeze(1)], 1), generator, aug["flips"], aug["rot90"],
                                aug["elastic"])
-        return photometric(both[:, :-1]), both[:, -1]
+        return photometric(both[:, :-1]), both[:, -1], None
     onehot = F.one_hot(y.clamp_min(0), classes).permute(0, 3, 1, 2).float() * (y >= 0).unsqueeze(1)
-    both = augment_patches(torch.cat([x, onehot, (y >= 0).unsqueeze(1).float()], 1), generator,
-                           aug["flips"], aug["rot90"], aug["elastic"])
-    x, onehot, valid = both[:, :x.shape[1]], both[:, x.shape[1]:-1], both[:, -1] > 0.5
+    carried = [x, onehot, (y >= 0).unsqueeze(1).float()] + ([w.unsqueeze(1)] if w is not None else [])
+    both = augment_patches(torch.cat(carried, 1), generator, aug["flips"], aug["rot90"], aug["elastic"])
+    c, k = x.shape[1], onehot.shape[1]
+    x, onehot, valid = both[:, :c], both[:, c:c + k], both[:, c + k] > 0.5
+    w = both[:, c + k + 1] if w is not None else None
     x = photometric(x)
-    return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long))
+    return x, torch.where(valid, onehot.argmax(1), torch.full_like(valid, -1, dtype=torch.long)), w
 
 
-def segmentation_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,
+                      pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of logits (N, K[, H, W]) against classes y (N[, H, W]) (-1: ignored), or against soft
-    foreground probabilities y (float, K = 2): the target distribution (1 - y, y)."""
+    foreground probabilities y (float, K = 2): the target distribution (1 - y, y). `weight`: per class (K,);
+    `pixel_weight` (N, H, W): per pixel (border weights), the loss their weighted mean over labelled pixels."""
     if y.is_floating_point():
         return F.cross_entropy(logits, torch.stack([1 - y, y], 1))
-    return F.cross_entropy(logits, y, weight=weight, ignore_index=-1)
+    if pixel_weight is None:
+        return F.cross_entropy(logits, y, weight=weight, ignore_index=-1)
+    losses = F.cross_entropy(logits, y, weight=weight, ignore_index=-1, reduction="none")
+    pixel_weight = pixel_weight * (y >= 0)
+    return (losses * pixel_weight).sum() / pixel_weight.sum().clamp_min(1e-12)
+
+
+def border_weight_maps(cfg: SegmentConfig, info: SegInfo, images: list[SegImage],
+                       console: Console) -> list[np.ndarray] | None:
+    """Each training image's separation-border weights (H, W) with --border-weight, else None."""
+    if not cfg.border_weight:
+        return None
+    from .evaluate import BOUNDARY_CLASSES
+    from .weights import border_weights, object_labels
+
+    boundary = info.classes[-1] in BOUNDARY_CLASSES
+    maps = [border_weights(object_labels(im.mask, boundary), cfg.border_weight, cfg.border_sigma) for im in images]
+    console.print(f"border weights: w0 {cfg.border_weight}, sigma {cfg.border_sigma} px, between the "
+                  f"{'regions the ' + info.classes[-1] + ' separates' if boundary else 'objects'}; mean weight "
+                  f"{float(np.mean([m.mean() for m in maps])):.2f}")
+    return maps
 
 
 def score(maker: MapMaker, images: list[SegImage], classes: list[str], tolerance: float | None = None) -> dict:
@@ -146,7 +174,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     if not splits["val"]:
         raise UserError("segmentation training needs at least one validation image (to choose the checkpoint)")
     sampler = (PatchSampler(splits["train"], cfg.patch, cfg.balance, cfg.seed) if cfg.mode == "patch"
-               else TileSampler(splits["train"], cfg.tile))
+               else TileSampler(splits["train"], cfg.tile, border_weight_maps(cfg, info, splits["train"], console)))
     device = resolve_device(cfg.device)
     if cfg.hard_negatives:
         from ..detect.pipeline import false_positives
@@ -189,13 +217,14 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
             model.train()
             total = 0.0
             for step in range(steps):
-                x, y = sampler.sample(cfg.batch_size, generator)
                 if cfg.mode == "patch":
-                    x = augment_patches(x, generator, **aug)
+                    x, y = sampler.sample(cfg.batch_size, generator)
+                    x, w = augment_patches(x, generator, **aug), None
                 else:
-                    x, y = augment_tiles(x, y, generator, aug, k)
+                    x, y, w = sampler.sample(cfg.batch_size, generator)
+                    x, y, w = augment_tiles(x, y, generator, aug, k, w)
                 logits = model(normalise(x.to(device), mean, std)).float()
-                loss = segmentation_loss(logits, y.to(device), weight)
+                loss = segmentation_loss(logits, y.to(device), weight, None if w is None else w.to(device))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}; "
                                            f"last good checkpoint kept in {last_path.parent}")
