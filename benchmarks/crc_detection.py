@@ -173,10 +173,10 @@ def main() -> None:
         timing, sentence = recorded_timing(headline)
     else:
         timing, sentence = predict_timing(first, seeds[0])
-    for (out, row), seed in zip(finished[headline] if first is not None else [], seeds):
-        typed = evaluate_detection(out, "val", TOLERANCE, classifier=classifier_run(seed), overlays=False)["typed"]
-        row.update({"typed_macro_f1": typed["macro_f1"], "typed_weighted_f1": typed["weighted_f1"],
-                    "typed_per_class_f1": {c: v["f1"] for c, v in typed["per_class"].items()}})
+        for (out, row), seed in zip(finished[headline], seeds):
+            typed = evaluate_detection(out, "val", TOLERANCE, classifier=classifier_run(seed), overlays=False)["typed"]
+            row.update({"typed_macro_f1": typed["macro_f1"], "typed_weighted_f1": typed["weighted_f1"],
+                        "typed_per_class_f1": {c: v["f1"] for c, v in typed["per_class"].items()}})
     runs = [{"method": m, **row} for m, pairs in finished.items() for _, row in pairs]
     best = [row for _, row in finished[headline]]
     summary = {"f1": round(mean(best, "f1"), 4), "precision": round(mean(best, "precision"), 4),

@@ -173,8 +173,7 @@ def main() -> None:
               "the fraction of pixels wrong at 0.5 is larger (cells are 78% of the pixels). "
               "Target: best Rand error <= 0.050 and pixel error <= 0.065."
               + (" †: figures recorded in an earlier sitting (results/isbi2012.json in git), their runs not cached "
-                 "on this machine." if any(r.get("recorded") for r in sizes + [r for g in groups.values() for r in g])
-                 else ""), ""]
+                 "on this machine." if mark(sizes + [r for g in groups.values() for r in g]) else ""), ""]
     rows_all = [r for rows in groups.values() for r in rows]
     patch_rows = next((rows for name, rows in groups.items() if not name.startswith("U-Net")), [])  # best size
     mean = lambda rows, key: statistics.mean(r[key] for r in rows)  # noqa: E731

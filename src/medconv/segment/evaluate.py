@@ -66,9 +66,9 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
     if len(classes) == 2:
         out["f1"] = per_class[1]["dice"]
         if objects and classes[1] in BOUNDARY_CLASSES:
-            membranes = [im.mask == 1 for im in labelled]
-            out.update(rand_error([p[1] for p in probs], membranes))
-            out.update(isbi_pixel_error([p[1] for p in probs], membranes))
+            maps, membranes = [p[1] for p in probs], [im.mask == 1 for im in labelled]
+            out.update(rand_error(maps, membranes))
+            out.update(isbi_pixel_error(maps, membranes))
         if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
             found = [watershed_instances(p[1], threshold) for p in probs]
             out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
@@ -140,12 +140,13 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
     if "threshold" in result.get("val", {}):
         result["threshold"] = result["val"].pop("threshold")
     write_json(out / "metrics.json", result)
-    summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
-                        + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error {result[s]['isbi_pixel_error']:.4f}"
-                           if "rand_error" in result[s] else "")
-                        for s in ("val", "test") if s in result)
     if any(im.target is not None for ims in splits.values() for im in ims):  # soft (proximity) targets: pixel
         summary = "proximity maps: the detection scores follow"  # figures at 0.5 would say nothing of detection
+    else:
+        summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
+                            + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error "
+                               f"{result[s]['isbi_pixel_error']:.4f}" if "rand_error" in result[s] else "")
+                            for s in ("val", "test") if s in result)
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False)
     return result
 

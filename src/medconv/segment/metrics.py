@@ -95,21 +95,15 @@ def isbi_pixel_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_TH
     ISBI's pixels, this is well below the fraction of wrong pixels (pixel_error). Returns
     {"isbi_pixel_error", "pixel_best_threshold"} (ties: the first threshold).
     """
-    probs, truths = _slices(prob, "prob"), _slices(truth_membrane, "truth_membrane")
-    if len(probs) != len(truths):
-        raise UserError(f"isbi_pixel_error: {len(probs)} probability maps but {len(truths)} truth masks")
-    for p, t in zip(probs, truths):
-        _check_shapes(p, t, "isbi_pixel_error prob and truth_membrane")
-    cells = [~_binary(t, "truth_membrane", _MEMBRANE_HINT) for t in truths]
+    probs, membranes = _membrane_stack(prob, truth_membrane, "isbi_pixel_error")
+    cells = [~m for m in membranes]
+    n_cells = sum(int(c.sum()) for c in cells)
     best = None
     for t in thresholds:
-        tp = fp = fn = 0
-        for p, c in zip(probs, cells):
-            predicted = (1 - p) > t
-            tp += int((predicted & c).sum())
-            fp += int((predicted & ~c).sum())
-            fn += int((~predicted & c).sum())
-        f = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        predicted = [(1 - p) > t for p in probs]
+        tp = sum(int((q & c).sum()) for q, c in zip(predicted, cells))
+        called = sum(int(q.sum()) for q in predicted)
+        f = 2 * tp / (called + n_cells) if tp else 0.0  # 2 TP / (2 TP + FP + FN)
         if best is None or f > best[0]:
             best = (f, float(t))
     if best is None:
@@ -150,6 +144,18 @@ def rand_f_score(seg, truth) -> float:
     return float(_v_rand(_rand_sums(_compact(seg, "seg"), _compact(truth, "truth")))[0])
 
 
+def _membrane_stack(prob, truth_membrane, caller: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Membrane probability maps and bool membrane masks as matching lists of (H, W) slices, checked."""
+    probs, truths = _slices(prob, "prob"), _slices(truth_membrane, "truth_membrane")
+    if len(probs) != len(truths):
+        raise UserError(f"{caller}: {len(probs)} probability maps but {len(truths)} truth masks")
+    for p, t in zip(probs, truths):
+        _check_shapes(p, t, f"{caller} prob and truth_membrane")
+        if not np.isfinite(p).all():
+            raise UserError(f"{caller}: prob contains NaN or infinite values")
+    return probs, [_binary(t, "truth_membrane", _MEMBRANE_HINT) for t in truths]
+
+
 def _slices(x, name: str) -> list[np.ndarray]:
     """(H, W), (N, H, W) or a list of (H, W) arrays as a list of 2-D arrays."""
     items = list(x) if isinstance(x, (list, tuple)) or np.ndim(x) == 3 else [x]
@@ -186,16 +192,8 @@ def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOL
     """
     if connectivity not in _STRUCTURE:
         raise UserError(f"connectivity must be 4 or 8, got {connectivity}")
-    probs, truths = _slices(prob, "prob"), _slices(truth_membrane, "truth_membrane")
-    if len(probs) != len(truths):
-        raise UserError(f"rand_error: {len(probs)} probability maps but {len(truths)} truth masks")
-    gt_labels = []
-    for p, t in zip(probs, truths):
-        _check_shapes(p, t, "rand_error prob and truth_membrane")
-        if not np.isfinite(p).all():
-            raise UserError("rand_error: prob contains NaN or infinite values")
-        cells = ~_binary(t, "truth_membrane", _MEMBRANE_HINT)
-        gt_labels.append(ndimage.label(cells, structure=_STRUCTURE[connectivity])[0])
+    probs, membranes = _membrane_stack(prob, truth_membrane, "rand_error")
+    gt_labels = [ndimage.label(~m, structure=_STRUCTURE[connectivity])[0] for m in membranes]
     best = None
     for t in thresholds:
         sums = sum(_rand_sums(ndimage.label(p < t, structure=_STRUCTURE[connectivity])[0], g)
