@@ -48,6 +48,24 @@ def test_evaluate_sliding_equals_dense_on_a_crop_and_predict_writes_maps(patch_r
     assert (tmp_path / "dense" / "crop_overlay.png").exists() and (tmp_path / "dense" / "crop_mask.png").exists()
 
 
+def test_thinned_membranes_evaluate_and_predict(patch_run, tmp_path, data_root, medconv):
+    image = data_root / "isbi2012_em" / "test" / "image" / "03.png"
+    refused = medconv("segment", "predict", patch_run, image, "--thin", "--tta", "flip", "--out", tmp_path)
+    assert refused.returncode == 2 and "--split val --thin --tta flip first" in refused.stderr  # no seeds chosen yet
+    test = medconv("segment", "evaluate", patch_run, "--split", "test", "--thin", "--json")  # seeds chosen on val first
+    assert test.returncode == 0, test.stderr
+    seeds = json.loads((patch_run / "thinning.json").read_text())
+    thinned = json.loads(test.stdout)["thinned"]
+    assert thinned["seed_threshold"] == seeds["seed_threshold"] and thinned["min_seed"] == seeds["min_seed"]
+    assert 0 <= thinned["rand_error"] <= 1 and json.loads(test.stdout)["rand_error"] == \
+        json.loads((patch_run / "metrics.json").read_text())["test"]["rand_error"]  # the raw figure unchanged
+    proc = medconv("segment", "predict", patch_run, image, "--thin", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    membrane = np.array(Image.open(tmp_path / "03_mask.png")) > 0
+    raw = np.array(Image.open(tmp_path / "03_prob.png")) / 65535 > seeds["seed_threshold"]
+    assert 0 < membrane.mean() < raw.mean()  # one-pixel lines, fewer than the thresholded map's membrane pixels
+
+
 def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, data_root):
     from safetensors.torch import load_file
     common = dict(dataset="isbi2012", data_root=str(data_root), patch=21, samples_per_epoch=256, batch_size=64,

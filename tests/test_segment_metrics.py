@@ -27,6 +27,7 @@ from medconv.segment.postprocess import (
     save_labels,
     save_probability,
     smooth,
+    thin_membranes,
     watershed_instances,
 )
 
@@ -308,3 +309,37 @@ def test_split_metrics_scores_at_a_chosen_threshold():
     at_chosen = split_metrics([im], probs, ["background", "nucleus"], threshold=0.65)
     assert at_half["f1"] < 0.8 and at_half["pixel_error"] > 0.1 and at_half["aji"] < 0.8
     assert at_chosen["f1"] == 1.0 and at_chosen["pixel_error"] == 0.0 and at_chosen["aji"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- membrane thinning
+
+
+def test_thin_membranes_keeps_which_cells_are_apart_and_leaves_one_pixel_lines():
+    prob = np.zeros((40, 40), np.float32)
+    prob[:, 18:23] = 0.9          # a 5 px membrane splits the image into two cells ...
+    prob[10:14, 3:5] = 0.95       # ... the left one holding a 4x2 speck of membrane
+    prob[30:33, 30:33] = 0.2      # a dim blob inside the right cell (below the seed threshold: no effect)
+    thin = thin_membranes(prob, seed_threshold=0.5)
+    cells = ndimage.label(thin < 0.5, structure=CROSS)[0]
+    assert cells.max() == 2 and set(np.unique(thin)) == {0.0, 1.0}
+    per_row = thin.sum(axis=1)  # one pixel between the cells (two where the line steps sideways) ...
+    assert per_row.min() == 1 and per_row.max() <= 2 and per_row.sum() <= 48
+    assert thin[:, :18].sum() == 0 and thin[:, 23:].sum() == 0  # ... inside the band; the speck handed to its cell
+    leaky = prob.copy()
+    leaky[20:22, 18:23] = 0.3     # a gap in the membrane: the cells are one at threshold 0.5 ...
+    assert ndimage.label(thin_membranes(leaky, 0.5) < 0.5, structure=CROSS)[0].max() == 1
+    assert ndimage.label(thin_membranes(leaky, 0.25) < 0.5, structure=CROSS)[0].max() == 2  # ... two below 0.3
+    split = prob.copy()
+    split[5:8, 5:8] = 0.0
+    split[4:9, 4:9] = np.where(np.pad(np.zeros((3, 3)), 1, constant_values=1) > 0, 0.9, 0.0)  # a ringed 3x3 seed
+    assert ndimage.label(thin_membranes(split, 0.5) < 0.5, structure=CROSS)[0].max() == 3
+    assert ndimage.label(thin_membranes(split, 0.5, min_seed=10) < 0.5, structure=CROSS)[0].max() == 2  # seed dropped
+
+
+def test_thinning_lowers_the_rand_error_of_thick_membranes_on_isbi(data_root):
+    membrane = isbi_membrane(data_root, "20")
+    thick = ndimage.binary_dilation(membrane, iterations=2).astype(np.float32)  # right cells, membranes 4 px too wide
+    raw = rand_error(thick, membrane)["rand_error"]
+    thinned = rand_error(thin_membranes(thick, 0.5), membrane, thresholds=[0.5])
+    assert raw > 0.05 and thinned["rand_error"] < raw / 5  # the wide bands' pixels were singleton segments
+    assert rand_error(thin_membranes(membrane.astype(np.float32), 0.5), membrane, thresholds=[0.5])["rand_error"] == 0

@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--fill-holes", action="store_true", help="fill holes in the mask")
             q.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
             q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
+        q.add_argument("--thin", action="store_true", help="membranes (ISBI): grow the cells below a seed threshold "
+                       "over the map until they meet, leaving one-pixel membranes (seeds chosen on the validation images "
+                       "by Rand error; evaluate adds the thinned Rand error)")
         q.add_argument("--tta", default="none", choices=["none", "flip", "d4"],
                        help="mean of the maps of flipped (and, with d4, turned) images (default: none)")
         if action != "predict":
@@ -424,14 +427,16 @@ def run_segment(args: argparse.Namespace) -> None:
         from .segment.evaluate import predict_segmentation
         predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma,
                              args.opening, args.fill_holes, args.min_size, args.instances, args.tta, args.device,
-                             closing=args.closing, fmt=args.format)
+                             closing=args.closing, fmt=args.format, thin=args.thin)
     else:
         from .segment.evaluate import evaluate_segmentation, metrics_name
-        m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta)
+        m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta,
+                                  thin=args.thin)
         print(json.dumps(m, indent=2) if args.json else
               f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
               + (f"  Rand error {m['rand_error']:.4f}  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}"
                  if "rand_error" in m else "")
+              + (f"  thinned Rand error {m['thinned']['rand_error']:.4f}" if "thinned" in m else "")
               + f"  -> {args.run_dir}/{metrics_name(args.split, args.tta)}")
 
 

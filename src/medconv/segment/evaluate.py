@@ -31,11 +31,13 @@ from .metrics import (
 )
 from .postprocess import (
     binary_cleanup,
+    choose_thinning,
     choose_threshold,
     overlay,
     save_labels,
     save_probability,
     smooth,
+    thin_membranes,
     watershed_instances,
 )
 
@@ -85,15 +87,20 @@ def metrics_name(split: str, tta: str = "none") -> str:
 
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
                           device: str = "cpu", data: tuple[SegInfo, dict] | None = None,
-                          choose: bool = False, tta: str = "none") -> dict:
+                          choose: bool = False, tta: str = "none", thin: bool = False) -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
     tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
     Binary tasks scored by F1 (not boundaries) also get metrics["at_threshold"]: every metric again with
     foreground = probability > the threshold chosen on validation (RUN/threshold.json, when there is one).
-    `tta` (dense networks): none, flip or d4 views averaged."""
+    `tta` (dense networks): none, flip or d4 views averaged. `thin` (boundary classes): also the Rand error after
+    thin_membranes, its seeds chosen on the validation maps of the same `tta` (metrics["thinned"])."""
     from .train import load_data
 
     model, meta = load_segmenter(run_dir, which, device)
+    boundary = len(meta["classes"]) == 2 and meta["classes"][1] in BOUNDARY_CLASSES
+    if thin and not boundary:
+        raise UserError(f"--thin thins membranes between cells: {run_dir} segments {meta['classes'][-1]!r}, not one of "
+                        f"{', '.join(BOUNDARY_CLASSES)}")
     info, splits = data if data is not None else load_data(SegmentConfig.from_dict(meta["config"]))
     if split not in splits or not splits[split]:
         raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
@@ -109,10 +116,19 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     if choose and len(meta["classes"]) == 2:
         metrics["threshold"] = choose_foreground_threshold(Path(run_dir), meta["classes"], labelled, probs)
     chosen = Path(run_dir) / "threshold.json"
-    if len(meta["classes"]) == 2 and meta["classes"][1] not in BOUNDARY_CLASSES and chosen.exists():
+    if len(meta["classes"]) == 2 and not boundary and chosen.exists():
         threshold = json.loads(chosen.read_text())["threshold"]
         metrics["at_threshold"] = {"threshold": threshold,
                                    **split_metrics(labelled, probs, meta["classes"], threshold=threshold)}
+    if thin:
+        if split != "val" and not thinning_path(Path(run_dir), tta).exists():  # choose the seeds on validation first
+            val = [im for im in splits.get("val", []) if im.mask is not None]
+            if not val:
+                raise UserError("--thin chooses its seeds on the validation images, and this run has none")
+            choose_seeds(Path(run_dir), tta, val, [maker(torch.from_numpy(im.image)).numpy() for im in val])
+        if split == "val":
+            choose_seeds(Path(run_dir), tta, labelled, probs)
+        metrics["thinned"] = thinned_rand_error(Path(run_dir), tta, labelled, probs)
     write_json(Path(run_dir) / metrics_name(split, tta), {k: v for k, v in metrics.items() if k != "threshold"})
     return metrics
 
@@ -125,6 +141,28 @@ def choose_foreground_threshold(out: Path, classes: list[str], labelled: list[Se
     chosen = {"threshold": chosen["threshold"], "metric": metric, "val_score": chosen["score"]}
     write_json(out / "threshold.json", chosen)
     return chosen
+
+
+def thinning_path(out: Path, tta: str = "none") -> Path:
+    return out / ("thinning.json" if tta == "none" else f"thinning_tta-{tta}.json")
+
+
+def choose_seeds(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
+    """thin_membranes' seed threshold and minimum seed size with the lowest Rand error on these (validation)
+    maps, saved as RUN/thinning[_tta-T].json (maps made with another test-time augmentation get their own)."""
+    chosen = choose_thinning([p[1] for p in probs], [im.mask == 1 for im in labelled])
+    seeds = {k: chosen[k] for k in ("seed_threshold", "min_seed")}
+    write_json(thinning_path(out, tta), seeds)
+    return seeds
+
+
+def thinned_rand_error(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
+    """Rand error, with its split and merge scores, of the membrane maps after thin_membranes with the seeds in
+    RUN/thinning[_tta-T].json."""
+    seeds = json.loads(thinning_path(out, tta).read_text())
+    thin = [thin_membranes(p[1], seeds["seed_threshold"], seeds["min_seed"]) for p in probs]
+    scores = rand_error(thin, [im.mask == 1 for im in labelled], thresholds=[0.5])
+    return {**seeds, **{k: v for k, v in scores.items() if k != "best_threshold"}}
 
 
 def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:
@@ -154,9 +192,11 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
 def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | Path, method: str = "auto",
                          threshold: float | None = None, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
                          min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "cpu",
-                         console: Console | None = None, closing: int = 0, fmt: str = "png") -> list[dict]:
+                         console: Console | None = None, closing: int = 0, fmt: str = "png",
+                         thin: bool = False) -> list[dict]:
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
-    the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif."""
+    the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif.
+    `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation."""
     from ..data.images import prepare_image, read_image
     from ..fileio import image_files
 
@@ -164,6 +204,14 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     model, meta = load_segmenter(run_dir, device=device)
     maker = MapMaker(model, meta, method, tta, device)
     out_dir = Path(out_dir)
+    seeds = None
+    if thin:
+        if meta["classes"][-1] not in BOUNDARY_CLASSES or len(meta["classes"]) != 2:
+            raise UserError(f"--thin thins membranes between cells: {run_dir} segments {meta['classes'][-1]!r}")
+        if not (path := thinning_path(Path(run_dir), tta)).exists():
+            raise UserError(f"--thin: no seeds chosen for {run_dir} with --tta {tta}; run medconv segment evaluate "
+                            f"{run_dir} --split val --thin{'' if tta == 'none' else ' --tta ' + tta} first")
+        seeds = json.loads(path.read_text())
     if threshold is None:
         chosen = Path(run_dir) / "threshold.json"
         threshold = json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
@@ -177,8 +225,9 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
         if probs.shape[0] == 2:
             fg = smooth(probs[1], sigma) if sigma else probs[1]
             save_probability(out_dir / f"{path.stem}_prob.{fmt}", fg)
-            mask = binary_cleanup(fg > threshold, opening=opening, closing=closing, fill_holes=fill_holes,
-                                  min_size=min_size)
+            mask = (thin_membranes(fg, seeds["seed_threshold"], seeds["min_seed"]) > 0.5 if seeds else
+                    binary_cleanup(fg > threshold, opening=opening, closing=closing, fill_holes=fill_holes,
+                                   min_size=min_size))
             labels = watershed_instances(mask.astype(float)) if instances else mask.astype(np.uint8)
         else:
             labels = probs.argmax(0).astype(np.uint8)

@@ -112,6 +112,51 @@ def watershed_instances(prob_or_mask: np.ndarray, threshold: float = 0.5, min_di
     return segmentation.relabel_sequential(labels)[0].astype(np.int32)
 
 
+SEED_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 1.0, 0.1), 10))
+MIN_SEED_SIZES = (0, 25)
+
+
+def thin_membranes(prob: np.ndarray, seed_threshold: float, min_seed: int = 0) -> np.ndarray:
+    """(H, W) float32 map of one-pixel membranes from an (H, W) membrane probability map.
+
+    Seeds are the 4-connected components of ``prob < seed_threshold`` (cells), those smaller than
+    `min_seed` pixels dropped; a watershed of the probability map grows them until they meet, and the
+    map is 1 on the lines where they meet, 0 elsewhere. Which cells stay apart is decided by the
+    threshold alone; the thick band of membrane pixels between them is handed to the cells it
+    borders, so the Rand error no longer counts those pixels as singleton segments.
+    """
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 2:
+        raise UserError(f"thin_membranes expects an (H, W) map, got shape {prob.shape}")
+    seeds = connected_components(prob < seed_threshold, connectivity=4)
+    if min_seed > 0:
+        seeds[(np.bincount(seeds.ravel()) < min_seed)[seeds] & (seeds > 0)] = 0
+    if not seeds.any():
+        return np.ones_like(prob)
+    cells = segmentation.watershed(prob, seeds, connectivity=1)
+    # a pixel is membrane where its right or lower neighbour lies in another cell: one pixel between any two
+    # 4-adjacent cells (skimage's watershed_line also cuts seedless pockets off the cells)
+    line = np.zeros(prob.shape, bool)
+    line[:, :-1] |= cells[:, :-1] != cells[:, 1:]
+    line[:-1, :] |= cells[:-1, :] != cells[1:, :]
+    return line.astype(np.float32)
+
+
+def choose_thinning(probs: Sequence[np.ndarray], membranes: Sequence[np.ndarray],
+                    thresholds: Sequence[float] = SEED_THRESHOLDS, min_seeds: Sequence[int] = MIN_SEED_SIZES) -> dict:
+    """The seed threshold and minimum seed size of thin_membranes with the lowest pooled Rand error on these
+    (validation) maps: {"seed_threshold", "min_seed", "rand_error"} (ties: the first in the grids)."""
+    best = None
+    for min_seed in min_seeds:
+        for t in thresholds:
+            error = rand_error([thin_membranes(p, t, min_seed) for p in probs], membranes, thresholds=[0.5])["rand_error"]
+            if best is None or error < best["rand_error"]:
+                best = {"seed_threshold": float(t), "min_seed": int(min_seed), "rand_error": error}
+    if best is None:
+        raise UserError("choose_thinning: the threshold or seed-size grid is empty")
+    return best
+
+
 def _png_or_tiff(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in (".png", ".tif", ".tiff"):
