@@ -112,8 +112,10 @@ def watershed_instances(prob_or_mask: np.ndarray, threshold: float = 0.5, min_di
     return segmentation.relabel_sequential(labels)[0].astype(np.int32)
 
 
-SEED_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 1.0, 0.1), 10))
-MIN_SEED_SIZES = (0, 25)
+# seeds: low thresholds too (a seed need only lie inside its cell; the watershed finds the membrane), small
+# seeds dropped as specks inside membranes
+SEED_THRESHOLDS = (0.02, 0.05) + tuple(float(t) for t in np.round(np.arange(0.1, 1.0, 0.1), 10))
+MIN_SEED_SIZES = (0, 25, 100, 400)
 
 
 def thin_membranes(prob: np.ndarray, seed_threshold: float, min_seed: int = 0) -> np.ndarray:
