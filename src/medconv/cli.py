@@ -141,7 +141,8 @@ EXAMPLES = {
     "segment": "examples:\n  medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em\n"
                "  medconv segment train --dataset isbi2012 --mode dense --arch unet --out runs/em-unet\n"
                "  medconv segment predict runs/em slice.png --method dense --out maps/\n"
-               "  medconv segment evaluate runs/em --split test --method sliding",
+               "  medconv segment evaluate runs/em --split test --method sliding\n"
+               "  medconv segment evaluate runs/em-unet --split test --tta d4 --thin",
     "detect": "examples:\n  medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det\n"
               "  medconv detect train --dataset crchistophenotypes --mode dense --target proximity "
               "--select-metric detection_f1 --out runs/nuclei-unet\n"
