@@ -55,13 +55,17 @@ def write_results(name: str, summary: dict, runs: list[dict], markdown: str, ext
     return path
 
 
+def committed_results(name: str) -> dict:
+    """benchmarks/results/NAME.json as it stands (the committed figures), or {} when there is none."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def recorded_runs(name: str) -> list[dict]:
     """The runs of the committed benchmarks/results/NAME.json, each marked `"recorded": True`: a benchmark
     reports them for runs whose cache (benchmarks/runs/, not committed) this machine lacks, so training one
     part on a fresh checkout does not drop the other parts' figures."""
-    path = RESULTS / f"{name}.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    return [{**r, "recorded": True} for r in runs]
+    return [{**r, "recorded": True} for r in committed_results(name).get("runs", [])]
 
 
 def rescore(out: Path) -> dict:

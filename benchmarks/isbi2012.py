@@ -118,8 +118,8 @@ def thinned(row: dict) -> dict:
         if "thinned" not in m:
             m = evaluate_segmentation(out, split, tta=row["tta"], thin=True)
         figures[f"{split}_rand_error"] = m["thinned"]["rand_error"]
-        figures["thinning"] = {k: m["thinned"][k] for k in ("seed_threshold", "min_seed")}
-    return {**row, **figures, "postprocess": "thin"}
+    seeds = {k: m["thinned"][k] for k in ("seed_threshold", "min_seed")}  # the ones val chose, as test used them
+    return {**row, **figures, "thinning": seeds, "postprocess": "thin"}
 
 
 def choose_thinned(rows: list[dict]) -> list[dict]:

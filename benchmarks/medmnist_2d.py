@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import torch
-from common import RESULTS, RUNS, hardware, recorded_runs, write_results
+from common import RUNS, committed_results, hardware, recorded_runs, write_results
 
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
@@ -106,8 +106,7 @@ def cached_run(dataset: str, recipe: str, seed: int) -> dict | None:
 
 
 RECORDED = recorded_runs("medmnist_2d")  # table rows committed earlier, for runs not cached on this machine
-_committed = RESULTS / "medmnist_2d.json"
-RECORDED_SELECTION = json.loads(_committed.read_text()).get("selection", {}) if _committed.exists() else {}
+RECORDED_SELECTION = committed_results("medmnist_2d").get("selection", {})  # candidates' validation scores
 
 
 def trial(dataset: str, recipe: str) -> dict | None:

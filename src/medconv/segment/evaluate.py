@@ -44,6 +44,18 @@ from .postprocess import (
 BOUNDARY_CLASSES = ("membrane", "boundary")
 
 
+def segments_boundaries(meta: dict) -> bool:
+    """Whether a run's foreground is a boundary between objects (two classes, the second a membrane)."""
+    return len(meta["classes"]) == 2 and meta["classes"][1] in BOUNDARY_CLASSES
+
+
+def check_thinnable(meta: dict, run_dir) -> None:
+    """--thin needs membranes between cells: one clear line otherwise."""
+    if not segments_boundaries(meta):
+        raise UserError(f"--thin thins membranes between cells: {run_dir} segments {meta['classes'][-1]!r}, not one of "
+                        f"{', '.join(BOUNDARY_CLASSES)}")
+
+
 def load_segmenter(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     model, meta = load_model(run_dir, which, device)
     if meta.get("task") != "segmentation":
@@ -97,10 +109,9 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     from .train import load_data
 
     model, meta = load_segmenter(run_dir, which, device)
-    boundary = len(meta["classes"]) == 2 and meta["classes"][1] in BOUNDARY_CLASSES
-    if thin and not boundary:
-        raise UserError(f"--thin thins membranes between cells: {run_dir} segments {meta['classes'][-1]!r}, not one of "
-                        f"{', '.join(BOUNDARY_CLASSES)}")
+    boundary = segments_boundaries(meta)
+    if thin:
+        check_thinnable(meta, run_dir)
     info, splits = data if data is not None else load_data(SegmentConfig.from_dict(meta["config"]))
     if split not in splits or not splits[split]:
         raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
@@ -206,8 +217,7 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     out_dir = Path(out_dir)
     seeds = None
     if thin:
-        if meta["classes"][-1] not in BOUNDARY_CLASSES or len(meta["classes"]) != 2:
-            raise UserError(f"--thin thins membranes between cells: {run_dir} segments {meta['classes'][-1]!r}")
+        check_thinnable(meta, run_dir)
         if not (path := thinning_path(Path(run_dir), tta)).exists():
             raise UserError(f"--thin: no seeds chosen for {run_dir} with --tta {tta}; run medconv segment evaluate "
                             f"{run_dir} --split val --thin{'' if tta == 'none' else ' --tta ' + tta} first")
