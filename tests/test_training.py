@@ -116,3 +116,51 @@ def test_mixup_blends_pairs_and_their_losses(tmp_path, data_root):
     assert np.isfinite(train(cfg, tmp_path / "mix")["val"]["auc"])
     with pytest.raises(Exception, match="--mixup"):
         TrainConfig(mixup=-1).validate()
+
+
+def test_weight_average_follows_the_hand_computed_ema():
+    import torch
+
+    from medconv.training.ema import WeightAverage, ema_decay
+    assert ema_decay(0.99, 1) == pytest.approx(2 / 11) and ema_decay(0.99, 10_000) == 0.99
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model[1].num_batches_tracked += 1
+        average.update(model)
+        d = ema_decay(0.9, step)
+        for k, v in model.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    for k, v in average.model.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+    assert int(average.model[1].num_batches_tracked) == 3 and average.steps == 3
+
+
+def test_ema_run_keeps_the_average_and_resumes_to_the_same_weights(tmp_path, data_root):
+    from safetensors.torch import load_file
+
+    settings = dict(dataset="breastmnist", data_root=str(data_root), model_options={"widths": [8], "hidden": [8]},
+                    batch_size=64, ema=0.9, threads=1, deterministic=True)
+    train(TrainConfig(epochs=2, **settings), tmp_path / "full")
+    train(TrainConfig(epochs=1, **settings), tmp_path / "parted")
+    last = load_file(tmp_path / "parted" / "checkpoints" / "last.safetensors")
+    best = load_file(tmp_path / "parted" / "checkpoints" / "best.safetensors")  # epoch 1 of 1: the best
+    assert {k[len("ema."):] for k in last if k.startswith("ema.")} == {k[len("model."):] for k in best}
+    assert all(torch_equal(best["model." + k[len("ema."):]], v) for k, v in last.items() if k.startswith("ema."))
+    assert not all(torch_equal(best[k], last[k]) for k in best)  # the average, not the trained weights
+    train(TrainConfig(epochs=2, **settings), tmp_path / "parted", resume=True, overrides={"epochs": 2})
+    for name in ("last", "best"):
+        a = load_file(tmp_path / "full" / "checkpoints" / f"{name}.safetensors")
+        b = load_file(tmp_path / "parted" / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), name
+    with pytest.raises(Exception, match="--ema"):
+        TrainConfig(ema=1.0).validate()
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return torch.equal(a, b)

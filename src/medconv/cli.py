@@ -21,6 +21,8 @@ TRAIN_HELP = {
     "augment": "augmentation: a preset (none, light, strong, histology) or e.g. hflip=0.5,rotate=15,translate=0.1,contrast=0.1",
     "tta": "test-time augmentation at evaluation: none, flip, d4",
     "mixup": "mixup: train on blends of image pairs with weights ~ Beta(A, A), e.g. 0.2 (0: off)",
+    "ema": "validate and keep an exponential moving average of the weights with this decay per step, e.g. 0.99 "
+           "(0: off)",
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",

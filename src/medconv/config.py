@@ -52,6 +52,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     mixup: float = 0.0                # mixup's Beta(a, a) parameter: train on blends of image pairs (0: off)
+    ema: float = 0.0                  # decay of an exponential moving average of the weights, e.g. 0.99 (0: off)
     class_weights: str = "none"       # none, balanced
     augment: str = "none"             # a preset (none, light, strong, histology) or "hflip=0.5,rotate=15,..."
     tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
@@ -105,6 +106,8 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.mixup < 0:
             raise UserError(f"--mixup must be 0 (off) or a positive Beta parameter such as 0.2, got {self.mixup}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be 0 (off) or a decay in (0, 1) such as 0.99, got {self.ema}")
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")

@@ -41,9 +41,12 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def save_checkpoint(path: Path, model: nn.Module, meta: dict, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Write path (.safetensors) and its .json sidecar; `optimizer` makes it resumable."""
+def save_checkpoint(path: Path, model: nn.Module, meta: dict, optimizer: torch.optim.Optimizer | None = None,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write path (.safetensors) and its .json sidecar; `optimizer` makes it resumable; `extra`: more tensors
+    under their own prefix (the weight average's `ema.` state)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
     meta = {"format": FORMAT, **meta, "versions": library_versions()}
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)

@@ -41,6 +41,7 @@ from .checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
+from .ema import WeightAverage
 
 AUX_WEIGHT = 0.3
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
@@ -177,7 +178,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     With `resume`, the configuration saved in the last checkpoint is used; `overrides` (options the
     user gave explicitly) may extend --epochs or change the device, and may not change anything else.
     Writes config.yaml, history.csv, checkpoints/{last,best}.safetensors (+ .json) each epoch,
-    then metrics.json (val and test metrics of the best checkpoint), plots and predictions.
+    then metrics.json (val and test metrics of the best checkpoint), plots and predictions. With `cfg.ema`,
+    validation, the best checkpoint and the metrics use the weight average; last keeps both (resumable).
     """
     console = console or Console(stderr=True)
     out = Path(out)
@@ -197,12 +199,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         mean, std = source_normalisation(source, info, mean, std)
         console.print(f"initialised from {source.description}; " + "; ".join(notes + [f"input mean {mean} std {std}"]))
     optimizer = make_optimizer(cfg, model)
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None  # validated and kept instead of model
     meta = run_meta(cfg, info, mean, std)
     start, best, best_epoch, history = 0, -math.inf, 0, []
     if saved is not None:
         tensors, smeta = saved
         load_weights(model, tensors, last_path, cfg.arch)
         restore_optimizer(optimizer, tensors, smeta)
+        if average is not None:
+            average.restore(tensors, smeta["ema_steps"])
         mean, std = smeta["mean"], smeta["std"]
         meta = run_meta(cfg, info, mean, std)
         start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
@@ -259,10 +264,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update(model)
                 total += loss.item() * len(idx)
                 count += len(idx)
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
-            scores = predict_scores(model, val.images, mean, std, info.task, device)
+            kept = model if average is None else average.model
+            scores = predict_scores(kept, val.images, mean, std, info.task, device)
             if not np.isfinite(scores).all():
                 raise TrainingDiverged(f"the network's outputs became NaN or infinite in epoch {epoch + 1}; training "
                                        f"stopped, last good checkpoint kept in {last_path.parent}")
@@ -274,9 +282,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             metric = row[f"val_{cfg.select_metric}"]
             if best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best)):
                 best, best_epoch = metric, epoch + 1
-                save_checkpoint(best_path, model, {**meta, "epoch": epoch + 1, "val_metric": metric})
-            save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best,
-                                               "best_epoch": best_epoch, "history": history}, optimizer)
+                save_checkpoint(best_path, kept, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            resumable = {} if average is None else {"ema_steps": average.steps}
+            save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best, "best_epoch": best_epoch,
+                                               "history": history, **resumable}, optimizer,
+                            None if average is None else average.tensors())
             write_history(out / "history.csv", history)
             status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val auc {row['val_auc']:.4f} "
                       f"acc {row['val_acc']:.4f} (best {cfg.select_metric} {best:.4f} @ {best_epoch})")
