@@ -66,19 +66,23 @@ def test_thinned_membranes_evaluate_and_predict(patch_run, tmp_path, data_root, 
     assert 0 < membrane.mean() < raw.mean()  # one-pixel lines, fewer than the thresholded map's membrane pixels
 
 
-def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, data_root):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, data_root, ema):
     from safetensors.torch import load_file
     common = dict(dataset="isbi2012", data_root=str(data_root), patch=21, samples_per_epoch=256, batch_size=64,
-                  model_options={"widths": [8, 8], "kernels": [3, 3], "hidden": [16]}, threads=1, deterministic=True)
+                  model_options={"widths": [8, 8], "kernels": [3, 3], "hidden": [16]}, threads=1, deterministic=True,
+                  ema=ema)
     train_segmentation(SegmentConfig(**common, epochs=2), tmp_path / "whole")
     train_segmentation(SegmentConfig(**common, epochs=1), tmp_path / "parts")  # stopped after epoch 1 ...
     (tmp_path / "parts" / "metrics.json").unlink()
     train_segmentation(SegmentConfig(), tmp_path / "parts", resume=True, overrides={"epochs": 2})  # ... resumed
     with pytest.raises(UserError, match="cannot change"):
         train_segmentation(SegmentConfig(), tmp_path / "parts", resume=True, overrides={"patch": 33})
-    whole = load_file(str(tmp_path / "whole" / "checkpoints" / "last.safetensors"))
-    parts = load_file(str(tmp_path / "parts" / "checkpoints" / "last.safetensors"))
-    assert all(np.array_equal(whole[k].numpy(), parts[k].numpy()) for k in whole if k.startswith("model."))
+    for name in ("best", "last"):  # with ema, best is the weight average and last holds it too
+        whole = load_file(str(tmp_path / "whole" / "checkpoints" / f"{name}.safetensors"))
+        parts = load_file(str(tmp_path / "parts" / "checkpoints" / f"{name}.safetensors"))
+        assert whole.keys() == parts.keys() and all(np.array_equal(whole[k].numpy(), parts[k].numpy()) for k in whole)
+    assert any(k.startswith("ema.") for k in whole) == (ema > 0)  # whole: the last checkpoint
 
 
 def write(path, array):

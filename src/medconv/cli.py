@@ -41,6 +41,7 @@ TRAIN_HELP = {
 
 
 SEGMENT_HELP = {
+    "ema": TRAIN_HELP["ema"],
     "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29), "
                "cpm15 (CPM-15 nuclei, instance maps kept for AJI) or crchistophenotypes (nucleus centres as discs)",
     "radius": "point data: radius in pixels of the disc labelled around each centre",

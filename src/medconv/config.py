@@ -10,6 +10,12 @@ import yaml
 from .errors import UserError
 
 
+def check_ema(decay: float) -> None:
+    """A config's `ema` (weight averaging): 0 (off) or a decay in (0, 1), else one clear line."""
+    if not 0 <= decay < 1:
+        raise UserError(f"--ema must be 0 (off) or a decay in (0, 1) such as 0.99, got {decay}")
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to repeat a training run (seed included)."""
@@ -106,8 +112,7 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.mixup < 0:
             raise UserError(f"--mixup must be 0 (off) or a positive Beta parameter such as 0.2, got {self.mixup}")
-        if not 0 <= self.ema < 1:
-            raise UserError(f"--ema must be 0 (off) or a decay in (0, 1) such as 0.99, got {self.ema}")
+        check_ema(self.ema)
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..config import check_ema
 from ..errors import UserError
 
 
@@ -55,6 +56,7 @@ class SegmentConfig:
     gamma: float = 0.1
     warmup_epochs: int = 0
     lr_decay: float = 1.0
+    ema: float = 0.0                  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
     augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-), colour (+- per channel)
     select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error,
                                       # detection_f1 (point data: F1 of the tuned local maxima of the centre maps)
@@ -100,6 +102,7 @@ class SegmentConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         parse_augment(self.augment)
+        check_ema(self.ema)
         if isinstance(self.classes, str):
             self.classes = [c.strip() for c in self.classes.split(",")]
         return self

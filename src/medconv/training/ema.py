@@ -50,3 +50,13 @@ class WeightAverage:
         state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
         self.model.load_state_dict(state, strict=True)
         self.steps = steps
+
+
+def weight_average(model: nn.Module, decay: float) -> WeightAverage | None:
+    """A WeightAverage of `model` with `decay` (a config's `ema`), or None when it is 0 (off)."""
+    return WeightAverage(model, decay) if decay > 0 else None
+
+
+def resumable_parts(average: WeightAverage | None) -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """(metadata, tensors) the last checkpoint needs to resume `average`: ({}, None) without one."""
+    return ({}, None) if average is None else ({"ema_steps": average.steps}, average.tensors())

@@ -41,7 +41,7 @@ from .checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from .ema import WeightAverage
+from .ema import resumable_parts, weight_average
 
 AUX_WEIGHT = 0.3
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         mean, std = source_normalisation(source, info, mean, std)
         console.print(f"initialised from {source.description}; " + "; ".join(notes + [f"input mean {mean} std {std}"]))
     optimizer = make_optimizer(cfg, model)
-    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None  # validated and kept instead of model
+    average = weight_average(model, cfg.ema)  # with --ema, validated and kept instead of model
     meta = run_meta(cfg, info, mean, std)
     start, best, best_epoch, history = 0, -math.inf, 0, []
     if saved is not None:
@@ -283,10 +283,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             if best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best)):
                 best, best_epoch = metric, epoch + 1
                 save_checkpoint(best_path, kept, {**meta, "epoch": epoch + 1, "val_metric": metric})
-            resumable = {} if average is None else {"ema_steps": average.steps}
+            resume_meta, resume_tensors = resumable_parts(average)
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best, "best_epoch": best_epoch,
-                                               "history": history, **resumable}, optimizer,
-                            None if average is None else average.tensors())
+                                               "history": history, **resume_meta}, optimizer, resume_tensors)
             write_history(out / "history.csv", history)
             status = (f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val auc {row['val_auc']:.4f} "
                       f"acc {row['val_acc']:.4f} (best {cfg.select_metric} {best:.4f} @ {best_epoch})")
