@@ -141,6 +141,7 @@ def test_weight_average_follows_the_hand_computed_ema():
 
 
 def test_ema_run_keeps_the_average_and_resumes_to_the_same_weights(tmp_path, data_root):
+    import torch
     from safetensors.torch import load_file
 
     settings = dict(dataset="breastmnist", data_root=str(data_root), model_options={"widths": [8], "hidden": [8]},
@@ -150,17 +151,13 @@ def test_ema_run_keeps_the_average_and_resumes_to_the_same_weights(tmp_path, dat
     last = load_file(tmp_path / "parted" / "checkpoints" / "last.safetensors")
     best = load_file(tmp_path / "parted" / "checkpoints" / "best.safetensors")  # epoch 1 of 1: the best
     assert {k[len("ema."):] for k in last if k.startswith("ema.")} == {k[len("model."):] for k in best}
-    assert all(torch_equal(best["model." + k[len("ema."):]], v) for k, v in last.items() if k.startswith("ema."))
-    assert not all(torch_equal(best[k], last[k]) for k in best)  # the average, not the trained weights
+    assert all(torch.equal(best["model." + k[len("ema."):]], v) for k, v in last.items() if k.startswith("ema."))
+    assert not all(torch.equal(best[k], last[k]) for k in best)  # the average, not the trained weights
     train(TrainConfig(epochs=2, **settings), tmp_path / "parted", resume=True, overrides={"epochs": 2})
     for name in ("last", "best"):
         a = load_file(tmp_path / "full" / "checkpoints" / f"{name}.safetensors")
         b = load_file(tmp_path / "parted" / "checkpoints" / f"{name}.safetensors")
-        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), name
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(Exception, match="--ema"):
         TrainConfig(ema=1.0).validate()
 
-
-def torch_equal(a, b) -> bool:
-    import torch
-    return torch.equal(a, b)

@@ -23,7 +23,7 @@ from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..models.registry import build_model
 from ..training.checkpoint import load_weights, restore_optimizer, save_checkpoint
-from ..training.ema import resumable_parts, weight_average
+from ..training.ema import WeightAverage
 from ..training.loop import (
     learning_rate,
     make_optimizer,
@@ -192,13 +192,12 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
             "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
             "mean": mean, "std": std, "config": cfg.to_dict()}
     optimizer = make_optimizer(cfg, model)
-    average = weight_average(model, cfg.ema)  # with --ema, validated and kept instead of model
+    average = WeightAverage(model, cfg.ema)  # average.model: validated and kept (the model without --ema)
     start, best, best_epoch, history = 0, -math.inf, 0, []
     if saved is not None:
         load_weights(model, saved[0], last_path, cfg.arch)
         restore_optimizer(optimizer, saved[0], saved[1])
-        if average is not None:
-            average.restore(saved[0], saved[1]["ema_steps"])
+        average.restore(*saved)
         start, best, best_epoch, history = (saved[1][k] for k in ("epoch", "best_metric", "best_epoch", "history"))
         console.print(f"resuming {out} after epoch {start} of {cfg.epochs}")
     out.mkdir(parents=True, exist_ok=True)
@@ -235,12 +234,10 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if average is not None:
-                    average.update(model)
+                average.update(model)
                 total += loss.item()
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / (step + 1):.4f}")
-            kept = model if average is None else average.model
-            val = score(MapMaker(kept, meta, device=str(device)), splits["val"], info.classes,
+            val = score(MapMaker(average.model, meta, device=str(device)), splits["val"], info.classes,
                         tolerance if cfg.select_metric == "detection_f1" else None)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / steps, "val_f1": val["f1"],
                    "val_pixel_error": val["pixel_error"], "val_detection_f1": val.get("detection_f1", ""),
@@ -249,8 +246,8 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
             metric = -val["pixel_error"] if cfg.select_metric == "pixel_error" else val[cfg.select_metric]
             if best_epoch == 0 or metric > best:
                 best, best_epoch = metric, epoch + 1
-                save_checkpoint(best_path, kept, {**meta, "epoch": epoch + 1, "val_metric": metric})
-            resume_meta, resume_tensors = resumable_parts(average)
+                save_checkpoint(best_path, average.model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            resume_meta, resume_tensors = average.resumable()
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best, "best_epoch": best_epoch,
                                                "history": history, **resume_meta}, optimizer, resume_tensors)
             write_history(out / "history.csv", history, HISTORY)

@@ -41,7 +41,7 @@ from .checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from .ema import resumable_parts, weight_average
+from .ema import WeightAverage
 
 AUX_WEIGHT = 0.3
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds"]
@@ -199,15 +199,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         mean, std = source_normalisation(source, info, mean, std)
         console.print(f"initialised from {source.description}; " + "; ".join(notes + [f"input mean {mean} std {std}"]))
     optimizer = make_optimizer(cfg, model)
-    average = weight_average(model, cfg.ema)  # with --ema, validated and kept instead of model
+    average = WeightAverage(model, cfg.ema)  # average.model: validated and kept (the model without --ema)
     meta = run_meta(cfg, info, mean, std)
     start, best, best_epoch, history = 0, -math.inf, 0, []
     if saved is not None:
         tensors, smeta = saved
         load_weights(model, tensors, last_path, cfg.arch)
         restore_optimizer(optimizer, tensors, smeta)
-        if average is not None:
-            average.restore(tensors, smeta["ema_steps"])
+        average.restore(tensors, smeta)
         mean, std = smeta["mean"], smeta["std"]
         meta = run_meta(cfg, info, mean, std)
         start, best, best_epoch, history = smeta["epoch"], smeta["best_metric"], smeta["best_epoch"], smeta["history"]
@@ -264,13 +263,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if average is not None:
-                    average.update(model)
+                average.update(model)
                 total += loss.item() * len(idx)
                 count += len(idx)
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
-            kept = model if average is None else average.model
-            scores = predict_scores(kept, val.images, mean, std, info.task, device)
+            scores = predict_scores(average.model, val.images, mean, std, info.task, device)
             if not np.isfinite(scores).all():
                 raise TrainingDiverged(f"the network's outputs became NaN or infinite in epoch {epoch + 1}; training "
                                        f"stopped, last good checkpoint kept in {last_path.parent}")
@@ -282,8 +279,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             metric = row[f"val_{cfg.select_metric}"]
             if best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best)):
                 best, best_epoch = metric, epoch + 1
-                save_checkpoint(best_path, kept, {**meta, "epoch": epoch + 1, "val_metric": metric})
-            resume_meta, resume_tensors = resumable_parts(average)
+                save_checkpoint(best_path, average.model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            resume_meta, resume_tensors = average.resumable()
             save_checkpoint(last_path, model, {**meta, "epoch": epoch + 1, "best_metric": best, "best_epoch": best_epoch,
                                                "history": history, **resume_meta}, optimizer, resume_tensors)
             write_history(out / "history.csv", history)
