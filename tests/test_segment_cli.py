@@ -66,12 +66,12 @@ def test_thinned_membranes_evaluate_and_predict(patch_run, tmp_path, data_root, 
     assert 0 < membrane.mean() < raw.mean()  # one-pixel lines, fewer than the thresholded map's membrane pixels
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, data_root, ema):
+@pytest.mark.parametrize("ema, precision", [(0.0, "fp32"), (0.9, "fp32"), (0.0, "bf16")])
+def test_resume_after_an_interruption_gives_the_same_weights(tmp_path, data_root, ema, precision):
     from safetensors.torch import load_file
     common = dict(dataset="isbi2012", data_root=str(data_root), patch=21, samples_per_epoch=256, batch_size=64,
                   model_options={"widths": [8, 8], "kernels": [3, 3], "hidden": [16]}, threads=1, deterministic=True,
-                  ema=ema)
+                  ema=ema, precision=precision)
     train_segmentation(SegmentConfig(**common, epochs=2), tmp_path / "whole")
     train_segmentation(SegmentConfig(**common, epochs=1), tmp_path / "parts")  # stopped after epoch 1 ...
     (tmp_path / "parts" / "metrics.json").unlink()
@@ -131,6 +131,22 @@ def test_dense_mode_defaults_to_the_unet_and_refuses_patch_networks():
     assert SegmentConfig().validate().arch == "patch-cnn"
     with pytest.raises(UserError, match="per-pixel outputs"):
         SegmentConfig(mode="dense", arch="patch-cnn").validate()
+
+
+def test_bf16_training_forward_gives_float32_logits_near_fp32_ones():
+    import torch
+
+    from medconv.models.registry import build_model
+    from medconv.segment.train import forward
+    torch.manual_seed(0)
+    unet = build_model("unet", 3, 2, (32, 32), features="8,8,16,16,32,8")
+    x = torch.randn(2, 3, 32, 32)
+    full, half = forward(unet, x, "fp32"), forward(unet, x, "bf16")
+    assert half.dtype == torch.float32 and half.shape == full.shape == (2, 2, 32, 32)
+    assert not torch.equal(half, full)  # bfloat16 arithmetic did run ...
+    torch.testing.assert_close(half, full, rtol=0.05, atol=0.05)  # ... with about 3 significant digits
+    with pytest.raises(UserError, match="--precision 'fp16'"):
+        SegmentConfig(precision="fp16").validate()
 
 
 def test_d4_test_time_augmentation_is_rotation_equivariant():

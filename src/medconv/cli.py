@@ -42,6 +42,8 @@ TRAIN_HELP = {
 
 SEGMENT_HELP = {
     "ema": TRAIN_HELP["ema"],
+    "precision": "training arithmetic: fp32, or bf16 (bfloat16 autocast; ./run bench precision_speed measures the gain "
+                 "on your machine, about 3x for U-Net steps on a CPU with AMX; validation maps stay fp32)",
     "dataset": "isbi2012 (ISBI 2012 EM membranes under the data root: train 00-19, val 20-24, test 25-29), "
                "cpm15 (CPM-15 nuclei, instance maps kept for AJI) or crchistophenotypes (nucleus centres as discs)",
     "radius": "point data: radius in pixels of the disc labelled around each centre",

@@ -57,6 +57,8 @@ class SegmentConfig:
     warmup_epochs: int = 0
     lr_decay: float = 1.0
     ema: float = 0.0                  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
+    precision: str = "fp32"           # training arithmetic: fp32, or bf16 (bfloat16 autocast, channels-last inputs;
+                                      # fast on CPUs with AMX/AVX-512 BF16 and on recent GPUs); validation stays fp32
     augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-), colour (+- per channel)
     select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error,
                                       # detection_f1 (point data: F1 of the tuned local maxima of the centre maps)
@@ -69,7 +71,8 @@ class SegmentConfig:
     def validate(self) -> "SegmentConfig":
         choices = {"mode": ("patch", "dense"), "balance": ("class", "none"), "class_weights": ("none", "balanced"),
                    "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
-                   "select_metric": ("f1", "pixel_error", "detection_f1"), "target": ("disc", "proximity")}
+                   "select_metric": ("f1", "pixel_error", "detection_f1"), "target": ("disc", "proximity"),
+                   "precision": ("fp32", "bf16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
