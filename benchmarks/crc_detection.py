@@ -5,7 +5,8 @@ training images to a centre map, the map is smoothed, and its local maxima are t
   its map computed by exact dense scanning; checkpoint chosen on the disc masks' F1;
 - unet-proximity: a U-Net (128 px tiles) learns SC-CNN's proximity map 1/(1+d^2/2) within 4 px of a
   centre (soft labels); checkpoint chosen on the validation detection F1;
-- unet-proximity-r6, -r6-e40, -r8-e40: the same within 6 or 8 px of a centre (20 or 40 epochs).
+- unet-proximity-r6, -r6-e40, -r8-e40: the same within 6 or 8 px of a centre (20 or 40 epochs);
+- unet-proximity-r6-e60-bf16: radius 6 px, 60 epochs of 800 tiles in bfloat16 (--precision bf16).
 
 The smoothing sigma, minimum distance and threshold are chosen on the 10 validation images, and
 precision/recall/F1 are reported on those same images (as the protocol in DESIGN.md asks; the choice
