@@ -24,6 +24,8 @@ TRAIN_HELP = {
     "ema": "validate and keep an exponential moving average of the weights with this decay per step, e.g. 0.99 "
            "(0: off)",
     "deterministic": "deterministic algorithms (a resumed run ends with the same weights)",
+    "amp": "mixed precision: training steps in bfloat16 autocast on CUDA (no effect on the CPU; segment and detect "
+           "train choose theirs with --precision)",
     "train_fraction": "use this stratified fraction of the training labels",
     "select_metric": "validation metric that picks the best checkpoint",
     "pretrain": "layer-wise pretraining: rbm (contrastive divergence) or ae (autoencoders) for --arch mlp, "
