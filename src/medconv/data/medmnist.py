@@ -67,7 +67,7 @@ def load_medmnist(flag: str, size: int = 28, root: str | os.PathLike | None = No
     folder = data_root(root)
     path = folder / medmnist_file(flag, size)
     if not path.exists():
-        # also accept the layout ../shared/datasets uses: ROOT/medmnist/FILE
+        # also accept a datasets folder with one sub-folder per source: ROOT/medmnist/FILE
         nested = folder / "medmnist" / medmnist_file(flag, size)
         if nested.exists():
             path = nested

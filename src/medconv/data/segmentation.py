@@ -181,7 +181,7 @@ def _folder_rows(images: Path, masks: Path, roi: Path | None) -> list[dict]:
 
 
 def _isbi_rows(root: str | os.PathLike | None) -> list[dict]:
-    """ISBI 2012 training stack: slices 00-19 train, 20-24 val, 25-29 test (DESIGN.md protocol)."""
+    """ISBI 2012 training stack: slices 00-19 train, 20-24 val, 25-29 test (docs/protocols.md)."""
     base = resolve_root(root)
     folder = base if (base / "train" / "image").is_dir() else base / "isbi2012_em"
     files = sorted((folder / "train" / "image").glob("*.png"))
