@@ -43,8 +43,9 @@ def command_line() -> str:
 
 
 def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:
-    """benchmarks/results/NAME.json in the DESIGN.md format, and NAME.md ($MEDCONV_RESULTS_SUFFIX, e.g.
-    _cuda on a GPU machine, keeps other hardware's figures apart from the CPU reference ones)."""
+    """benchmarks/results/NAME.json in the format docs/protocols.md describes, and NAME.md
+    ($MEDCONV_RESULTS_SUFFIX, e.g. _cuda on a GPU machine, keeps other hardware's figures apart from the
+    CPU reference ones)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     name += os.environ.get("MEDCONV_RESULTS_SUFFIX", "")
     doc = {"benchmark": name, "command": command_line(), "hardware": hardware(), "versions": versions(),

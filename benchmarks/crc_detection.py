@@ -9,9 +9,9 @@ training images to a centre map, the map is smoothed, and its local maxima are t
 - unet-proximity-r6-e60-bf16: radius 6 px, 60 epochs of 800 tiles in bfloat16 (--precision bf16).
 
 The smoothing sigma, minimum distance and threshold are chosen on the 10 validation images, and
-precision/recall/F1 are reported on those same images (as the protocol in DESIGN.md asks; the choice
-therefore flatters the figure slightly), detections matching centres one-to-one within 6 px, TP/FP/FN
-summed over the images; 3 seeds each. The headline is the way with the better mean F1. Then
+precision/recall/F1 are reported on those same images (as docs/protocols.md sets out for this
+benchmark; the choice therefore flatters the figure slightly), detections matching centres one-to-one
+within 6 px, TP/FP/FN summed over the images; 3 seeds each. The headline is the way with the better mean F1. Then
 detect-then-classify: each of its detections is typed by a 27 px nucleus-type classifier (simple-cnn on
 the classified nuclei of the same 70 training images) and scored per class against the classified
 centres. Beside the published SC-CNN (Sirinukunwattana et al. 2016; their protocol differs: 2-fold

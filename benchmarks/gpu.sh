@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What medconv runs on a lent GPU machine, in one call of under 9 minutes (see DESIGN.md):
+# What medconv runs on a lent GPU machine, in one call of under 9 minutes:
 #   1. speed, alone on the machine: BernoulliRBM epochs on CUDA, and the ISBI slice segmented by the naive
 #      sliding window, exact dense scanning and the U-Net on CUDA (results/*_cuda.json);
 #   2. then, at once on the one GPU: the published MedMNIST recipe in full (ResNet-18 (28), 100 epochs) on

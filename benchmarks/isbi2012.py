@@ -1,5 +1,5 @@
-"""ISBI 2012 EM membranes with the DESIGN.md protocol: train on slices 00-19, choose checkpoints and the
-patch size on 20-24, report on 25-29 (pixel error, Rand error as the challenge computes it, membrane F1).
+"""ISBI 2012 EM membranes with the protocol of docs/protocols.md: train on slices 00-19, choose checkpoints
+and the patch size on 20-24, report on 25-29 (pixel error, Rand error as the challenge computes it, membrane F1).
 
 1. The context/localisation trade-off: patch-cnn at 33, 65 and 95 px, 1 seed each (a plot).
 2. The best patch size (lowest validation Rand error) with 3 seeds, and U-Nets (dense mode: full and half width,

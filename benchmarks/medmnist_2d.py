@@ -1,7 +1,7 @@
 """MedMNIST 2D at 28 px: the published ResNet-18 (28) recipe reproduced with medconv's trainer, and our
 best recipe, on BreastMNIST and PneumoniaMNIST, beside every row of the MedMNIST v2 table.
 
-Protocol (DESIGN.md): official splits; checkpoint chosen on validation AUC; test AUC/ACC as
+Protocol (docs/protocols.md): official splits; checkpoint chosen on validation AUC; test AUC/ACC as
 medmnist.Evaluator; mean +- std over seeds. "best" is chosen among CANDIDATES (and test-time
 augmentation none/flip) by validation AUC + ACC of seed 0 only; test labels play no part in it.
 Every run is cached under benchmarks/runs/medmnist_2d/, so the benchmark can be finished over
