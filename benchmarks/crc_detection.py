@@ -38,7 +38,7 @@ from medconv.detect.predict import predict_detections
 from medconv.export import export_onnx
 from medconv.infer.onnx_maps import ONNX_NAME, SIDECAR_NAME
 from medconv.segment.config import SegmentConfig
-from medconv.training.loop import train
+from medconv.classify.train import train
 
 METHODS = {  # name: (cache folder, label, settings)
     "patch-cnn": ("detector", "27 px patch-cnn on discs, dense map", dict(

@@ -24,10 +24,10 @@ from common import RUNS, committed_results, hardware, recorded_runs, write_resul
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
 from medconv.metrics import acc_score, auc_score
-from medconv.prediction import predict_scores
+from medconv.classify.predict import predict_scores
 from medconv.published import MEDMNIST_V2, best_published
 from medconv.training.checkpoint import load_model
-from medconv.training.loop import train
+from medconv.classify.train import train
 
 DATASETS = ("breastmnist", "pneumoniamnist")
 # MedMNIST v2's recipe: ResNet-18 (28), Adam 1e-3, batch 128, 100 epochs, lr x0.1 at 50% and 75%.

@@ -17,7 +17,7 @@ from common import RUNS, hardware, write_results
 
 from medconv.config import TrainConfig
 from medconv.experiments.vanishing_gradient import vanishing_gradient
-from medconv.training.loop import train
+from medconv.classify.train import train
 
 DATASETS = {"breastmnist": 1.0, "pneumoniamnist": 0.1}  # dataset -> fraction of training labels
 INITS = ("random", "rbm", "ae")

@@ -24,8 +24,8 @@ from pathlib import Path
 from common import RUNS, hardware, write_results
 
 from medconv.config import TrainConfig
-from medconv.evaluation import evaluate
-from medconv.training.loop import train
+from medconv.classify.evaluate import evaluate
+from medconv.classify.train import train
 from medconv.transfer.heads import fit_head
 
 ROOT = Path(__file__).resolve().parents[1]

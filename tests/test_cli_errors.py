@@ -86,7 +86,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     from medconv.config import TrainConfig
     from medconv.errors import TrainingDiverged
     from medconv.training.checkpoint import read_checkpoint
-    from medconv.training.loop import train
+    from medconv.classify.train import train
 
     run = tmp_path / "run"
     # lr 1e-3 in epoch 1, then x1e33 from epoch 2 on: the loss explodes in epoch 2

@@ -74,9 +74,9 @@ def test_detections_are_classified_on_the_patches_the_classifier_saw(tmp_path, d
     from medconv.data import load_dataset
     from medconv.data.images import read_image
     from medconv.detect.pipeline import classify_detections
-    from medconv.prediction import predict_scores
+    from medconv.classify.predict import predict_scores
     from medconv.training.checkpoint import load_model
-    from medconv.training.loop import train
+    from medconv.classify.train import train
 
     cfg = TrainConfig(dataset="crchistophenotypes", data_root=str(data_root), arch="simple-cnn", epochs=1,
                       train_fraction=0.02, threads=1, model_options={"widths": [8, 16], "hidden": [16]})

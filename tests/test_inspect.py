@@ -7,7 +7,7 @@ from medconv.analysis import layer_table
 from medconv.analysis.paper import TABLE1_ERRATA, compare_table1
 from medconv.config import TrainConfig
 from medconv.models.registry import available, build_model
-from medconv.training.loop import train
+from medconv.classify.train import train
 
 
 def test_googlenet_reproduces_table1_of_szegedy_2014_row_by_row():

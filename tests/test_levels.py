@@ -12,7 +12,7 @@ import pytest
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
 from medconv.errors import UserError
-from medconv.training.loop import train
+from medconv.classify.train import train
 
 TREE = Path(__file__).resolve().parents[1] / "examples" / "nuclei_taxonomy.yaml"
 
@@ -76,7 +76,7 @@ def test_level_without_taxonomy_is_refused(tmp_path, data_root):
 def test_predict_on_a_nucleus_patch_file_equals_evaluate(fine_run, tmp_path, data_root):
     from PIL import Image
 
-    from medconv.prediction import predict_files
+    from medconv.classify.predict import predict_files
     _, sets = load_dataset(nuclei(data_root))
     patch = tmp_path / "patch.png"
     Image.fromarray(sets["test"].images[0].permute(1, 2, 0).numpy()).save(patch)  # a 27 x 27 RGB patch

@@ -137,16 +137,18 @@ def test_bf16_training_forward_gives_float32_logits_near_fp32_ones():
     import torch
 
     from medconv.models.registry import build_model
-    from medconv.segment.train import forward
+    from medconv.training.engine import precision_context
     torch.manual_seed(0)
     unet = build_model("unet", 3, 2, (32, 32), features="8,8,16,16,32,8")
     x = torch.randn(2, 3, 32, 32)
-    full, half = forward(unet, x, "fp32"), forward(unet, x, "bf16")
+    full = unet(x).float()
+    with precision_context("bf16", x.device):
+        half = unet.to(memory_format=torch.channels_last)(x).float()
     assert half.dtype == torch.float32 and half.shape == full.shape == (2, 2, 32, 32)
     assert not torch.equal(half, full)  # bfloat16 arithmetic did run ...
     torch.testing.assert_close(half, full, rtol=0.05, atol=0.05)  # ... with about 3 significant digits
-    with pytest.raises(UserError, match="--precision 'fp16'"):
-        SegmentConfig(precision="fp16").validate()
+    with pytest.raises(UserError, match="--precision 'fp8'"):
+        SegmentConfig(precision="fp8").validate()
 
 
 def test_d4_test_time_augmentation_is_rotation_equivariant():

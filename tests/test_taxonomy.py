@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from medconv.errors import UserError
-from medconv.transfer.taxonomy import (
+from medconv.data.taxonomy import (
     Taxonomy,
     TrainingClass,
     load_counts,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from medconv.config import TrainConfig
-from medconv.training.loop import learning_rate, train
+from medconv.classify.train import train
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +61,6 @@ def test_predict_on_png_files_equals_evaluation_scores(breast_run, data_root, tm
         assert float(row["prob_malignant"]) + float(row["prob_normal, benign"]) == pytest.approx(1, abs=1e-5)
 
 
-def test_learning_rate_schedules():
-    step = TrainConfig(epochs=100, lr=1e-3, schedule="step", milestones=[0.5, 0.75], gamma=0.1)
-    assert [learning_rate(step, e) for e in (0, 49, 50, 74, 75, 99)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
-    cosine = TrainConfig(epochs=10, lr=1.0, schedule="cosine", warmup_epochs=1)
-    assert learning_rate(cosine, 0) == pytest.approx(0.5)
-    assert learning_rate(cosine, 1) == pytest.approx(1.0)
-    assert learning_rate(cosine, 9) < 0.05
-
-
 def test_predict_repeats_resize_and_tta_of_the_run(tmp_path, data_root, medconv):
     run = tmp_path / "resized"
     cfg = TrainConfig(dataset="breastmnist", data_root=str(data_root), arch="simple-cnn", resize=56, tta="flip",
@@ -100,7 +91,7 @@ def test_resume_may_add_epochs_but_not_change_the_model(tmp_path, medconv):
 def test_mixup_blends_pairs_and_their_losses(tmp_path, data_root):
     import torch
 
-    from medconv.training.loop import mixed_batch
+    from medconv.classify.train import mixed_batch
     loss_fn = torch.nn.CrossEntropyLoss()
     x, y, logits = torch.rand(8, 1, 4, 4), torch.tensor([0, 1] * 4), torch.randn(8, 2)
     same, plain = mixed_batch(x, y, loss_fn, 0.0)

@@ -15,7 +15,7 @@ from medconv.data import load_dataset
 from medconv.errors import UserError
 from medconv.models.registry import build_model
 from medconv.training.checkpoint import load_model, read_checkpoint
-from medconv.training.loop import train
+from medconv.classify.train import train
 from medconv.transfer.finetune import layer_groups, optimizer_groups, set_trainable
 from medconv.transfer.weights import (
     apply_weights,
@@ -196,7 +196,7 @@ def test_features_are_cached_and_the_fitted_head_is_scikit_learns(source_run, tm
     expected = expected.predict_proba(scaler.transform(xt))
     model, meta = load_model(tmp_path / "head")
     info, sets = load_dataset(cfg())
-    from medconv.prediction import predict_scores
+    from medconv.classify.predict import predict_scores
     ours = predict_scores(model, sets["test"].images, meta["mean"], meta["std"], meta["task"])
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 

@@ -1,37 +1,26 @@
 """medconv: convolutional neural networks for medical image analysis.
 
-The Python API mirrors the command line:
+The Python API mirrors the command line (each name is imported on first use, see `medconv.api`):
 
     import medconv
-    result = medconv.train(medconv.TrainConfig(dataset="breastmnist", arch="resnet18"), "runs/b")
-    metrics = medconv.evaluate("runs/b", split="test")
-    model, meta = medconv.load("runs/b")
-    rows = medconv.predict("runs/b", ["scan.png"])
+    cfg = medconv.TrainConfig(dataset="breastmnist", arch="resnet18", epochs=10)
+    result = medconv.train(cfg, "runs/b")                       # medconv train
+    metrics = medconv.evaluate("runs/b", split="test")          # medconv evaluate
+    model, meta = medconv.load_model("runs/b")                  # the best checkpoint as an nn.Module
+    rows = medconv.predict_files("runs/b", ["scan.png"])        # medconv predict
+
+Segmentation and detection: `medconv.segment` (train_segmentation, evaluate_segmentation,
+predict_segmentation, SegmentConfig) and `medconv.detect` (train_detector, tune_detector,
+evaluate_detection, predict_detections).
 """
-__version__ = "0.1.0"
+from .api import lazy_names
+from .version import __version__
 
-from .config import TrainConfig, load_config  # noqa: E402,F401
+__all__ = ["__version__", "TrainConfig", "load_config", "train", "evaluate", "predict_files", "load_model",
+           "pretrain_stack", "build_model", "segment", "detect"]
 
-
-def train(config, out, resume: bool = False) -> dict:
-    """Train a classifier into run directory `out`; see medconv.training.loop.train."""
-    from .training.loop import train as _train
-    return _train(config, out, resume=resume)
-
-
-def evaluate(run_dir, split: str = "test", **options) -> dict:
-    """Metrics of a run on a split; see medconv.evaluate.evaluate."""
-    from .evaluation import evaluate as _evaluate
-    return _evaluate(run_dir, split, **options)
-
-
-def load(run_dir, which: str = "best", device: str = "cpu"):
-    """(model, metadata) of a run's checkpoint."""
-    from .training.checkpoint import load_model
-    return load_model(run_dir, which, device)
-
-
-def predict(run_dir, inputs, out=None, **options) -> list[dict]:
-    """Class probabilities for image files or folders; see medconv.predict.predict_files."""
-    from .prediction import predict_files
-    return predict_files(run_dir, list(inputs), out, **options)
+__getattr__ = lazy_names(__name__, {
+    "TrainConfig": ".config", "load_config": ".config", "train": ".classify.train",
+    "evaluate": ".classify.evaluate", "predict_files": ".classify.predict", "load_model": ".training.checkpoint",
+    "pretrain_stack": ".classify.pretrain", "build_model": ".models.registry",
+    "segment": ".segment", "detect": ".detect"})

@@ -1,13 +1,23 @@
-"""Typed run configuration: a dataclass, read from and written to YAML."""
+"""Typed run configuration: dataclasses read from and written to YAML.
+
+`BaseConfig` holds what every trainer shares (optimisation, schedule, precision, weight average,
+reproducibility, hardware) and its checks; `TrainConfig` (classification, here) and
+`segment.config.SegmentConfig` add their data and model fields.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .data.transforms import parse_augment
 from .errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+LEGACY_KEYS = ("amp",)  # read from older config.yaml files and ignored (amp: CUDA-only bf16, now --precision)
 
 
 def check_ema(decay: float) -> None:
@@ -16,80 +26,143 @@ def check_ema(decay: float) -> None:
         raise UserError(f"--ema must be 0 (off) or a decay in (0, 1) such as 0.99, got {decay}")
 
 
-@dataclass
-class TrainConfig:
-    """Everything needed to repeat a training run (seed included)."""
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    # data
-    dataset: str = "breastmnist"      # a MedMNIST 2D flag or "synthetic"; ignored when images/manifest is set
-    images: str | None = None         # folder of class sub-folders (optionally under train/val/test)
-    manifest: str | None = None       # CSV: path,label[,split][,group]
+
+@dataclass
+class BaseConfig:
+    """The settings every training run shares; subclasses add data and model fields."""
+
     data_root: str | None = None      # else $MEDCONV_DATA, else ~/.medconv/data
-    download: bool = False
-    size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
-    resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
-    resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
-    patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
-    channels: int | None = None       # 1 or 3 (default: as the images are); 3 copies grey into RGB, 1 takes RGB's luminance
-    val_fraction: float = 0.1         # folders without a split column
-    test_fraction: float = 0.2
-    train_fraction: float = 1.0       # keep this stratified fraction of the training labels
-    # model
-    arch: str = "simple-cnn"
+    channels: int | None = None       # 1 or 3 (default: as the images are)
+    val_fraction: float = 0.1         # images without a split: the fraction held out for validation
+    test_fraction: float = 0.2        # ... and for testing
     model_options: dict = field(default_factory=dict)
-    pretrain: str = "none"            # layer-wise pretraining: rbm, ae (an mlp's hidden layers), cae (convolutions)
-    pretrain_epochs: int = 10         # epochs per layer
-    init_from: str | None = None      # start from weights: a run directory, a .safetensors/.pth file, or a torchvision name (IMAGENET1K_V1)
-    finetune: str = "all"             # which weights train: all, head (frozen features), from:LAYER
-    lr_decay: float = 1.0             # discriminative learning rates: each earlier layer group x this
-    taxonomy: str | None = None       # YAML tree whose leaves are the classes: evaluate/predict --level sums them
-    train_level: str | None = None    # with --taxonomy: train on this level's classes (leaf labels mapped up)
-    unfreeze_every: int = 0           # gradual unfreezing: epochs before each further group unfreezes (0: off)
     # optimisation
     epochs: int = 30
-    batch_size: int = 128
     optimizer: str = "adamw"          # adamw, adam, sgd
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9             # sgd only
-    schedule: str = "cosine"          # cosine, step, constant
+    schedule: str = "cosine"          # cosine, step, constant (torch.optim.lr_scheduler, stepped per epoch)
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of epochs
     gamma: float = 0.1                # step: lr factor at each milestone
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    mixup: float = 0.0                # mixup's Beta(a, a) parameter: train on blends of image pairs (0: off)
+    warmup_epochs: int = 0            # linear warm-up from lr / (warmup + 1) before the schedule
+    lr_decay: float = 1.0             # discriminative learning rates: each earlier layer group x this
     ema: float = 0.0                  # decay of an exponential moving average of the weights, e.g. 0.99 (0: off)
-    class_weights: str = "none"       # none, balanced
-    augment: str = "none"             # a preset (none, light, strong, histology) or "hflip=0.5,rotate=15,..."
-    tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
-    amp: bool = True                  # mixed precision (bfloat16), CUDA only
+    precision: str = "fp32"           # training steps in fp32, or bf16/fp16 autocast (validation stays fp32)
     # reproducibility and hardware
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"              # auto, cpu, cuda, cuda:1, ...
     threads: int | None = None        # CPU threads for torch (default: torch's choice)
-    select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc
 
-    def validate(self) -> "TrainConfig":
-        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
-                   "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
-                   "select_metric": ("auc", "acc"), "resize_mode": ("nearest", "bilinear"),
-                   "pretrain": ("none", "rbm", "ae", "cae")}
-        for name, allowed in choices.items():
+    CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
+               "precision": PRECISIONS}
+
+    def validate(self):
+        """Check every field (choices, types, ranges); returns self, or raises UserError with one line."""
+        for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        from .data.transforms import parse_augment
-        parse_augment(self.augment)
-        for f in dataclasses.fields(self):  # YAML may hold a string where a number belongs
+                raise UserError(f"{option(name)} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        self.check_types()
+        for name in ("epochs",):
+            if getattr(self, name) < 1:
+                raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not 0 < self.lr_decay <= 1:
+            raise UserError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise UserError(f"--warmup-epochs must be 0 or more and below --epochs ({self.epochs}), "
+                            f"got {self.warmup_epochs}")
+        if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
+            raise UserError(f"--milestones must be fractions of the epochs in (0, 1), got {self.milestones}")
+        if not 0 < self.gamma <= 1:
+            raise UserError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {self.threads}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"{option(name)} must be in (0, 1), got {getattr(self, name)}")
+        check_ema(self.ema)
+        return self
+
+    def check_types(self) -> None:
+        """YAML may hold a string where a number belongs: one line naming the setting."""
+        for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), str(f.type).split(" ")[0]
             if value is None and "None" in str(f.type):
                 continue
-            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(kind)
+            expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict,
+                        "list[float]": list}.get(kind)
             if expected and (not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool))):
                 raise UserError(f"setting {f.name}: expected {kind}, got {value!r}")
-        for name in ("epochs", "pretrain_epochs", "size"):
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config"):
+        """A config from a mapping of settings; unknown keys are an error (keys of older versions are dropped)."""
+        values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**values)
+
+    def dump(self) -> str:
+        """The config as YAML (config.yaml of a run)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+@dataclass
+class TrainConfig(BaseConfig):
+    """Everything needed to repeat a classification training run (seed included)."""
+
+    # data
+    dataset: str = "breastmnist"      # a MedMNIST 2D flag or "synthetic"; ignored when images/manifest is set
+    images: str | None = None         # folder of class sub-folders (optionally under train/val/test)
+    manifest: str | None = None       # CSV: path,label[,split][,group]
+    download: bool = False
+    size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
+    resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
+    resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
+    patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
+    train_fraction: float = 1.0       # keep this stratified fraction of the training labels
+    # model
+    arch: str = "simple-cnn"
+    pretrain: str = "none"            # layer-wise pretraining: rbm, ae (an mlp's hidden layers), cae (convolutions)
+    pretrain_epochs: int = 10         # epochs per layer
+    init_from: str | None = None      # start from weights: a run directory, a .safetensors/.pth file, or a torchvision name
+    finetune: str = "all"             # which weights train: all, head (frozen features), from:LAYER
+    taxonomy: str | None = None       # YAML tree whose leaves are the classes: evaluate/predict --level sums them
+    train_level: str | None = None    # with --taxonomy: train on this level's classes (leaf labels mapped up)
+    unfreeze_every: int = 0           # gradual unfreezing: epochs before each further group unfreezes (0: off)
+    # optimisation
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    mixup: float = 0.0                # mixup's Beta(a, a) parameter: train on blends of image pairs (0: off)
+    class_weights: str = "none"       # none, balanced
+    augment: str = "none"             # a preset (none, light, strong, histology) or "hflip=0.5,rotate=15,..."
+    tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
+    select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc
+
+    CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
+               "select_metric": ("auc", "acc"), "resize_mode": ("nearest", "bilinear"),
+               "pretrain": ("none", "rbm", "ae", "cae")}
+
+    def validate(self) -> "TrainConfig":
+        super().validate()
+        parse_augment(self.augment, task="classification")
+        for name in ("pretrain_epochs", "size"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
         if self.pretrain in ("rbm", "ae") and self.arch != "mlp":
             raise UserError(f"--pretrain {self.pretrain} pretrains the hidden layers of --arch mlp, not {self.arch}")
         if self.patch < 5 or self.patch % 2 == 0:
@@ -98,8 +171,6 @@ class TrainConfig:
             raise UserError(f"--finetune {self.finetune!r}: expected all, head or from:LAYER")
         if self.finetune != "all" and not self.init_from:
             raise UserError(f"--finetune {self.finetune} freezes weights, which only makes sense with --init-from WEIGHTS")
-        if not 0 < self.lr_decay <= 1:
-            raise UserError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if self.unfreeze_every < 0:
             raise UserError(f"--unfreeze-every must be 0 (off) or a number of epochs, got {self.unfreeze_every}")
         if self.resize is not None and self.resize < 8:
@@ -110,30 +181,13 @@ class TrainConfig:
             raise UserError(f"--batch-size must be at least 2 (batch norm cannot train on one image), got {self.batch_size}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.mixup < 0:
+        if not (math.isfinite(self.mixup) and self.mixup >= 0):
             raise UserError(f"--mixup must be 0 (off) or a positive Beta parameter such as 0.2, got {self.mixup}")
-        check_ema(self.ema)
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1), got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**values)
 
 
 def load_config(path: str | Path, cls=TrainConfig):
-    """Read a TrainConfig (or another config dataclass with from_dict) from YAML; unknown keys are an error."""
+    """Read a config dataclass (TrainConfig by default) from YAML; unknown keys are an error."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
@@ -146,5 +200,5 @@ def load_config(path: str | Path, cls=TrainConfig):
     return cls.from_dict(values, source=str(path))
 
 
-def dump_config(cfg: TrainConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+def dump_config(cfg: BaseConfig) -> str:
+    return cfg.dump()

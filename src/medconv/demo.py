@@ -12,7 +12,7 @@ from .config import TrainConfig
 from .data.medmnist import data_root, load_medmnist
 from .errors import UserError
 from .published import MEDMNIST_V2
-from .training.loop import train
+from .classify.train import train
 
 
 def choose_dataset(root: str | None, download: bool, console: Console) -> str:

@@ -16,109 +16,29 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from ..data.images import prepare_image, read_image
+from ..classify.predict import predict_scores
+from ..config import TrainConfig
+from ..data import resized
 from ..data.points import load_crchistophenotypes
-from ..data.segmentation import SegImage, SegInfo
+from ..data.segmentation import SegImage
+from ..data.types import ImageSet
 from ..errors import UserError
 from ..fileio import write_json
+from ..segment.config import SegmentConfig
+from ..segment.data import load_data
+from ..segment.evaluate import load_segmenter
+from ..segment.maps import MapMaker
+from ..segment.train import train_segmentation
+from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
+from ..training.engine import resolve_device
+from ..transfer.weights import native_side
+from .hard_negatives import centre_maps, detection_maps
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
-from .peaks import detect, find_peaks, read_params
+from .peaks import find_peaks, read_params
+from .targets import point_parts
+from .tuning import THRESHOLDS, tune
 
-SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0)
-MIN_DISTANCES = (3, 5, 7)
-# fine steps at the bottom: heavily smoothed maps of soft (proximity) targets peak well below 0.5
-THRESHOLDS = tuple(np.round(np.r_[np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.96, 0.05)], 2))
 TTA_MIN_GAIN = 0.005  # test-time augmentation costs 8 maps per image: chosen only for at least this much more F1
-
-
-def disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
-    """(H, W) int64 mask: 1 within `radius` of any centre (N, 2) 0-based (row, col), else 0."""
-    mask = np.zeros(shape, dtype=np.int64)
-    r = int(np.ceil(radius))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-    inside = dy ** 2 + dx ** 2 <= radius ** 2
-    for y, x in np.round(centres).astype(int):
-        ys, xs = y + dy[inside], x + dx[inside]
-        keep = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
-        mask[ys[keep], xs[keep]] = 1
-    return mask
-
-
-def point_parts(cfg) -> tuple[str, dict]:
-    """(name, {"train", "val", "test": [PointImage]}) of cfg's point data: --dataset crchistophenotypes (train =
-    its 70 training images; val = test = the 10 validation images, where the protocol scores), or --points CSV
-    (image,x,y[,class], 1-based) with --images DIR, split by image at random (seeded)."""
-    if cfg.dataset == "crchistophenotypes":
-        parts = load_crchistophenotypes(cfg.data_root, mpp=cfg.mpp)
-        return "crchistophenotypes", {**parts, "test": parts["val"]}
-    from ..data.points import load_points_csv
-    from ..data.segmentation import random_splits
-    if not cfg.images:
-        raise UserError("--points CSV needs --images DIR (the folder the CSV's image column names files in)")
-    images = load_points_csv(cfg.points, cfg.images, mpp=cfg.mpp)
-    parts = {"train": [], "val": [], "test": []}
-    for image, split in zip(images, random_splits(len(images), cfg.val_fraction, cfg.test_fraction, cfg.seed)):
-        parts[split].append(image)
-    return Path(cfg.points).stem, parts
-
-
-def proximity_map(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.ndarray:
-    """(H, W) float32: 1 / (1 + d^2 / 2) where d <= radius is the distance to the nearest centre (N, 2)
-    0-based (row, col) (rounded to pixels), else 0 (Sirinukunwattana et al. 2016's proximity target)."""
-    from scipy import ndimage
-
-    if len(centres) == 0:
-        return np.zeros(shape, np.float32)
-    seeds = np.ones(shape, dtype=bool)
-    rows, cols = np.clip(np.round(centres).astype(int), 0, np.array(shape) - 1).T
-    seeds[rows, cols] = False
-    d = ndimage.distance_transform_edt(seeds)
-    return np.where(d <= radius, 1 / (1 + d ** 2 / 2), 0).astype(np.float32)
-
-
-def point_segmentation(cfg):
-    """Point annotations as a segmentation dataset: discs of cfg.radius around each centre, class "centre"
-    (with cfg.target "proximity", also each image's proximity map as its soft target).
-    Returns (SegInfo, {"train", "val", "test": [SegImage with .points]})."""
-    name, parts = point_parts(cfg)
-    radius, channels = cfg.radius, cfg.channels
-    splits: dict[str, list[SegImage]] = {}
-    for split, images in parts.items():
-        splits[split] = []
-        for p in images:
-            array = read_image(p.path)
-            image = prepare_image(array, channels or 3, array.shape[:2]).numpy()
-            centres = p.pixels()
-            target = proximity_map(array.shape[:2], centres, radius) if cfg.target == "proximity" else None
-            splits[split].append(SegImage(p.name, image, disc_mask(array.shape[:2], centres, radius), points=centres,
-                                          target=target))
-    count = sum(len(p.points) for images in parts.values() for p in images)
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
-    shape = "proximity maps (1/(1+d^2/2))" if cfg.target == "proximity" else "discs"
-    info = SegInfo(name, ["background", "centre"], channels or 3,
-                   [f"{name} detection: {shape} of radius {radius} px around {count} centres; images: {sizes}"
-                    + (" (val and test are the same 10 validation images)" if name == "crchistophenotypes" else "")])
-    return info, splits
-
-
-def centre_maps(maker, images: list[SegImage]) -> list[np.ndarray]:
-    """The 'centre' probability map (H, W) of each image."""
-    return [maker(torch.from_numpy(im.image))[1].numpy() for im in images]
-
-
-def tune(maps: list[np.ndarray], truths: list[np.ndarray], tolerance: float) -> dict:
-    """Sigma, minimum distance and threshold with the best F1 over the images (TP/FP/FN summed)."""
-    best = None
-    for sigma in SIGMAS:
-        for min_distance in MIN_DISTANCES:
-            scored = [(find_peaks(m, sigma, min_distance, threshold=min(THRESHOLDS) - 1e-6), t)
-                      for m, t in zip(maps, truths)]
-            rows, threshold = threshold_sweep(scored, tolerance, THRESHOLDS)
-            row = next(r for r in rows if r["threshold"] == threshold)
-            if best is None or row["f1"] > best["f1"]:
-                best = {"sigma": sigma, "min_distance": min_distance, "threshold": threshold, "f1": row["f1"],
-                        "sweep": rows}
-    return best
 
 
 def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImage], tolerance: float,
@@ -138,33 +58,8 @@ def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImag
     return params
 
 
-def detection_maps(run_dir: str | Path, params: dict, device: str = "cpu", tta: str | None = None):
-    """(meta, MapMaker) of a detector run, with its chosen test-time augmentation unless `tta` is given."""
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
-
-    model, meta = load_segmenter(run_dir, device=device)
-    return meta, MapMaker(model, meta, tta=tta or params.get("tta", "none"), device=device)
-
-
-def false_positives(run_dir: str | Path, images: list[SegImage], tolerance: float, device: str = "cpu") -> np.ndarray:
-    """Hard negatives (M, 3) (image index, row, col): the detections of a finished detector run on `images`
-    that match none of their points within `tolerance` px (Ciresan et al. 2013 retrained on these)."""
-    params = read_params(Path(run_dir))
-    maker, rows = detection_maps(run_dir, params, device)[1], []
-    for i, (prob, im) in enumerate(zip(centre_maps(maker, images), images)):
-        found = detect(prob, params)[:, :2]
-        matched = {k for k, _ in match(found, im.points, tolerance)[0]}
-        for k in sorted(set(range(len(found))) - matched):
-            y, x = np.clip(np.round(found[k]).astype(int), 0, np.array(im.image.shape[1:]) - 1)
-            rows.append((i, y, x))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
-
-
 def run_config(run_dir: str | Path):
     """The SegmentConfig a detection run was trained with (read from its checkpoint's header)."""
-    from ..segment.config import SegmentConfig
-    from ..training.checkpoint import checkpoint_path, read_checkpoint
     return SegmentConfig.from_dict(read_checkpoint(checkpoint_path(run_dir), tensors=False)[1]["config"])
 
 
@@ -187,7 +82,6 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
     a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
     nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
-    from ..segment.train import load_data
 
     run_dir = Path(run_dir)
     params = read_params(run_dir)
@@ -256,8 +150,6 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
                    tta: tuple[str, ...] = ("none", "d4")) -> dict:
     """Train the centre-map network (segment train on discs or proximity maps), then `tune_detector` on the
     device it trained on."""
-    from ..segment.train import train_segmentation
-    from ..training.loop import resolve_device
 
     console = console or Console(stderr=True)
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
@@ -270,10 +162,6 @@ def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console 
                   tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu") -> dict:
     """Choose a trained detector's peak parameters, and whether to average its maps over the `tta` test-time
     augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json)."""
-    from ..segment.config import SegmentConfig
-    from ..segment.evaluate import load_segmenter
-    from ..segment.maps import MapMaker
-    from ..segment.train import load_data
 
     console = console or Console(stderr=True)
     out = Path(run_dir)
@@ -294,9 +182,6 @@ def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console 
 def nucleus_classifier(classifier_run: str, modified: int, device: str = "cpu"):
     """(model, meta, TrainConfig, patch side as the dataset cut it) of a nucleus-type classifier run; cached
     by path and checkpoint time (`modified`), so typing the detections of many images loads it once."""
-    from ..config import TrainConfig
-    from ..training.checkpoint import load_model
-    from ..transfer.weights import native_side
 
     model, meta = load_model(classifier_run, device=device)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -308,10 +193,6 @@ def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np
     """The class of each detection (N, 2+) (row, col, ...) in image (C, H, W) in [0, 1], by a nucleus-type
     classifier run (medconv train --dataset crchistophenotypes): its square patch around each detection,
     mirror-padded at the borders as in training."""
-    from ..data import resized
-    from ..data.types import ImageSet
-    from ..prediction import predict_scores
-    from ..training.checkpoint import checkpoint_path
 
     path = checkpoint_path(classifier_run)
     model, meta, cfg, side = nucleus_classifier(str(path.resolve()), path.stat().st_mtime_ns if path.exists() else 0,

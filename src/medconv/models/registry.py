@@ -1,4 +1,10 @@
-"""Architectures by name: `build_model("resnet18", in_channels=1, num_classes=2, input_size=(28, 28))`."""
+"""Architectures by name: `build_model("resnet18", in_channels=1, num_classes=2, input_size=(28, 28))`.
+
+As in torchvision, the registry imports no model: each model module registers its builders with
+`@register`, and the package `medconv.models` imports every model module, so importing the registry
+(which imports its package first) finds them all. Names it does not hold fall back to torchvision's
+classification models.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import UserError
+from .torchvision_any import build_torchvision, torchvision_names
 
 
 @dataclass
@@ -29,16 +36,13 @@ def register(name: str, summary: str, listed: bool = True):
 
 
 def available() -> list[str]:
-    _load_all()
     return sorted(name for name, entry in REGISTRY.items() if entry.listed)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
                 **options) -> nn.Module:
     """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits)."""
-    _load_all()
     if name not in REGISTRY:
-        from .torchvision_any import build_torchvision, torchvision_names
         if name in torchvision_names():
             try:
                 return build_torchvision(name, in_channels, num_classes, **options)
@@ -51,8 +55,3 @@ def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple
                                       input_size=tuple(input_size), **options)
     except TypeError as exc:
         raise UserError(f"--arch {name}: bad model option ({exc})") from None
-
-
-def _load_all() -> None:
-    from ..transfer import heads  # noqa: F401  (feature-head: a frozen backbone + a fitted head)
-    from . import classic, googlenet, lenet, mlp, patch_cnn, resnet, simple_cnn, unet  # noqa: F401  (modules register themselves)

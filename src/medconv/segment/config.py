@@ -1,17 +1,15 @@
-"""Typed configuration of a segmentation run (`medconv segment train`), YAML in and out."""
+"""Typed configuration of a segmentation or detection run (`medconv segment train`, `detect train`)."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import yaml
-
-from ..config import check_ema
+from ..config import BaseConfig, option
+from ..data.transforms import AugmentConfig, parse_augment
 from ..errors import UserError
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(BaseConfig):
     """Everything needed to repeat a segmentation training run (seed included)."""
 
     # data
@@ -22,16 +20,12 @@ class SegmentConfig:
     images: str | None = None         # folders matched by file stem
     masks: str | None = None
     roi: str | None = None
-    data_root: str | None = None
     value_map: str | None = None      # mask value -> class, e.g. "255:0,0:1"
     classes: list[str] | None = None
-    channels: int | None = None
     val_fraction: float = 0.2
-    test_fraction: float = 0.2
     # model
     mode: str = "patch"               # patch (a patch classifier) or dense (a dense prediction network)
     arch: str | None = None           # patch mode: patch-cnn (default) or a registry classifier; dense mode: unet
-    model_options: dict = field(default_factory=dict)
     patch: int = 65                   # patch mode: side of the odd patch around each labelled pixel
     tile: int = 128                   # dense mode: side of the training tiles
     balance: str = "class"            # patch mode: class-balanced centres, or none (pixel frequencies)
@@ -47,35 +41,18 @@ class SegmentConfig:
     epochs: int = 20
     samples_per_epoch: int | None = None  # patches (default 20000) or tiles (--mode dense, default 400) per epoch
     batch_size: int | None = None     # patches (default 128) or tiles (--mode dense, default 8) per step
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    lr_decay: float = 1.0
-    ema: float = 0.0                  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
-    precision: str = "fp32"           # training arithmetic: fp32, or bf16 (bfloat16 autocast, channels-last inputs;
-                                      # fast on CPUs with AMX/AVX-512 BF16 and on recent GPUs); validation stays fp32
     augment: str = "flips=1,rot90=1"  # flips, rot90, elastic (max px), intensity (+-), colour (+- per channel)
     select_metric: str = "f1"         # validation metric choosing the checkpoint: f1 (foreground), pixel_error,
                                       # detection_f1 (point data: F1 of the tuned local maxima of the centre maps)
-    # reproducibility and hardware
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    threads: int | None = None
+
+    CHOICES = {**BaseConfig.CHOICES, "mode": ("patch", "dense"), "balance": ("class", "none"),
+               "class_weights": ("none", "balanced"), "select_metric": ("f1", "pixel_error", "detection_f1"),
+               "target": ("disc", "proximity")}
 
     def validate(self) -> "SegmentConfig":
-        choices = {"mode": ("patch", "dense"), "balance": ("class", "none"), "class_weights": ("none", "balanced"),
-                   "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
-                   "select_metric": ("f1", "pixel_error", "detection_f1"), "target": ("disc", "proximity"),
-                   "precision": ("fp32", "bf16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if isinstance(self.classes, str):
+            self.classes = [c.strip() for c in self.classes.split(",")]
+        super().validate()
         point_data = self.dataset == "crchistophenotypes" or bool(self.points)
         if not point_data and (self.target != "disc" or self.select_metric == "detection_f1"):
             raise UserError("--target proximity and --select-metric detection_f1 need point annotations "
@@ -90,7 +67,7 @@ class SegmentConfig:
             raise UserError("--arch unet labels every pixel of a tile: use it with --mode dense")
         if self.mode == "patch" and (self.patch < 3 or self.patch % 2 == 0):
             raise UserError(f"--patch must be odd and at least 3 (the patch labels its centre pixel), got {self.patch}")
-        if self.mode == "dense" and self.tile % 16:
+        if self.mode == "dense" and (self.tile < 16 or self.tile % 16):
             raise UserError(f"--tile must be a multiple of 16 (the U-Net halves it four times), got {self.tile}")
         if self.border_weight < 0 or self.border_sigma <= 0:
             raise UserError(f"--border-weight must be >= 0 and --border-sigma > 0, got {self.border_weight} and "
@@ -101,41 +78,13 @@ class SegmentConfig:
         defaults = {"patch": (20000, 128), "dense": (400, 8)}[self.mode]
         self.samples_per_epoch = self.samples_per_epoch or defaults[0]
         self.batch_size = self.batch_size or defaults[1]
-        for name in ("epochs", "samples_per_epoch", "batch_size"):
+        for name in ("samples_per_epoch", "batch_size"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        parse_augment(self.augment)
-        check_ema(self.ema)
-        if isinstance(self.classes, str):
-            self.classes = [c.strip() for c in self.classes.split(",")]
+                raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
+        tile_augment(self.augment)
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "SegmentConfig":
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**values)
-
-
-def parse_augment(spec: str) -> dict:
-    """"flips=1,rot90=1,elastic=4,intensity=0.1,colour=0.05" (or "none") -> keyword arguments of augment_patches."""
-    out = {"flips": False, "rot90": False, "elastic": 0.0, "intensity": 0.0, "colour": 0.0}
-    if spec in ("", "none"):
-        return out
-    for item in spec.split(","):
-        key, _, value = item.partition("=")
-        if key not in out:
-            raise UserError(f"--augment {spec!r}: unknown {key!r}; expected flips, rot90, elastic, intensity, colour")
-        try:
-            out[key] = bool(float(value or 1)) if key in ("flips", "rot90") else float(value)
-        except ValueError:
-            raise UserError(f"--augment {spec!r}: {key} needs a number, got {value!r}") from None
-    return out
-
-
-def dump(cfg: SegmentConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+def tile_augment(spec: str) -> AugmentConfig:
+    """--augment of a segmentation run (flips, rot90, elastic, intensity, colour; see data.transforms)."""
+    return parse_augment(spec, task="segmentation")

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ..data.images import prepare_image, read_image
 from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
-from ..fileio import write_json
-from ..training.checkpoint import load_model
+from ..fileio import image_files, write_json
+from ..training.checkpoint import load_model, read_checkpoint
 from .config import SegmentConfig
+from .data import load_data
 from .maps import MapMaker
 from .metrics import (
     aggregated_jaccard_index,
@@ -106,7 +108,6 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     foreground = probability > the threshold chosen on validation (RUN/threshold.json, when there is one).
     `tta` (dense networks): none, flip or d4 views averaged. `thin` (boundary classes): also the Rand error after
     thin_membranes, its seeds chosen on the validation maps of the same `tta` (metrics["thinned"])."""
-    from .train import load_data
 
     model, meta = load_segmenter(run_dir, which, device)
     boundary = segments_boundaries(meta)
@@ -178,7 +179,6 @@ def thinned_rand_error(out: Path, tta: str, labelled: list[SegImage], probs: lis
 
 def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:
     """After training: metrics of the best checkpoint on val (and test, when labelled); metrics.json."""
-    from ..training.checkpoint import read_checkpoint
 
     _, last = read_checkpoint(out / "checkpoints" / "last.safetensors")
     result = {"dataset": info.name, "arch": last["arch"], "mode": last["mode"], "epochs": last["epoch"],
@@ -208,8 +208,6 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
     the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif.
     `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation."""
-    from ..data.images import prepare_image, read_image
-    from ..fileio import image_files
 
     console = console or Console(stderr=True)
     model, meta = load_segmenter(run_dir, device=device)

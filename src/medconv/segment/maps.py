@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from torch import nn
 
+from ..data.transforms import normalise
 from ..errors import UserError
 from ..infer.dense import dense_network, dense_posteriors
 from ..infer.sliding_window import sliding_posteriors
 from ..infer.views import unet_padding, views_mean
+from ..progress import progress_bar
 
 METHODS = ("auto", "dense", "sliding")
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # larger images go through tiles (memory); smaller ones through one pass (speed)
@@ -56,9 +59,7 @@ class MapMaker:
         if self.mode == "patch":
             if self.method == "dense" and stride == 1:
                 return dense_posteriors(self.dense, image, self.meta["patch"], mean, std, device=self.device)
-            from rich.console import Console
 
-            from ..training.loop import progress_bar
             with progress_bar(Console(stderr=True)) as bar:  # one forward pass per pixel: minutes per image
                 task = bar.add_task("sliding window", total=None, status="")
                 return sliding_posteriors(self.model, image, self.meta["patch"], mean, std, stride,
@@ -70,7 +71,6 @@ class MapMaker:
         """A dense network's posteriors (K, H, W): in one pass over the whole image, mirrored out to a
         multiple of 16 pixels, when it has at most WHOLE_IMAGE_PIXELS; else over overlapping tiles
         blended with Gaussian weights (MONAI's sliding_window_inference)."""
-        from ..data.transforms import normalise
         x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
         height, width = x.shape[-2:]
         if height * width <= WHOLE_IMAGE_PIXELS:

@@ -11,20 +11,20 @@ import platform
 from pathlib import Path
 
 import torch
+import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ..errors import UserError
 from ..fileio import atomic_write, write_json
+from ..models.registry import build_model
+from ..version import __version__
 
 FORMAT = "medconv-checkpoint-1"
 
 
 def library_versions() -> dict:
-    import torchvision
-
-    from .. import __version__
     return {"medconv": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version()}
 
@@ -119,7 +119,6 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
 
 def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The trained network of a run (eval mode) and its metadata."""
-    from ..models.registry import build_model
 
     path = checkpoint_path(run_dir, which)
     tensors, meta = read_checkpoint(path)

@@ -26,9 +26,9 @@ from ..config import TrainConfig
 from ..data import load_dataset
 from ..data.transforms import channel_stats, normalise
 from ..data.types import DatasetInfo, unit_float
-from ..errors import UserError
 from ..fileio import atomic_write
 from ..models.registry import build_model
+from ..models.feature_head import LayerFeatures, graph_nodes
 from .weights import apply_weights, head_name, prepare_source, source_normalisation
 
 
@@ -50,40 +50,11 @@ def default_cache() -> Path:
     return Path(os.environ.get("MEDCONV_CACHE", Path.home() / ".medconv" / "cache")) / "features"
 
 
-def graph_nodes(model: nn.Module, arch: str) -> list[str]:
-    """Node names torchvision's feature extraction offers for `model` (eval mode)."""
-    from torchvision.models.feature_extraction import get_graph_node_names
-    try:
-        return get_graph_node_names(model.eval())[1]
-    except Exception as exc:  # noqa: BLE001  (symbolic tracing fails on data-dependent control flow)
-        raise UserError(f"--arch {arch} cannot be traced for feature extraction ({type(exc).__name__}); "
-                        "choose another backbone or fine-tune it with medconv train --init-from") from None
-
-
 def default_layer(model: nn.Module, arch: str) -> str:
     """The node feeding the head (e.g. `flatten` for ResNets)."""
     nodes = graph_nodes(model, arch)
     head = head_name(model)
     return nodes[nodes.index(head) - 1] if head in nodes and nodes.index(head) > 1 else nodes[-2]
-
-
-class LayerFeatures(nn.Module):
-    """backbone up to `layer`, then global average pooling: (N, C, H, W) images -> (N, D) features."""
-
-    def __init__(self, backbone: nn.Module, layer: str, arch: str):
-        super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor
-        nodes = graph_nodes(backbone, arch)
-        if layer not in nodes:
-            near = [n for n in nodes if n.split(".")[0] == layer.split(".")[0]] or nodes[-12:]
-            raise UserError(f"--layer {layer}: {arch} has no such node; e.g. {', '.join(near[:12])} "
-                            f"({len(nodes)} nodes in all)")
-        self.body = create_feature_extractor(backbone.eval(), return_nodes={layer: "features"})
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)["features"]
-        return out.flatten(2).mean(2) if out.dim() > 2 else out
 
 
 def backbone_for(cfg: TrainConfig, info: DatasetInfo, source) -> nn.Module:

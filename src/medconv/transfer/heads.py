@@ -18,42 +18,18 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ..config import TrainConfig, dump_config
+from ..config import TrainConfig
 from ..errors import UserError
+from ..classify.evaluate import evaluate
+from ..classify.train import run_meta
 from ..fileio import write_json, write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
-from ..models.registry import build_model, register
-from .features import Features, LayerFeatures, extract_features
+from ..models.feature_head import FeatureHead, LayerFeatures, make_head
+from ..training.checkpoint import save_checkpoint
+from .features import Features, extract_features
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)          # logistic regression: inverse L2 strength
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)           # MLP: L2 penalty
-
-
-class FeatureHead(nn.Module):
-    """backbone up to `layer` + pooling (N, C, H, W) -> (N, D), then `head` (N, D) -> logits (N, K)."""
-
-    def __init__(self, features: LayerFeatures, head: nn.Module):
-        super().__init__()
-        self.features, self.head = features, head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-@register("feature-head", "a frozen backbone's pooled layer + a fitted head (made by `medconv transfer fit`)",
-          listed=False)
-def feature_head(in_channels: int, num_classes: int, input_size: tuple[int, int], backbone: str, layer: str,
-                 features: int, backbone_options: dict | None = None, hidden: list[int] | None = None) -> FeatureHead:
-    net = build_model(backbone, in_channels, num_classes, input_size, **(backbone_options or {}))
-    return FeatureHead(LayerFeatures(net, layer, backbone), make_head([features, *(hidden or [])], num_classes))
-
-
-def make_head(widths: list[int], num_classes: int) -> nn.Sequential:
-    """Linear-ReLU layers through `widths`, then a linear layer to `num_classes` logits."""
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], num_classes))
 
 
 def as_logit_layers(coefs: list[np.ndarray], intercepts: list[np.ndarray], mean: np.ndarray,
@@ -96,9 +72,6 @@ def fit_candidates(feats: Features, head: str, seed: int, select_metric: str):
 def fit_head(cfg: TrainConfig, out: str | Path, head: str = "logreg", layer: str | None = None,
              cache_dir: str | Path | None = None, device: str = "cpu", console: Console | None = None) -> dict:
     """Fit a head on cached features of backbone cfg.arch (weights cfg.init_from); write run directory `out`."""
-    from ..evaluation import evaluate
-    from ..training.checkpoint import save_checkpoint
-    from ..training.loop import run_meta
 
     console = console or Console(stderr=True)
     out = Path(out)
@@ -132,7 +105,7 @@ def fit_head(cfg: TrainConfig, out: str | Path, head: str = "logreg", layer: str
             "head": {"kind": head, "chosen": value, "grid": history, "features_cache": str(feats.path)}}
     for which in ("best", "last"):
         save_checkpoint(out / "checkpoints" / f"{which}.safetensors", model.eval(), meta)
-    write_text(out / "config.yaml", dump_config(run_cfg))
+    write_text(out / "config.yaml", run_cfg.dump())
     setting = "C" if head == "logreg" else "alpha"
     console.print(f"{head} on {dim} '{feats.layer}' features: {setting}={value} chosen on validation "
                   f"(val AUC {val_auc:.4f}, ACC {val_acc:.4f})")

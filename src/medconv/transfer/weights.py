@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..training.checkpoint import checkpoint_path, read_checkpoint
 
 # registry names whose networks are exactly torchvision's (at native input sizes), for named weights
 TORCHVISION_NAMES = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
@@ -63,7 +64,6 @@ def resolve_weights(spec: str, arch: str, option: str = "--weights") -> SourceWe
 
 def run_weights(run_dir: Path, which: str = "best") -> SourceWeights:
     """The best (or last) checkpoint of a medconv run, with the normalisation it was trained with."""
-    from ..training.checkpoint import checkpoint_path, read_checkpoint
 
     path = checkpoint_path(run_dir, which)
     tensors, meta = read_checkpoint(path)

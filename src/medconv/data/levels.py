@@ -11,6 +11,7 @@ import torch
 
 from ..errors import UserError
 from .taxonomy import Taxonomy
+from .types import ImageSet
 
 
 def run_taxonomy(meta: dict, level: str) -> Taxonomy:
@@ -36,7 +37,6 @@ def at_level(meta: dict, level: str, scores: np.ndarray, labels: np.ndarray | No
 def relabelled(info, sets: dict, taxonomy_path: str, level: str | None):
     """Check the dataset's classes are the tree's leaves; with `level`, map each leaf label to the class of
     that level holding it. Returns (info, sets) with (N, 1) labels over classes_at(level)."""
-    from ..data.types import ImageSet
 
     taxonomy = Taxonomy.from_yaml(taxonomy_path)
     taxonomy.check_leaves(info.classes)

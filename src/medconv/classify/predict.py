@@ -7,18 +7,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.transforms import normalise, tta_views
-from .data.types import unit_float
-from .fileio import image_files, write_csv
+from ..config import TrainConfig
+from ..data import resized
+from ..data.images import prepare_image, read_image
+from ..data.transforms import normalise, tta_views
+from ..data.types import ImageSet, unit_float
+from ..fileio import image_files, write_csv
+from ..metrics import predicted_labels, scores_from_logits
+from ..training.checkpoint import load_model
+from ..data.levels import at_level
+from ..transfer.weights import native_side
 
 
 @torch.no_grad()
 def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], task: str,
                    device: torch.device | str = "cpu", batch_size: int = 512, tta: str = "none") -> np.ndarray:
     """Probabilities (N, K) for images (N, C, H, W), uint8 0-255 or float 0-1; TTA views averaged."""
-    # imported here: metrics imports scikit-learn, which detection never needs
-    from .metrics import scores_from_logits
-
     was_training = model.training
     model.eval()
     out = []
@@ -34,12 +38,6 @@ def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], st
 def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
     """Image files as the run's training images were made: read at the dataset's size, stored as uint8,
     then resized as --resize did. Returns (N, C, H, W) uint8."""
-    from .config import TrainConfig
-    from .data import resized
-    from .data.images import prepare_image, read_image
-    from .data.types import ImageSet
-    from .transfer.weights import native_side
-
     cfg = meta["config"]
     side = native_side(TrainConfig.from_dict(cfg))  # the dataset's side (a nucleus patch: --patch), before --resize
     batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], (side, side)) for f in files])
@@ -54,9 +52,6 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given.
     `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
     to that level of the run's --taxonomy."""
-    from .metrics import predicted_labels
-    from .training.checkpoint import load_model
-
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)
     tta = tta or meta["config"].get("tta", "none")
@@ -65,7 +60,6 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
                              for i in range(0, len(files), chunk)])
     classes, task = meta["classes"], meta["task"]
     if level:
-        from .transfer.levels import at_level
         scores, _, classes, task = at_level(meta, level, scores)
     predicted = predicted_labels(scores, task)
     rows = []

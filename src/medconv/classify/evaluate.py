@@ -6,15 +6,16 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from .config import TrainConfig
-from .data import load_dataset
-from .data.types import DatasetInfo, ImageSet
-from .errors import UserError
-from .fileio import write_csv, write_json
-from .metrics import MULTI_LABEL, classification_metrics
-from .prediction import predict_scores
-from .report.plots import plot_confusion, plot_roc, plot_training_curves
-from .training.checkpoint import checkpoint_path, load_model
+from ..config import TrainConfig
+from ..data import load_dataset
+from ..data.types import DatasetInfo, ImageSet
+from ..errors import UserError
+from ..fileio import write_csv, write_json
+from ..metrics import MULTI_LABEL, classification_metrics
+from ..report.plots import plot_confusion, plot_roc, plot_training_curves
+from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
+from ..data.levels import at_level
+from .predict import predict_scores
 
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
@@ -38,7 +39,6 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
     labels, classes, task = data_split.labels.numpy(), meta["classes"], meta["task"]
     if level:
-        from .transfer.levels import at_level
         scores, labels, classes, task = at_level(meta, level, scores, labels)
     metrics = classification_metrics(labels, scores, task, classes)
     metrics.update({"split": split, "checkpoint": which, "tta": tta, "dataset": info.name, "level": level or "trained"})
@@ -67,8 +67,6 @@ def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classe
 def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console,
                device: str = "cpu") -> dict:
     """After training: evaluate the best checkpoint on val and test, plot curves, write metrics.json."""
-    from .training.checkpoint import read_checkpoint
-
     _, last = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])
     result = {"dataset": info.name, "arch": last["arch"], "epochs": last["epoch"], "best_epoch": last["best_epoch"],

@@ -1,0 +1,1 @@
+"""Image classification: training on the engine (`train`), evaluation (`evaluate`) and prediction (`predict`)."""

@@ -1,0 +1,280 @@
+"""The one training engine every trainer runs on: classification, segmentation, detection, fine-tuning.
+
+A task (`Task`) supplies its network, the batches of an epoch (a torch `DataLoader`), the loss of a
+batch and the validation metrics; `fit` does the rest, the same way for all of them:
+
+- epochs reseeded from (seed, epoch), so a resumed run repeats an interrupted epoch exactly and, with
+  `--deterministic`, ends with bit-identical weights;
+- the optimiser (AdamW, Adam or SGD, one parameter group per layer group for discriminative rates) and
+  the per-epoch schedule from `torch.optim.lr_scheduler` (linear warm-up, then cosine, step or constant);
+- `--precision fp32|bf16|fp16`: training steps under autocast on CPU or CUDA (fp16 with a gradient
+  scaler), weights in channels-last layout; validation stays fp32;
+- the weight average (`--ema`), validated and kept instead of the last step's weights;
+- the NaN stop (a non-finite loss or validation metric ends the run, the last good checkpoint kept);
+- the best checkpoint by the task's validation metric (higher is better; NaN never wins);
+- checkpoints/last.safetensors every epoch (optimiser, average and scaler included), history.csv,
+  a progress bar with steps/s and ETA on a terminal, one plain line per epoch in a log.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.optim import lr_scheduler
+
+from ..config import BaseConfig
+from ..errors import TrainingDiverged, UserError
+from ..fileio import write_text
+from ..progress import progress_bar
+from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
+from .ema import WeightAverage
+
+RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Task(Protocol):
+    """What a trainer supplies to `fit`.
+
+    model: the network, on its device. columns: the validation metrics `validate` returns, in
+    history.csv's order. select: the one of them that picks the best checkpoint (higher is better).
+    """
+
+    model: nn.Module
+    columns: list[str]
+    select: str
+
+    def batches(self, epoch: int) -> Iterable:
+        """The training batches of epoch `epoch` (0-based), e.g. a DataLoader; called after model.train()."""
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The scalar training loss of one batch (runs under the engine's autocast)."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics of `model` (the weight average when there is one), in fp32 and eval mode."""
+
+    def status(self, row: dict) -> str:
+        """A short description of an epoch's history row for the progress line."""
+
+
+@dataclass
+class RunDir:
+    """A run directory: its checkpoints and, when resuming, the last checkpoint's (tensors, metadata)."""
+
+    out: Path
+    saved: tuple[dict, dict] | None = None
+
+    @property
+    def last(self) -> Path:
+        return self.out / "checkpoints" / "last.safetensors"
+
+    @property
+    def best(self) -> Path:
+        return self.out / "checkpoints" / "best.safetensors"
+
+
+def resolve_device(name: str) -> torch.device:
+    """--device: auto (CUDA when there is one), cpu, cuda or cuda:N."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+def set_determinism(cfg: BaseConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resumed_config(saved: dict, overrides: dict | None, source: Path, cls: type[BaseConfig]) -> BaseConfig:
+    """The saved configuration, with the options a resumed run may change (more epochs, another device)."""
+    cfg = cls.from_dict(saved, source=str(source))
+    for key, value in (overrides or {}).items():
+        if key in RESUME_MAY_CHANGE:
+            setattr(cfg, key, value)
+        elif value != getattr(cfg, key):
+            raise UserError(f"--resume continues the run saved in {source}: --{key.replace('_', '-')} cannot change "
+                            f"({getattr(cfg, key)!r} there, {value!r} given)")
+    return cfg
+
+
+def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | None,
+             paths: tuple[str, ...] = ()) -> tuple[BaseConfig, RunDir]:
+    """(validated config, run directory) for training into `out`: the saved configuration (with `overrides`
+    checked) when resuming; an error when `out` already holds a run and `resume` is not set. The config
+    fields named in `paths` become absolute (evaluate may run from another folder later)."""
+    run = RunDir(Path(out))
+    if resume:
+        if not run.last.exists():
+            raise UserError(f"--resume: {run.last} not found (nothing to resume)")
+        run.saved = read_checkpoint(run.last)
+        cfg = resumed_config(run.saved[1]["config"], overrides, run.last, type(cfg))
+    elif run.last.exists() or (run.out / "metrics.json").exists():
+        raise UserError(f"{run.out} already holds a run: add --resume to continue it, or choose another --out")
+    cfg.validate()
+    for name in paths:
+        if getattr(cfg, name):
+            setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
+    set_determinism(cfg)
+    return cfg, run
+
+
+def optimizer_groups(model: nn.Module, lr: float, groups: list[dict] | None) -> list[dict]:
+    """Parameter groups with their initial rate lr x lr_scale (one group of all weights by default)."""
+    groups = groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    return [{**g, "lr": lr * g.get("lr_scale", 1.0)} for g in groups]
+
+
+def make_optimizer(cfg: BaseConfig, model: nn.Module, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """cfg.optimizer over `groups` (dicts with params and lr_scale, e.g. transfer.finetune's layer groups)."""
+    params = optimizer_groups(model, cfg.lr, groups)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: BaseConfig, optimizer: torch.optim.Optimizer) -> lr_scheduler.LRScheduler:
+    """The per-epoch schedule: `warmup_epochs` of linear warm-up (lr (e + 1) / (warmup + 1) in epoch e), then
+    cosine annealing to 0 at the last epoch, steps of x gamma at the milestones (fractions of all epochs),
+    or a constant rate."""
+    warm = cfg.warmup_epochs
+    rest = max(1, cfg.epochs - warm)
+    if cfg.schedule == "cosine":
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=rest)
+    elif cfg.schedule == "step":
+        epochs = sorted({max(1, round(m * cfg.epochs) - warm) for m in cfg.milestones})
+        main = lr_scheduler.MultiStepLR(optimizer, milestones=epochs, gamma=cfg.gamma)
+    else:
+        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not warm:
+        return main
+    warmup = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm)
+    return lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warm])
+
+
+def base_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The current learning rate before layer-group scaling (what --lr and the schedule set)."""
+    group = optimizer.param_groups[-1]
+    return group["lr"] / group.get("lr_scale", 1.0)
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for a training step at `precision` (fp32: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def write_history(path: Path, history: list[dict], fields: list[str]) -> None:
+    """history.csv: one row per epoch, the `fields` columns."""
+    lines = [",".join(fields)]
+    lines += [",".join(f"{r[k]:.6g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in fields)
+              for r in history]  # a column added since an older run's epochs stays empty there
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def better(metric: float, best: float, best_epoch: int) -> bool:
+    """Whether an epoch's validation metric beats the best so far (the first epoch always does; NaN never)."""
+    return best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best))
+
+
+def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
+        groups: list[dict] | None = None, steps_per_epoch: int | None = None) -> list[dict]:
+    """Train `task.model` for cfg.epochs into `run` (resuming run.saved); returns the history rows.
+
+    meta: what the checkpoints carry besides weights (architecture, classes, normalisation, config).
+    groups: optimiser parameter groups with `lr_scale` (default: one group). steps_per_epoch: for the
+    progress bar (default: len of the first epoch's batches).
+    """
+    model = task.model
+    device = next(model.parameters()).device
+    if cfg.precision != "fp32":
+        model.to(memory_format=torch.channels_last)  # the layout oneDNN and cuDNN run reduced precision fastest in
+    optimizer = make_optimizer(cfg, model, groups)
+    scheduler = make_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    average = WeightAverage(model, cfg.ema)  # average.model: validated and kept (the model itself without --ema)
+    columns = ["epoch", "lr", "train_loss", *task.columns, "seconds"]
+    start, best, best_epoch, history = 0, -math.inf, 0, []
+    if run.saved is not None:
+        tensors, saved = run.saved
+        load_weights(model, tensors, run.last, meta["arch"])
+        average.restore(tensors, saved)
+        start, best, best_epoch, history = (saved[k] for k in ("epoch", "best_metric", "best_epoch", "history"))
+        with warnings.catch_warnings():  # stepping the schedule to where the run stopped, without training
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start):
+                scheduler.step()
+        restore_optimizer(optimizer, tensors, saved)
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr
+        if "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
+        console.print(f"resuming {run.out} after epoch {start} of {cfg.epochs}")
+    with progress_bar(console) as bar:
+        task_id = bar.add_task("training", total=None, status="")
+        for epoch in range(start, cfg.epochs):
+            tic = time.time()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            lr = base_rate(optimizer)
+            model.train()
+            batches = task.batches(epoch)
+            if bar.tasks[0].total is None:
+                bar.update(task_id, total=(cfg.epochs - start) * (steps_per_epoch or len(batches)))
+            total, count = 0.0, 0
+            for step, batch in enumerate(batches):
+                with precision_context(cfg.precision, device):
+                    loss = task.loss(model, batch)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}; "
+                                           f"training stopped, last good checkpoint kept in {run.last.parent}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                average.update(model)
+                total, count = total + loss.item(), count + 1
+                bar.update(task_id, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
+            scheduler.step()
+            average.model.eval()
+            val = task.validate(average.model)
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1), **val,
+                   "seconds": time.time() - tic}
+            metric = val[task.select]
+            history.append(row)
+            if better(metric, best, best_epoch):
+                best, best_epoch = metric, epoch + 1
+                save_checkpoint(run.best, average.model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            resume_meta, resume_tensors = average.resumable()
+            if cfg.precision == "fp16":
+                resume_meta["scaler"] = scaler.state_dict()
+            save_checkpoint(run.last, model, {**meta, "epoch": epoch + 1, "best_metric": best,
+                                              "best_epoch": best_epoch, "history": history, **resume_meta},
+                            optimizer, resume_tensors)
+            write_history(run.out / "history.csv", history, columns)
+            status = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} {task.status(row)} " \
+                     f"(best {task.select} {best:.4f} @ {best_epoch})"
+            bar.update(task_id, status=status)
+            if not console.is_terminal:
+                console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
+    return history

@@ -1,0 +1,228 @@
+"""The one training engine (medconv.training.engine): schedules, precision, NaN stop, selection, resume.
+
+A toy task (a linear model on fixed data) tests the engine alone in a fraction of a second; the
+trainers built on it (classification, segmentation, detection) are resumed bit-identically below.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+from torch import nn
+
+from medconv.config import BaseConfig, TrainConfig
+from medconv.errors import TrainingDiverged, UserError
+from medconv.training import engine
+from medconv.training.engine import fit, make_optimizer, make_scheduler, open_run
+
+
+def closed_form(cfg: BaseConfig, epoch: int) -> float:
+    """The schedule as the paper formulas give it (what medconv computed by hand before the engine)."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(epoch >= round(m * cfg.epochs) for m in cfg.milestones)
+    return cfg.lr
+
+
+@pytest.mark.parametrize("settings", [dict(schedule="cosine"), dict(schedule="cosine", warmup_epochs=3),
+                                      dict(schedule="step", milestones=[0.5, 0.75]),
+                                      dict(schedule="step", milestones=[0.3, 0.6], warmup_epochs=2),
+                                      dict(schedule="constant", warmup_epochs=1)])
+def test_torch_schedulers_follow_the_closed_form_with_layer_scales(settings):
+    cfg = BaseConfig(epochs=20, lr=0.1, **settings).validate()
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    groups = [{"params": list(model[0].parameters()), "lr_scale": 0.5}, {"params": list(model[1].parameters())}]
+    optimizer = make_optimizer(cfg, model, groups)
+    scheduler = make_scheduler(cfg, optimizer)
+    for epoch in range(cfg.epochs):
+        expected = closed_form(cfg, epoch)
+        assert engine.base_rate(optimizer) == pytest.approx(expected, rel=1e-6, abs=1e-12), epoch
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * expected, rel=1e-6, abs=1e-12)
+        optimizer.step()
+        scheduler.step()
+
+
+class ToyTask:
+    """Least squares on 64 fixed points; validate returns the scripted metrics, or minus the loss."""
+
+    columns = ["val_score"]
+    select = "val_score"
+
+    def __init__(self, scripted=None, nan_loss_epoch=None):
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        self.x, self.y = torch.randn(64, 4), torch.randn(64, 1)
+        self.scripted, self.nan_loss_epoch, self.epoch = scripted, nan_loss_epoch, 0
+
+    def batches(self, epoch):
+        self.epoch = epoch
+        order = torch.randperm(64)
+        return [(self.x[order[i:i + 16]], self.y[order[i:i + 16]]) for i in range(0, 64, 16)]
+
+    def loss(self, model, batch):
+        x, y = batch
+        loss = nn.functional.mse_loss(model(x).float(), y)
+        return loss * float("nan") if self.epoch == self.nan_loss_epoch else loss
+
+    def validate(self, model):
+        if self.scripted:
+            return {"val_score": self.scripted[self.epoch]}
+        with torch.no_grad():
+            return {"val_score": -float(nn.functional.mse_loss(model(self.x), self.y))}
+
+    def status(self, row):
+        return f"score {row['val_score']:.3f}"
+
+
+def toy_fit(tmp_path, task, resume=False, **settings):
+    cfg, run = open_run(BaseConfig(**{"epochs": 4, "lr": 0.05, "deterministic": True, **settings}), tmp_path, resume,
+                        {"epochs": settings["epochs"]} if resume and "epochs" in settings else None)
+    return fit(task, cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
+
+
+def test_the_best_checkpoint_is_the_highest_validation_metric_and_nan_never_wins(tmp_path):
+    history = toy_fit(tmp_path, ToyTask(scripted=[0.5, float("nan"), 0.7, 0.6]))
+    assert [r["val_score"] for r in history][0::2] == [0.5, 0.7]
+    assert load_file(tmp_path / "checkpoints" / "best.safetensors") is not None
+    import json
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert best["epoch"] == 3 and best["val_metric"] == 0.7
+    assert (tmp_path / "history.csv").read_text().splitlines()[0] == "epoch,lr,train_loss,val_score,seconds"
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="epoch 3"):
+        toy_fit(tmp_path, ToyTask(nan_loss_epoch=2))
+    import json
+    assert json.loads((tmp_path / "checkpoints" / "last.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.parametrize("precision, ema", [("fp32", 0.0), ("bf16", 0.9), ("fp16", 0.0)])
+def test_an_interrupted_toy_run_resumes_to_identical_weights(tmp_path, monkeypatch, precision, ema):
+    settings = dict(precision=precision, ema=ema, warmup_epochs=1, optimizer="sgd")
+    toy_fit(tmp_path / "whole", ToyTask(), **settings)
+    written = []
+    original = engine.write_history
+
+    def interrupt_after_epoch_2(path, history, fields):  # history.csv is written after the last checkpoint
+        original(path, history, fields)
+        written.append(len(history))
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "write_history", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        toy_fit(tmp_path / "parts", ToyTask(), **settings)
+    monkeypatch.setattr(engine, "write_history", original)
+    toy_fit(tmp_path / "parts", ToyTask(), resume=True)
+    for name in ("last", "best"):
+        a = load_file(tmp_path / "whole" / "checkpoints" / f"{name}.safetensors")
+        b = load_file(tmp_path / "parts" / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert written == [1, 2]
+
+
+def test_reduced_precision_runs_under_autocast(tmp_path):
+    dtypes = []
+
+    class Spy(ToyTask):
+        def loss(self, model, batch):
+            dtypes.append(model[0](batch[0]).dtype)
+            return super().loss(model, batch)
+
+    toy_fit(tmp_path / "bf16", Spy(), precision="bf16", epochs=1)
+    toy_fit(tmp_path / "fp32", Spy(), precision="fp32", epochs=1)
+    assert set(dtypes[:4]) == {torch.bfloat16} and set(dtypes[4:]) == {torch.float32}
+
+
+def test_configs_share_one_base_and_refuse_bad_values():
+    from medconv.segment.config import SegmentConfig
+    assert issubclass(TrainConfig, BaseConfig) and issubclass(SegmentConfig, BaseConfig)
+    for bad, words in [(dict(lr=float("nan")), "--lr"), (dict(weight_decay=-1), "--weight-decay"),
+                       (dict(momentum=-1), "--momentum"), (dict(threads=0), "--threads"),
+                       (dict(precision="fp8"), "--precision"), (dict(warmup_epochs=30), "--warmup-epochs"),
+                       (dict(milestones=[1.5]), "--milestones")]:
+        for cls in (TrainConfig, SegmentConfig):
+            with pytest.raises(UserError, match=words):
+                cls(**bad).validate()
+    assert TrainConfig.from_dict({"amp": True, "epochs": 3}).precision == "fp32"  # a pre-engine config.yaml
+
+
+def test_one_augmentation_grammar_refuses_keys_a_trainer_cannot_apply():
+    from medconv.data.transforms import parse_augment
+    from medconv.segment.config import SegmentConfig
+    assert parse_augment("flips=1,elastic=4").elastic == 4 and parse_augment("strong").rotate == 15
+    with pytest.raises(UserError, match="elastic cannot be applied to classification"):
+        TrainConfig(augment="elastic=4").validate()
+    with pytest.raises(UserError, match="rotate cannot be applied to segmentation"):
+        SegmentConfig(augment="rotate=10").validate()
+    with pytest.raises(UserError, match="must be a number >= 0"):
+        parse_augment("hflip=nan")
+
+
+def kill_after_epoch(monkeypatch, epoch: int):
+    """Make the engine stop (as if killed) right after epoch `epoch`'s checkpoints and history are written."""
+    original = engine.write_history
+
+    def write(path, history, fields):
+        original(path, history, fields)
+        if len(history) == epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(engine, "write_history", write)
+    return lambda: monkeypatch.setattr(engine, "write_history", original)
+
+
+def assert_same_checkpoints(a_dir, b_dir):
+    for name in ("last", "best"):
+        a = load_file(a_dir / "checkpoints" / f"{name}.safetensors")
+        b = load_file(b_dir / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_classification_killed_and_resumed_ends_bit_identical(tmp_path, monkeypatch):
+    from medconv.classify.train import train
+    cfg = dict(dataset="synthetic", model_options={"widths": [8, 16], "hidden": [16]}, epochs=3, batch_size=32,
+               augment="strong", warmup_epochs=1, deterministic=True, threads=1, seed=3)
+    train(TrainConfig(**cfg), tmp_path / "whole", console=Console(quiet=True))
+    restore = kill_after_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**cfg), tmp_path / "parts", console=Console(quiet=True))
+    restore()
+    train(TrainConfig(), tmp_path / "parts", resume=True, console=Console(quiet=True))
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "parts")
+
+
+def test_detection_killed_and_resumed_ends_bit_identical(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from medconv.detect.pipeline import train_detector
+    from medconv.segment.config import SegmentConfig
+    rng = np.random.default_rng(0)
+    rows = ["image,x,y"]
+    (tmp_path / "images").mkdir()
+    for i in range(6):  # bright blobs on noise, their centres annotated
+        image = rng.integers(0, 60, (48, 48, 3)).astype(np.uint8)
+        for x, y in rng.integers(6, 42, (4, 2)):
+            image[y - 2:y + 3, x - 2:x + 3] = 220
+            rows.append(f"im{i}.png,{x + 1},{y + 1}")
+        Image.fromarray(image).save(tmp_path / "images" / f"im{i}.png")
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    cfg = dict(points=str(tmp_path / "points.csv"), images=str(tmp_path / "images"), mode="dense", arch="unet",
+               tile=32, target="proximity", radius=3, select_metric="detection_f1", epochs=3, samples_per_epoch=16,
+               batch_size=4, val_fraction=0.34, test_fraction=0.17, model_options={"features": "4,4,8,8,16,4"},
+               deterministic=True, threads=1, ema=0.5)
+    kwargs = dict(tolerance=3, tta=("none",), console=Console(quiet=True))
+    train_detector(SegmentConfig(**cfg), tmp_path / "whole", **kwargs)
+    restore = kill_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train_detector(SegmentConfig(**cfg), tmp_path / "parts", **kwargs)
+    restore()
+    train_detector(SegmentConfig(), tmp_path / "parts", resume=True, **kwargs)
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "parts")
+    assert (tmp_path / "parts" / "detect.json").exists()
