@@ -276,5 +276,5 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
                      f"(best {task.select} {best:.4f} @ {best_epoch})"
             bar.update(task_id, status=status)
             if not console.is_terminal:
-                console.print(status + f" [{row['seconds']:.1f}s]", highlight=False)
+                console.print(status + f" [{row['seconds']:.1f}s]", highlight=False, soft_wrap=True)
     return history
