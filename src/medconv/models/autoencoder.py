@@ -66,17 +66,7 @@ class Autoencoder(TorchLayer):
     def __init__(self, n_components: int = 256, *, tied: bool = True, noise: float = 0.0,
                  learning_rate: float = 0.1, batch_size: int = 100, n_iter: int = 10, momentum: float = 0.9,
                  weight_decay: float = 0.0, random_state=None, device: str = "cpu", verbose: bool = False):
-        self.n_components = n_components
-        self.tied = tied
-        self.noise = noise
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.n_iter = n_iter
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
+        self._keep_params(locals())
 
     @property
     def components_(self) -> np.ndarray:

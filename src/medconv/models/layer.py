@@ -31,6 +31,12 @@ class TorchLayer(TransformerMixin, BaseEstimator):
 
     _unit_interval = True
 
+    def _keep_params(self, params: dict) -> None:
+        """Store __init__'s arguments (its `locals()`) unchanged as attributes, as scikit-learn expects."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     # --- input, device, random numbers -------------------------------------------------------------
     def _device(self) -> torch.device:
         try:

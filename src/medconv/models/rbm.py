@@ -54,17 +54,7 @@ class _RBM(TorchLayer):
     def __init__(self, n_components: int = 256, *, learning_rate: float = 0.1, batch_size: int = 100,
                  n_iter: int = 10, k: int = 1, persistent: bool = True, momentum: float = 0.0,
                  weight_decay: float = 0.0, random_state=None, device: str = "cpu", verbose: bool = False):
-        self.n_components = n_components
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.n_iter = n_iter
-        self.k = k
-        self.persistent = persistent
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
+        self._keep_params(locals())
 
     # visible-unit specifics -------------------------------------------------------------------------
     def _sample_visible(self, mean: torch.Tensor) -> torch.Tensor:
