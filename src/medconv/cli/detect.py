@@ -1,0 +1,107 @@
+"""medconv detect train|tune|predict|evaluate: detection from probability maps (centre maps, smoothed local maxima,
+matched F1)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import UserError
+from ..segment.config import SegmentConfig
+from .fields import TTA
+from .options import (DEVICE, JSON, RESUMABLE, config_options, inputs, parent, print_csv, run_dir, split,
+                      training_run, tta, verb_actions, verb_parser)
+
+EXAMPLES = """examples:
+  medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det
+  medconv detect train --dataset crchistophenotypes --mode dense --target proximity --select-metric detection_f1 \
+--out runs/nuclei-unet
+  medconv detect tune runs/nuclei-det --tolerance 8
+  medconv detect predict runs/nuclei-det images/*.png --out detections.csv
+  medconv export runs/nuclei-unet   # then detect predict runs without torch (onnxruntime)
+  medconv detect evaluate runs/nuclei-det --split val --tolerance 6"""
+
+
+def tolerance(default: float | None, mpp: bool) -> argparse.ArgumentParser:
+    """--tolerance and --tolerance-um (and --mpp where no run configuration gives it)."""
+    p, unset = parent(), "the run's" if default is None else default
+    p.add_argument("--tolerance", type=float, default=default, metavar="PX",
+                   help=f"match distance in px between a detection and a point (default: {unset})")
+    p.add_argument("--tolerance-um", type=float, default=None, metavar="UM",
+                   help="match distance in micrometres, in place of --tolerance (needs --mpp)")
+    if mpp:
+        p.add_argument("--mpp", type=float, default=None, metavar="UM",
+                       help="micrometres per pixel of the images (default: the run's --mpp)")
+    return p
+
+
+def add_parser(subparsers) -> None:
+    actions = verb_actions(subparsers, "detect", "detection from probability maps: centre maps, smoothed local "
+                           "maxima, matched F1", EXAMPLES)
+    run, classifier = run_dir("medconv detect train"), parent()
+    classifier.add_argument("--classifier", default=None, metavar="RUN_DIR", help="type each detection with this "
+                            "nucleus-type classifier run (medconv train --dataset crchistophenotypes): a class column "
+                            "in predict, per-class scores in evaluate (needs classed points)")
+    q = verb_parser(actions, "train", "train a centre-map network on discs around points, then choose the peak "
+                    "parameters on validation", EXAMPLES,
+                    [RESUMABLE, tolerance(6.0, mpp=False), config_options(SegmentConfig)])
+    q.set_defaults(func=run_train)
+    q = verb_parser(actions, "tune", "choose a trained run's peak parameters and test-time augmentation again on its "
+                    "validation images (e.g. for another --tolerance)", EXAMPLES,
+                    [run, tolerance(None, True), tta("none,d4", "default: none,d4", several=True), DEVICE])
+    q.set_defaults(func=run_tune)
+    q = verb_parser(actions, "predict", "detections of image files as CSV image,x,y,score (1-based x, y)", EXAMPLES,
+                    [run, inputs(), classifier, tta(None, "default: the one chosen on validation in training; none "
+                                                          "is fastest"), DEVICE])
+    q.add_argument("--out", default=None, metavar="CSV", help="CSV file to write, a row per detection (default: print)")
+    q.add_argument("--nms-radius", type=float, default=None, metavar="PX",
+                   help="drop detections within PX pixels of a higher-scoring one (default: off)")
+    q.set_defaults(func=run_predict)
+    q = verb_parser(actions, "evaluate", "precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
+                    EXAMPLES, [run, split("val"), tolerance(None, True), classifier, JSON, DEVICE])
+    q.set_defaults(func=run_evaluate)
+
+
+def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | None) -> float | None:
+    """A match distance in pixels: --tolerance, or --tolerance-um divided by --mpp."""
+    if tolerance_um is None:
+        return tolerance
+    if not mpp:
+        raise UserError("--tolerance-um needs the pixel size: give --mpp (micrometres per pixel)")
+    return tolerance_um / mpp
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from ..detect import pipeline  # torch: imported here to keep medconv --help fast
+    cfg, resume = training_run(args, SegmentConfig)
+    pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp), **resume)
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    from ..detect import pipeline  # torch: imported here to keep medconv --help fast
+    mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
+    distance = pixels(args.tolerance, args.tolerance_um, mpp) or pipeline.read_params(args.run_dir)["tolerance"]
+    augmentations = tuple(t.strip() for t in args.tta.split(","))
+    if not augmentations or set(augmentations) - set(TTA):
+        raise UserError(f"--tta {args.tta!r}: expected a comma-separated list of none, flip, d4")
+    pipeline.tune_detector(args.run_dir, distance, tta=augmentations, device=args.device)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    # not the pipeline (torch): an ONNX export predicts through onnxruntime, and this process must not import torch
+    from ..detect.predict import predict_detections
+    rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
+                              args.tta)
+    if args.out is None and rows:
+        print_csv(rows)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ..detect import pipeline  # torch: imported here to keep medconv --help fast
+    mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
+    m = pipeline.evaluate_detection(args.run_dir, args.split, pixels(args.tolerance, args.tolerance_um, mpp),
+                                    args.device, classifier=args.classifier)
+    print(json.dumps(m, indent=2, default=float) if args.json else
+          f"{args.split} ({m['images']} images, within {m['tolerance']} px): precision {m['precision']:.4f}  "
+          f"recall {m['recall']:.4f}  F1 {m['f1']:.4f}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']})"
+          + (f"\ntyped: weighted F1 {m['typed']['weighted_f1']:.4f}, " + ", ".join(
+              f"{c} {v['f1']:.4f}" for c, v in m["typed"]["per_class"].items()) if "typed" in m else ""))

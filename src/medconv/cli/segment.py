@@ -1,0 +1,79 @@
+"""medconv segment train|predict|evaluate: patch classifiers (sliding window or exact dense scanning) and dense
+networks."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..segment.config import SegmentConfig
+from .options import (DEVICE, JSON, RESUMABLE, config_options, inputs, parent, run_dir, split, training_run, tta,
+                      verb_actions, verb_parser)
+
+EXAMPLES = """examples:
+  medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em
+  medconv segment train --dataset isbi2012 --mode dense --arch unet --out runs/em-unet
+  medconv segment predict runs/em slice.png --method dense --out maps/
+  medconv segment evaluate runs/em --split test --method sliding
+  medconv segment evaluate runs/em-unet --split test --tta d4 --thin"""
+
+
+def add_parser(subparsers) -> None:
+    actions = verb_actions(subparsers, "segment", "segmentation: patch classifiers (sliding window or exact dense "
+                           "scanning) and dense networks", EXAMPLES)
+    q = verb_parser(actions, "train", "train a patch classifier (--mode patch) or a U-Net (--mode dense)", EXAMPLES,
+                    [RESUMABLE, config_options(SegmentConfig)])
+    q.set_defaults(func=run_train)
+    scan = parent()
+    scan.add_argument("--method", default="auto", choices=["auto", "dense", "sliding"],
+                      help="patch classifiers: exact dense scanning, or one pass per pixel (default: auto = dense "
+                           "when the network allows)")
+    scan.add_argument("--thin", action="store_true", help="membranes (ISBI): grow the cells below a seed threshold "
+                      "over the map until they meet, leaving one-pixel membranes (seeds chosen on the validation "
+                      "images by Rand error; evaluate adds the thinned Rand error)")
+    run, shared = run_dir("medconv segment train"), [scan, tta("none", "default: none"), DEVICE]
+    q = verb_parser(actions, "predict", "posterior maps, masks and overlays of image files", EXAMPLES,
+                    [run, inputs(), *shared])
+    q.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
+    q.add_argument("--threshold", type=float, default=None, metavar="P", help="foreground probability cut, in [0, 1] "
+                   "(default: the one chosen on the run's validation images, else 0.5)")
+    q.add_argument("--closing", type=int, default=0, metavar="PX",
+                   help="morphological closing of the mask: radius in px (default: 0, none)")
+    q.add_argument("--format", default="png", choices=["png", "tif"],
+                   help="probability maps: 16-bit PNG or float32 TIFF (default: png)")
+    q.add_argument("--sigma", type=float, default=0.0, metavar="PX",
+                   help="Gaussian smoothing of the map first: sigma in px (default: 0, none)")
+    q.add_argument("--opening", type=int, default=0, metavar="PX",
+                   help="morphological opening of the mask: radius in px (default: 0, none)")
+    q.add_argument("--fill-holes", action="store_true", help="fill the holes in the objects of the mask")
+    q.add_argument("--min-size", type=int, default=0, metavar="PX",
+                   help="drop objects of fewer pixels than this (default: 0, keep all)")
+    q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
+    q.set_defaults(func=run_predict)
+    q = verb_parser(actions, "evaluate", "pixel error, Rand error, Dice/IoU of a run on a split", EXAMPLES,
+                    [run, *shared, split("test"), JSON])
+    q.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from ..segment.train import train_segmentation  # torch: imported here to keep medconv --help fast
+    cfg, resume = training_run(args, SegmentConfig)
+    train_segmentation(cfg, args.out, **resume)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
+    predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma, args.opening,
+                         args.fill_holes, args.min_size, args.instances, args.tta, args.device, closing=args.closing,
+                         fmt=args.format, thin=args.thin)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ..segment.evaluate import evaluate_segmentation, metrics_name  # torch: kept out of medconv --help
+    m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin)
+    print(json.dumps(m, indent=2) if args.json else
+          f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
+          + (f"  Rand error {m['rand_error']:.4f}  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}"
+             if "rand_error" in m else "")
+          + (f"  thinned Rand error {m['thinned']['rand_error']:.4f}" if "thinned" in m else "")
+          + f"  -> {args.run_dir}/{metrics_name(args.split, args.tta)}")
