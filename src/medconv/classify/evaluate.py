@@ -76,5 +76,5 @@ def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], cons
             result[split] = evaluate(run_dir, split, data=(info, sets), device=device)
     write_json(run_dir / "metrics.json", result)
     summary = ", ".join(f"{s} AUC {result[s]['auc']:.4f} ACC {result[s]['acc']:.4f}" for s in ("val", "test") if s in result)
-    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {run_dir}", highlight=False)
+    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {run_dir}", highlight=False, soft_wrap=True)
     return result

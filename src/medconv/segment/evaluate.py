@@ -196,7 +196,7 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
                             + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error "
                                f"{result[s]['isbi_pixel_error']:.4f}" if "rand_error" in result[s] else "")
                             for s in ("val", "test") if s in result)
-    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False)
+    console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False, soft_wrap=True)
     return result
 
 
