@@ -32,21 +32,78 @@ def test_published_parameter_counts_equal_torchvision(arch, published):
     assert str(model) == str(reference)  # the very same network, not only the same count
 
 
+# Szegedy et al. 2014, "Going deeper with convolutions", Table 1, typed in from the paper (not from the code):
+# per Inception module (input channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj). Each module's
+# input is the previous module's output (#1x1 + #3x3 + #5x5 + pool proj; 3a's is conv2's 192 maps).
+PAPER_TABLE1 = {
+    "inception3a": (192, 64, 96, 128, 16, 32, 32),
+    "inception3b": (256, 128, 128, 192, 32, 96, 64),
+    "inception4a": (480, 192, 96, 208, 16, 48, 64),
+    "inception4b": (512, 160, 112, 224, 24, 64, 64),
+    "inception4c": (512, 128, 128, 256, 24, 64, 64),
+    "inception4d": (512, 112, 144, 288, 32, 64, 64),
+    "inception4e": (528, 256, 160, 320, 32, 128, 128),
+    "inception5a": (832, 256, 160, 320, 32, 128, 128),
+    "inception5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+def conv_params(c_in: int, c_out: int, k: int, batch_norm: bool) -> int:
+    """A k x k convolution's weights, plus its bias (no BN) or BN's scale and shift (BN: the conv has no bias;
+    BN's running mean and variance are buffers, not parameters)."""
+    return k * k * c_in * c_out + (2 * c_out if batch_norm else c_out)
+
+
+def paper_inception_params(c_in, c1, r3, c3, r5, c5, pool_proj, batch_norm=False, five=5) -> int:
+    return (conv_params(c_in, c1, 1, batch_norm) + conv_params(c_in, r3, 1, batch_norm)
+            + conv_params(r3, c3, 3, batch_norm) + conv_params(c_in, r5, 1, batch_norm)
+            + conv_params(r5, c5, five, batch_norm) + conv_params(c_in, pool_proj, 1, batch_norm))
+
+
+def paper_googlenet_params(batch_norm=False, aux=False, five=5) -> int:
+    """GoogLeNet's parameter count for 3 x 224 x 224 input and 1000 classes, from Table 1's filter numbers."""
+    bn = batch_norm
+    stem = conv_params(3, 64, 7, bn) + conv_params(64, 64, 1, bn) + conv_params(64, 192, 3, bn)  # conv1, conv2
+    modules = sum(paper_inception_params(*row, batch_norm=bn, five=five) for row in PAPER_TABLE1.values())
+    fc = 1024 * 1000 + 1000  # avg pool 7x7 -> 1024 features -> linear 1000 (weights + biases)
+    # Each auxiliary classifier (paper section 5): 1x1 conv 128 on 4a (512 maps) / 4d (528 maps), the 5x5/3 average
+    # pool leaving 4 x 4, FC 128*16 -> 1024, FC 1024 -> 1000
+    heads = sum(conv_params(c, 128, 1, bn) + 128 * 16 * 1024 + 1024 + 1024 * 1000 + 1000 for c in (512, 528))
+    return stem + modules + fc + (heads if aux else 0)
+
+
 def test_googlenet_parameter_count_is_the_papers():
+    # the table's input channels follow from its own output columns
+    outputs = [c1 + c3 + c5 + pp for _, c1, _, c3, _, c5, pp in PAPER_TABLE1.values()]
+    assert [row[0] for row in PAPER_TABLE1.values()] == [192] + outputs[:-1] and outputs[-1] == 1024
     model = build_model("googlenet", 3, 1000, (224, 224), batch_norm=False)
+    for name, row in PAPER_TABLE1.items():  # module by module, so an error points at its row
+        assert count(getattr(model, name)) == paper_inception_params(*row), name
+    assert count(model) == paper_googlenet_params() == 6_998_552
+    # conv weights alone (what Table 1's params column counts; test_inspect compares it row by row)
     conv_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert count(model) == 6_998_552 and 6.6e6 <= count(model) <= 7.0e6
-    assert conv_weights == 5_966_272
+    assert conv_weights == paper_googlenet_params() - fc_and_biases(batch_norm=False)
     assert count(model.fc) == 1024 * 1000 + 1000
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert count(build_model("googlenet", 3, 1000, (224, 224))) == 7_005_832  # default batch_norm=True
-    # the paper's 5x5 branch, where torchvision has 3x3; otherwise the same module names and shapes
+    # default batch_norm=True: every conv loses its bias and gains BN's scale and shift (+1 per output channel)
+    assert count(build_model("googlenet", 3, 1000, (224, 224))) == paper_googlenet_params(batch_norm=True)
+    # aux_logits adds the two auxiliary classifiers of the paper
+    with_aux = build_model("googlenet", 3, 1000, (224, 224), batch_norm=False, aux_logits=True)
+    assert count(with_aux) == paper_googlenet_params(aux=True) == paper_googlenet_params() + 6_379_728
+    # torchvision's GoogLeNet (BN) puts 3x3 kernels where the paper has 5x5; otherwise the same shapes and names
+    tv = build_model("googlenet-torchvision", 3, 1000, (224, 224))
+    assert count(tv) == paper_googlenet_params(batch_norm=True, five=3) == 6_624_904
     ours = build_model("googlenet", 3, 1000, (224, 224)).state_dict()
-    theirs = build_model("googlenet-torchvision", 3, 1000, (224, 224)).state_dict()
+    theirs = tv.state_dict()
     assert ours["inception3a.branch3.1.conv.weight"].shape == (32, 16, 5, 5)
     assert theirs["inception3a.branch3.1.conv.weight"].shape == (32, 16, 3, 3)
     assert set(ours) == set(theirs)
-    assert count(build_model("googlenet-torchvision", 3, 1000, (224, 224))) == 6_624_904
+
+
+def fc_and_biases(batch_norm: bool) -> int:
+    """The parameters of paper_googlenet_params() that are not conv weights: fc, and one bias per conv output."""
+    outs = 64 + 64 + 192 + sum(c1 + r3 + c3 + r5 + c5 + pp for _, c1, r3, c3, r5, c5, pp in PAPER_TABLE1.values())
+    return 1024 * 1000 + 1000 + (2 if batch_norm else 1) * outs
 
 
 def test_inception_v3_parameter_count():
