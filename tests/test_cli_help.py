@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from medconv.cli import build_parser
+from medconv.cli import fields
 from medconv.cli.fields import field_help
 from medconv.config import TrainConfig
 from medconv.segment.config import SegmentConfig
@@ -61,6 +62,12 @@ def test_every_config_field_has_a_help_text(config_class):
     missing = [f.name for f in dataclasses.fields(config_class)
                if f.name != "model_options" and field_help(config_class, f.name) is None]
     assert not missing, f"medconv/cli/fields.py: no help for {config_class.__name__} field(s) {missing}"
+
+
+def test_no_help_text_outlives_its_field():
+    names = {f.name for cls in (TrainConfig, SegmentConfig) for f in dataclasses.fields(cls)}
+    stale = [name for table in (fields.COMMON, *fields.BY_CLASS.values()) for name in table if name not in names]
+    assert not stale, f"medconv/cli/fields.py: help for fields that no configuration has: {stale}"
 
 
 @pytest.mark.parametrize("flag", ["--device", "--tta", "--json", "--checkpoint", "--split", "--config",

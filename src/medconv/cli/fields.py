@@ -91,8 +91,6 @@ CLASSIFY = {  # medconv train, transfer
                      "hflip=0.5,rotate=15,translate=0.1,contrast=0.1", metavar="SPEC"),
     "tta": Field("test-time augmentation when the run is evaluated: the mean posterior of flipped (flip) or "
                  "flipped and turned (d4) images, or none"),
-    "amp": Field("mixed precision: training steps in bfloat16 autocast on CUDA (no effect on the CPU; segment and "
-                 "detect train choose theirs with --precision)"),
     "select_metric": Field("validation metric that picks the best checkpoint"),
 }
 
