@@ -18,6 +18,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from ..export import export_onnx  # torch and onnx: imported here to keep medconv --help fast
+    from ..export import export_onnx  # numpy (and torch when it runs): imported here to keep medconv --help fast
     done = export_onnx(args.run_dir, args.checkpoint)
     print(f"{done['onnx']} (largest posterior difference from torch {done['max_difference']:.1e})")
