@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 
-from medconv.detect.pipeline import disc_mask, proximity_map, tune
+from medconv.detect.targets import disc_mask, proximity_map
+from medconv.detect.tuning import tune
 
 
 def test_disc_mask_and_tuning_on_known_maps():
@@ -63,7 +64,8 @@ def test_detect_train_predict_evaluate(tmp_path, data_root, medconv):
                      "--out", tmp_path / "hard")
     assert second.returncode == 0, second.stderr
     assert int(second.stderr.split("hard negatives: ")[1].split()[0]) > 0  # the first run's false positives
-    from medconv.detect.pipeline import false_positives, run_config
+    from medconv.detect.hard_negatives import false_positives
+    from medconv.detect.pipeline import run_config
     from medconv.segment.train import load_data
     val = load_data(run_config(run))[1]["val"]
     assert len(false_positives(run, val, 6.0)) == scored["fp"]  # on the validation images: evaluate's count

@@ -155,7 +155,7 @@ def test_configs_share_one_base_and_refuse_bad_values():
 
 
 def test_one_augmentation_grammar_refuses_keys_a_trainer_cannot_apply():
-    from medconv.data.transforms import parse_augment
+    from medconv.data.augment import parse_augment
     from medconv.segment.config import SegmentConfig
     assert parse_augment("flips=1,elastic=4").elastic == 4 and parse_augment("strong").rotate == 15
     with pytest.raises(UserError, match="elastic cannot be applied to classification"):

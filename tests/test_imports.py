@@ -105,3 +105,14 @@ def test_the_model_registry_imports_no_model():
     assert not {t for t in graph["medconv.models.registry"] if t.startswith("medconv.models.")} - {
         "medconv.models.torchvision_any"}
     assert "medconv.models.resnet" in graph["medconv.models"]  # the package imports them, as torchvision's does
+
+
+def test_the_command_line_and_the_onnx_detection_path_start_without_torch():
+    import subprocess
+    import sys
+    code = ("import sys; import medconv; from medconv.cli import build_parser; build_parser(); "
+            "from medconv.detect.predict import predict_detections; from medconv.config import TrainConfig; "
+            "TrainConfig(augment='strong').validate(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -4,14 +4,8 @@ import torch
 
 from medconv.cli import build_parser, config_from_args
 from medconv.config import TrainConfig, dump_config, load_config
-from medconv.data.transforms import (
-    PRESETS,
-    AugmentConfig,
-    augment,
-    channel_stats,
-    parse_augment,
-    tta_views,
-)
+from medconv.data.augment import PRESETS, AugmentConfig, parse_augment
+from medconv.data.transforms import augment, channel_stats, tta_views
 from medconv.errors import UserError
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .data.transforms import parse_augment
+from .data.augment import parse_augment
 from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -83,8 +83,8 @@ class BaseConfig:
                             f"got {self.warmup_epochs}")
         if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
             raise UserError(f"--milestones must be fractions of the epochs in (0, 1), got {self.milestones}")
-        if not 0 < self.gamma <= 1:
-            raise UserError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise UserError(f"--gamma must be a positive factor, got {self.gamma}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
         for name in ("val_fraction", "test_fraction"):

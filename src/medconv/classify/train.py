@@ -16,7 +16,8 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 from ..config import TrainConfig
 from ..data import load_dataset
-from ..data.transforms import augment, channel_stats, normalise, parse_augment
+from ..data.augment import parse_augment
+from ..data.transforms import augment, channel_stats, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
 from ..errors import TrainingDiverged
 from ..fileio import write_text

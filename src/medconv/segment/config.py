@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import BaseConfig, option
-from ..data.transforms import AugmentConfig, parse_augment
+from ..data.augment import AugmentConfig, parse_augment
 from ..errors import UserError
 
 

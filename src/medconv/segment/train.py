@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..data.patches import PatchSampler, augment_patches, class_weights
 from ..data.segmentation import SegImage, SegInfo
-from ..data.transforms import AugmentConfig, normalise
+from ..data.augment import AugmentConfig
+from ..data.transforms import normalise
 from ..detect.hard_negatives import false_positives
 from ..detect.tuning import tune
 from ..errors import UserError
