@@ -1,9 +1,17 @@
-"""Shared fixtures: the real datasets folder ($MEDCONV_DATA, default ../shared/datasets)."""
+"""Shared fixtures: the real datasets folder ($MEDCONV_DATA, default ../shared/datasets), the medconv command
+(in a subprocess, kept for one test per verb, or in-process for the rest), and trained runs that several test
+files only read (session scope: each is trained once per test session).
+
+A test that reads a shared run must not write into it (a run directory keeps evaluate's outputs, so a test
+that evaluates a shared run compares against figures it read before, or works on a copy)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,7 +34,112 @@ def run_medconv(*args, env: dict | None = None, timeout: float = 300) -> subproc
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def medconv():
-    """The medconv command as a function: medconv("train", "--out", dir, ...) -> CompletedProcess."""
+    """The medconv command in a new process: medconv("train", "--out", dir, ...) -> CompletedProcess. Costs a torch
+    import (seconds): kept for one test per verb, where the command line itself is under test."""
     return run_medconv
+
+
+@dataclass
+class Done:
+    """What a finished command left: as subprocess.CompletedProcess (returncode, stdout, stderr)."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_in_process(*args) -> Done:
+    """medconv.cli.main(args) in this process, its stdout and stderr captured; argparse's exit becomes the return
+    code, as in a subprocess. Any other exception propagates (a subprocess would print a traceback and exit 1)."""
+    from medconv.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Done(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The medconv command run in-process: cli("segment", "evaluate", run, "--json") -> Done(returncode, stdout,
+    stderr). For tests of what a verb does rather than of starting a process."""
+    return run_in_process
+
+
+@pytest.fixture(autouse=True)
+def _torch_settings_restored():
+    """Training in-process sets torch's thread count and deterministic mode (--threads, --deterministic) for the
+    whole process: each test gets them back as they were, so one test's settings do not slow or change another."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+# ---------------------------------------------------------------- trained runs shared across test files
+
+@pytest.fixture(scope="session")
+def breast_run(tmp_path_factory, data_root):
+    """(run directory, train()'s result): 15 epochs of a ~100K-weight CNN on the full real BreastMNIST."""
+    from medconv.classify.train import train
+    from medconv.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "breast"
+    cfg = TrainConfig(dataset="breastmnist", data_root=str(data_root), arch="simple-cnn",
+                      model_options={"widths": [16, 32, 64], "hidden": [64]}, epochs=15, batch_size=64,
+                      lr=2e-3, augment="light", seed=0)
+    return out, train(cfg, out)
+
+
+@pytest.fixture(scope="session")
+def crc_classifier(tmp_path_factory, data_root):
+    """(run directory, train()'s result): one epoch of a small CNN on 5% of CRCHistoPhenotypes' nucleus patches
+    (4 classes), the classifier detect predict --classifier uses."""
+    from medconv.classify.train import train
+    from medconv.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "crc-classifier"
+    cfg = TrainConfig(dataset="crchistophenotypes", data_root=str(data_root), arch="simple-cnn", epochs=1,
+                      train_fraction=0.05, batch_size=64, threads=1, seed=0,
+                      model_options={"widths": [8, 16], "hidden": [32]})
+    return out, train(cfg, out)
+
+
+@pytest.fixture(scope="session")
+def crc_detector(tmp_path_factory, data_root):
+    """(run directory, train_detector()'s result): a patch-CNN centre-map detector trained one short epoch (1,024
+    patches) on CRCHistoPhenotypes' 60 training images; peak parameters chosen on its 10 validation images, without
+    test-time augmentation (test_detect_pipeline tries d4 on a smaller set)."""
+    from rich.console import Console
+
+    from medconv.detect.pipeline import train_detector
+    from medconv.segment.config import SegmentConfig
+
+    out = tmp_path_factory.mktemp("runs") / "crc-detector"
+    cfg = SegmentConfig(dataset="crchistophenotypes", data_root=str(data_root), patch=15, epochs=1,
+                        samples_per_epoch=1024, threads=1, deterministic=True,
+                        model_options={"widths": [8, 16], "kernels": [3, 3], "hidden": [32]})
+    return out, train_detector(cfg, out, console=Console(file=io.StringIO()), tta=("none",))
+
+
+@pytest.fixture(scope="session")
+def isbi_patch_run(tmp_path_factory, data_root):
+    """A patch CNN (the default 33 px network) trained 2 short epochs (3,072 patches) on ISBI 2012 slices 0-19; its
+    Rand threshold chosen on slices 20-24; scored on 25-29."""
+    from rich.console import Console
+
+    from medconv.segment.config import SegmentConfig
+    from medconv.segment.train import train_segmentation
+
+    out = tmp_path_factory.mktemp("runs") / "isbi-patch"
+    train_segmentation(SegmentConfig(dataset="isbi2012", data_root=str(data_root), patch=33, epochs=2,
+                                     samples_per_epoch=1536, threads=1, deterministic=True), out,
+                       console=Console(file=io.StringIO()))
+    return out
