@@ -107,7 +107,7 @@ def crc_classifier(tmp_path_factory, data_root):
 
     out = tmp_path_factory.mktemp("runs") / "crc-classifier"
     cfg = TrainConfig(dataset="crchistophenotypes", data_root=str(data_root), arch="simple-cnn", epochs=1,
-                      train_fraction=0.05, batch_size=64, threads=1, seed=0,
+                      train_fraction=0.05, batch_size=64, threads=1, seed=0, deterministic=True,
                       model_options={"widths": [8, 16], "hidden": [32]})
     return out, train(cfg, out)
 

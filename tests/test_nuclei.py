@@ -140,11 +140,18 @@ def test_load_dataset_dispatch(data_root):
     assert info.name == "crchistophenotypes" and tuple(sets["val"].images.shape[1:]) == (3, 9, 9)
 
 
-def test_train_cli(medconv, data_root, tmp_path):
-    out = tmp_path / "run"
-    done = medconv("train", "--dataset", "crchistophenotypes", "--data-root", data_root, "--arch", "simple-cnn",
-                   "--epochs", "1", "--train-fraction", "0.05", "--batch-size", "64", "--device", "cpu",
-                   "--threads", "1", "--model-option", "widths=8,16", "--model-option", "hidden=[32]", "--out", out)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_a_short_training_on_nucleus_patches_scores_every_test_nucleus(crc_classifier, loaded, rows):
+    out, result = crc_classifier
+    _, sets = loaded
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics, metrics
+    assert metrics["test"]["n"] == result["test"]["n"] == len(sets["test"])  # every nucleus of the 10 test images
+    assert metrics["val"]["n"] == len(sets["val"])
+    test_images = split_of(sets["test"])
+    counts = Counter(r["class"] for r in rows if r["image"] in test_images)  # from the CSV
+    assert sum(counts.values()) == metrics["test"]["n"]
+    test = metrics["test"]
+    assert {c: v["support"] for c, v in test["per_class"].items()} == {c: counts[c] for c in CLASSES}
+    assert np.array(test["confusion_matrix"]).sum(1).tolist() == [counts[c] for c in CLASSES]  # rows: true class
+    # one epoch on 5% of the training patches (646): macro AUC measured 0.76 (val 0.74); chance is 0.5
+    assert test["auc"] > 0.68 and metrics["val"]["auc"] > 0.65
+    assert test["acc"] == pytest.approx(np.trace(test["confusion_matrix"]) / test["n"])
