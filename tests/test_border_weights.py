@@ -60,11 +60,11 @@ def test_border_weight_settings_are_checked():
         SegmentConfig(mode="dense", border_weight=10, border_sigma=0).validate()
 
 
-def test_isbi_training_with_border_weights(tmp_path, data_root, medconv):
+def test_isbi_training_with_border_weights(tmp_path, data_root, cli):
     run = tmp_path / "bw"
-    done = medconv("segment", "train", "--dataset", "isbi2012", "--data-root", data_root, "--mode", "dense",
-                   "--tile", "32", "--model-option", "features=4,4,8,8,16,4", "--border-weight", "10",
-                   "--epochs", "1", "--samples-per-epoch", "8", "--batch-size", "4", "--threads", "1", "--out", run)
+    done = cli("segment", "train", "--dataset", "isbi2012", "--data-root", data_root, "--mode", "dense",
+               "--tile", "32", "--model-option", "features=4,4,8,8,16,4", "--border-weight", "10",
+               "--epochs", "1", "--samples-per-epoch", "8", "--batch-size", "4", "--threads", "1", "--out", run)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stderr.split())
     assert "border weights: w0 10.0" in text and "regions the membrane separates" in text

@@ -38,8 +38,8 @@ def fine_run(tmp_path_factory, data_root):
     return out
 
 
-def test_coarse_level_sums_the_fine_probabilities(fine_run, medconv):
-    result = medconv("evaluate", fine_run, "--split", "test", "--level", "coarse", "--json")
+def test_coarse_level_sums_the_fine_probabilities(fine_run, cli):
+    result = cli("evaluate", fine_run, "--split", "test", "--level", "coarse", "--json")
     assert result.returncode == 0, result.stderr
     coarse = json.loads(result.stdout)
     assert set(coarse["per_class"]) == {"epithelial", "non-epithelial"} and coarse["level"] == "coarse"
@@ -61,7 +61,7 @@ def test_training_on_the_coarse_level(tmp_path, data_root):
     assert set(metrics["test"]["per_class"]) == {"epithelial", "non-epithelial"}
 
 
-def test_a_tree_that_does_not_match_the_classes_is_one_clear_error(tmp_path, data_root, medconv):
+def test_a_tree_that_does_not_match_the_classes_is_one_clear_error(tmp_path, data_root):
     tree = tmp_path / "tree.yaml"
     tree.write_text("all:\n  epithelial:\n  stroma: [fibroblast, lymphocyte]\n")
     with pytest.raises(UserError, match="not in the dataset: lymphocyte; not in the tree: inflammatory, others"):

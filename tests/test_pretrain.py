@@ -43,10 +43,10 @@ def test_pretraining_needs_sigmoid_mlp(breast_images):
         TrainConfig(arch="resnet18", pretrain="rbm").validate()
 
 
-def test_train_with_rbm_pretraining_end_to_end(tmp_path, medconv, data_root):
+def test_train_with_rbm_pretraining_end_to_end(tmp_path, cli, data_root):
     run = tmp_path / "run"
-    proc = medconv("train", "--dataset", "breastmnist", "--data-root", data_root, "--arch", "mlp", "--hidden", "64,32",
-                   "--activation", "sigmoid", "--pretrain", "rbm", "--pretrain-epochs", "2", "--epochs", "2", "--out", run)
+    proc = cli("train", "--dataset", "breastmnist", "--data-root", data_root, "--arch", "mlp", "--hidden", "64,32",
+               "--activation", "sigmoid", "--pretrain", "rbm", "--pretrain-epochs", "2", "--epochs", "2", "--out", run)
     assert proc.returncode == 0, proc.stderr
     import json
     pre = json.loads((run / "pretrain.json").read_text())
@@ -57,7 +57,7 @@ def test_train_with_rbm_pretraining_end_to_end(tmp_path, medconv, data_root):
 def test_pretrain_verb_saves_stack_and_pictures(tmp_path, medconv, data_root):
     out = tmp_path / "stack"
     proc = medconv("pretrain", "--data-root", data_root, "--hidden", "32,16", "--method", "rbm", "--epochs", "2",
-                   "--out", out)
+                   "--out", out)  # the pretrain verb's one test in a new process
     assert proc.returncode == 0, proc.stderr
     from medconv.training.checkpoint import load_model
     model, meta = load_model(out / "checkpoints" / "pretrained.safetensors")

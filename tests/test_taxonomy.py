@@ -188,10 +188,10 @@ def write_inputs(tmp_path):
     (tmp_path / "counts.csv").write_text("node,images\n" + "".join(f"{k},{v}\n" for k, v in COUNTS.items()))
 
 
-def test_cli_partition(tmp_path, medconv):
+def test_cli_partition(tmp_path, medconv, cli):
     write_inputs(tmp_path)
     proc = medconv("taxonomy", "partition", tmp_path / "tree.yaml", "--counts", tmp_path / "counts.csv",
-                   "--max-class-size", 100, "--out", tmp_path / "cut.yaml")
+                   "--max-class-size", 100, "--out", tmp_path / "cut.yaml")  # the taxonomy verb's one new process
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()]
     assert rows[0] == ["training", "class", "images", "leaves"]
@@ -201,14 +201,14 @@ def test_cli_partition(tmp_path, medconv):
     assert "5 training classes" in proc.stdout
     cut = yaml.safe_load((tmp_path / "cut.yaml").read_text())
     assert Taxonomy.from_dict(cut).leaves == ["blue-nevus", "junctional-nevus", "seborrheic-keratosis", "melanoma", "carcinoma"]
-    proc = medconv("taxonomy", "partition", tmp_path / "tree.yaml", "--counts", tmp_path / "counts.csv",
-                   "--max-class-size", 200, "--json")
+    proc = cli("taxonomy", "partition", tmp_path / "tree.yaml", "--counts", tmp_path / "counts.csv",
+               "--max-class-size", 200, "--json")
     assert [c["name"] for c in json.loads(proc.stdout)["classes"]] == ["benign", "melanoma", "carcinoma"]
 
 
-def test_cli_show(tmp_path, medconv):
+def test_cli_show(tmp_path, cli):
     write_inputs(tmp_path)
-    proc = medconv("taxonomy", "show", tmp_path / "tree.yaml", "--level", "group")
+    proc = cli("taxonomy", "show", tmp_path / "tree.yaml", "--level", "group")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[1:3] == ["skin", "  benign  (4 leaves)"] and "      - halo-nevus" in lines
@@ -220,9 +220,9 @@ def test_cli_show(tmp_path, medconv):
     (["partition", "tree.yaml", "--counts", "missing.csv"], "missing.csv not found"),
     (["show", "tree.yaml", "--level", "species"], "valid levels"),
 ])
-def test_cli_errors_are_one_line(tmp_path, medconv, args, needle):
+def test_cli_errors_are_one_line(tmp_path, cli, args, needle):
     write_inputs(tmp_path)
-    proc = medconv("taxonomy", *[str(tmp_path / a) if a.endswith((".yaml", ".csv")) else a for a in args])
+    proc = cli("taxonomy", *[str(tmp_path / a) if a.endswith((".yaml", ".csv")) else a for a in args])
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -88,10 +88,10 @@ def test_torchvision_name_loads_from_the_cache(tmp_path, monkeypatch):
     torch.testing.assert_close(outputs(model, x), outputs(original, x), rtol=0, atol=0)
 
 
-def test_offline_without_cache_is_one_clear_line(tmp_path, medconv, data_root):
-    result = medconv("train", "--dataset", "breastmnist", "--data-root", data_root, "--arch", "resnet18",
-                     "--init-from", "IMAGENET1K_V1", "--epochs", "1", "--out", tmp_path / "run",
-                     env={"TORCH_HOME": str(tmp_path / "empty")})
+def test_offline_without_cache_is_one_clear_line(tmp_path, cli, data_root, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # torch.hub's cache: read when the weights are asked for
+    result = cli("train", "--dataset", "breastmnist", "--data-root", data_root, "--arch", "resnet18",
+                 "--init-from", "IMAGENET1K_V1", "--epochs", "1", "--out", tmp_path / "run")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not in the local cache" in lines[0] and "--init-from FILE.pth" in lines[0]
@@ -201,16 +201,16 @@ def test_features_are_cached_and_the_fitted_head_is_scikit_learns(source_run, tm
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
-def test_transfer_cli_fit_then_evaluate(source_run, tmp_path, data_root, medconv):
+def test_transfer_cli_fit_then_evaluate(source_run, tmp_path, data_root, medconv, cli):
     common = ["--backbone", "simple-cnn", "--weights", source_run, "--dataset", "breastmnist", "--data-root", data_root,
               "--cache", tmp_path / "cache"]
-    fitted = medconv("transfer", "fit", *common, "--out", tmp_path / "head")
+    fitted = medconv("transfer", "fit", *common, "--out", tmp_path / "head")  # the transfer verb's one new process
     assert fitted.returncode == 0, fitted.stderr
-    evaluated = medconv("evaluate", tmp_path / "head", "--split", "test", "--json")
+    evaluated = cli("evaluate", tmp_path / "head", "--split", "test", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     fit_metrics = json.loads((tmp_path / "head" / "metrics.json").read_text())
     assert json.loads(evaluated.stdout)["auc"] == fit_metrics["test"]["auc"]
-    bad = medconv("transfer", "extract", *common, "--layer", "layer9")
+    bad = cli("transfer", "extract", *common, "--layer", "layer9")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--layer layer9" in bad.stderr
 
 
