@@ -166,6 +166,18 @@ def test_one_augmentation_grammar_refuses_keys_a_trainer_cannot_apply():
         parse_augment("hflip=nan")
 
 
+def test_classification_may_select_the_lowest_validation_loss(tmp_path):
+    import json
+
+    from medconv.classify.train import train
+    train(TrainConfig(dataset="synthetic", model_options={"widths": [4], "hidden": [8]}, epochs=3, batch_size=32,
+                      select_metric="loss", threads=1), tmp_path, console=Console(quiet=True))
+    history = json.loads((tmp_path / "checkpoints" / "last.json").read_text())["history"]
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    lowest = min(history, key=lambda r: r["val_loss"])
+    assert best["epoch"] == lowest["epoch"] and best["val_metric"] == -lowest["val_loss"]
+
+
 def kill_after_epoch(monkeypatch, epoch: int):
     """Make the engine stop (as if killed) right after epoch `epoch`'s checkpoints and history are written."""
     original = engine.write_history

@@ -151,10 +151,10 @@ class TrainConfig(BaseConfig):
     class_weights: str = "none"       # none, balanced
     augment: str = "none"             # a preset (none, light, strong, histology) or "hflip=0.5,rotate=15,..."
     tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
-    select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc
+    select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc, loss (lowest)
 
     CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
-               "select_metric": ("auc", "acc"), "resize_mode": ("nearest", "bilinear"),
+               "select_metric": ("auc", "acc", "loss"), "resize_mode": ("nearest", "bilinear"),
                "pretrain": ("none", "rbm", "ae", "cae")}
 
     def validate(self) -> "TrainConfig":

@@ -90,7 +90,8 @@ class ClassificationTask:
     def __init__(self, cfg: TrainConfig, model: nn.Module, info: DatasetInfo, sets: dict[str, ImageSet],
                  mean: list[float], std: list[float], device: torch.device):
         self.cfg, self.model, self.info, self.mean, self.std, self.device = cfg, model, info, mean, std, device
-        self.select = f"val_{cfg.select_metric}"
+        # the engine keeps the highest selection metric: the loss is selected negated
+        self.select = "val_neg_loss" if cfg.select_metric == "loss" else f"val_{cfg.select_metric}"
         self.loss_fn = make_loss(cfg, info, sets["train"], device)
         self.aug = parse_augment(cfg.augment)
         self.data = TensorDataset(sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device))
@@ -119,8 +120,9 @@ class ClassificationTask:
             raise TrainingDiverged("the network's outputs on the validation images became NaN or infinite; training "
                                    "stopped, the last good checkpoint kept")
         labels = self.val.labels.numpy()
-        return {"val_loss": loss_of_scores(self.loss_fn, scores, targets(self.val.labels, self.info.task), self.info.task),
-                "val_auc": auc_score(labels, scores, self.info.task), "val_acc": acc_score(labels, scores, self.info.task)}
+        loss = loss_of_scores(self.loss_fn, scores, targets(self.val.labels, self.info.task), self.info.task)
+        return {"val_loss": loss, "val_auc": auc_score(labels, scores, self.info.task),
+                "val_acc": acc_score(labels, scores, self.info.task), "val_neg_loss": -loss}
 
     def status(self, row: dict) -> str:
         return f"val auc {row['val_auc']:.4f} acc {row['val_acc']:.4f}"

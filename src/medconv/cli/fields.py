@@ -91,7 +91,7 @@ CLASSIFY = {  # medconv train, transfer
                      "hflip=0.5,rotate=15,translate=0.1,contrast=0.1", metavar="SPEC"),
     "tta": Field("test-time augmentation when the run is evaluated: the mean posterior of flipped (flip) or "
                  "flipped and turned (d4) images, or none"),
-    "select_metric": Field("validation metric that picks the best checkpoint"),
+    "select_metric": Field("validation metric that picks the best checkpoint: the highest auc or acc, or the lowest loss"),
 }
 
 SEGMENT = {  # medconv segment train, detect train
