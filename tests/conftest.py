@@ -70,17 +70,27 @@ def cli():
     return run_in_process
 
 
-@pytest.fixture(autouse=True)
-def _torch_settings_restored():
-    """Training in-process sets torch's thread count and deterministic mode (--threads, --deterministic) for the
-    whole process: each test gets them back as they were, so one test's settings do not slow or change another."""
-    import torch
+@pytest.fixture(scope="session", autouse=True)
+def _torch_defaults() -> dict:
+    """torch's thread count and deterministic mode as the session found them (before any fixture trained: the test
+    modules have imported torch by then; a run of torch-free tests alone leaves them unrecorded)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    return {"threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled()}
 
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+
+@pytest.fixture(autouse=True)
+def _torch_settings_restored(_torch_defaults):
+    """Training in-process sets torch's thread count and deterministic mode (--threads, --deterministic) for the
+    whole process: after each test they are set back to the session's defaults, as if each test had its own
+    process, so that one test's settings neither slow nor change another."""
     yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch = sys.modules.get("torch")
+    if torch is not None and _torch_defaults:
+        torch.set_num_threads(_torch_defaults["threads"])
+        torch.use_deterministic_algorithms(_torch_defaults["deterministic"], warn_only=_torch_defaults["warn_only"])
 
 
 # ---------------------------------------------------------------- trained runs shared across test files

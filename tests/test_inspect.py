@@ -75,16 +75,18 @@ def test_pictures_of_a_trained_run(tmp_path, cli, data_root, breast_run):
         assert Image.open(tmp_path / name).size[0] > 200
 
 
+def first_images(root, data_root, train: int, others: int):
+    """root, holding the first `train` / `others` / `others` train/val/test images of the real BreastMNIST file."""
+    with np.load(data_root / "medmnist" / "breastmnist.npz") as npz:
+        arrays = {k: npz[k][:train if k.startswith("train") else others] for k in npz.files}
+    np.savez(root / "breastmnist.npz", **arrays)
+    return root
+
+
 @pytest.fixture(scope="module")
 def small_breastmnist(tmp_path_factory, data_root):
     """A data root holding the first 32/16/16 train/val/test images of the real BreastMNIST file."""
-    import numpy as np
-
-    root = tmp_path_factory.mktemp("small-breastmnist")
-    with np.load(data_root / "medmnist" / "breastmnist.npz") as npz:
-        arrays = {k: npz[k][:32 if k.startswith("train") else 16] for k in npz.files}
-    np.savez(root / "breastmnist.npz", **arrays)
-    return root
+    return first_images(tmp_path_factory.mktemp("small-breastmnist"), data_root, 32, 16)
 
 
 @pytest.mark.parametrize("arch", available())
@@ -117,10 +119,11 @@ def test_every_architecture_trains_one_epoch_on_breastmnist(arch, tmp_path, smal
     assert meta["input_size"] == ([75, 75] if arch == "inception_v3" else [28, 28])
 
 
-def test_resize_to_native_size_from_the_command_line(tmp_path, small_breastmnist, cli):
+def test_resize_to_native_size_from_the_command_line(tmp_path, data_root, cli):
     run = tmp_path / "googlenet224"
-    proc = cli("train", "--dataset", "breastmnist", "--data-root", small_breastmnist, "--arch", "googlenet",
-                   "--resize", "224", "--epochs", "1", "--batch-size", "16", "--out", run)
+    tiny = first_images(tmp_path, data_root, 8, 8)  # 224 px GoogLeNet: 8 images a split (both classes in each)
+    proc = cli("train", "--dataset", "breastmnist", "--data-root", tiny, "--arch", "googlenet",
+               "--resize", "224", "--epochs", "1", "--batch-size", "8", "--out", run)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((run / "checkpoints" / "best.json").read_text())
     assert meta["input_size"] == [224, 224] and meta["config"]["resize"] == 224
