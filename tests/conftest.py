@@ -2,8 +2,9 @@
 (in a subprocess, kept for one test per verb, or in-process for the rest), and trained runs that several test
 files only read (session scope: each is trained once per test session).
 
-A test that reads a shared run must not write into it (a run directory keeps evaluate's outputs, so a test
-that evaluates a shared run compares against figures it read before, or works on a copy)."""
+A test that reads a shared run must not change what other tests read in it (evaluate adds its own files to a run;
+a test that re-tunes or re-trains one works on a copy). The shared runs train with torch's default thread count
+(both cores of a 2-core machine); their figures, asserted with margins, do not depend on it."""
 from __future__ import annotations
 
 import contextlib
@@ -117,7 +118,7 @@ def crc_classifier(tmp_path_factory, data_root):
 
     out = tmp_path_factory.mktemp("runs") / "crc-classifier"
     cfg = TrainConfig(dataset="crchistophenotypes", data_root=str(data_root), arch="simple-cnn", epochs=1,
-                      train_fraction=0.05, batch_size=64, threads=1, seed=0, deterministic=True,
+                      train_fraction=0.05, batch_size=64, seed=0, deterministic=True,
                       model_options={"widths": [8, 16], "hidden": [32]})
     return out, train(cfg, out)
 
@@ -134,7 +135,7 @@ def crc_detector(tmp_path_factory, data_root):
 
     out = tmp_path_factory.mktemp("runs") / "crc-detector"
     cfg = SegmentConfig(dataset="crchistophenotypes", data_root=str(data_root), patch=15, epochs=1,
-                        samples_per_epoch=1024, threads=1, deterministic=True,
+                        samples_per_epoch=1024, deterministic=True,
                         model_options={"widths": [8, 16], "kernels": [3, 3], "hidden": [32]})
     return out, train_detector(cfg, out, console=Console(file=io.StringIO()), tta=("none",))
 
@@ -150,6 +151,6 @@ def isbi_patch_run(tmp_path_factory, data_root):
 
     out = tmp_path_factory.mktemp("runs") / "isbi-patch"
     train_segmentation(SegmentConfig(dataset="isbi2012", data_root=str(data_root), patch=33, epochs=2,
-                                     samples_per_epoch=1536, threads=1, deterministic=True), out,
+                                     samples_per_epoch=1536, deterministic=True), out,
                        console=Console(file=io.StringIO()))
     return out
