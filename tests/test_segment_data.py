@@ -255,4 +255,4 @@ def test_colour_augmentation_changes_each_channel_apart():
     assert contrast.min() >= 0.9 - 1e-5 and contrast.max() <= 1.1 + 1e-5
     assert (contrast[:, 0] - contrast[:, 1]).abs().max() > 0.02  # the channels were not changed alike
     from medconv.segment.config import parse_augment
-    assert parse_augment("flips=1,colour=0.05")["colour"] == 0.05
+    assert parse_augment("flips=1,colour=0.05").colour == 0.05
