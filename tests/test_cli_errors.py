@@ -1,4 +1,6 @@
-"""Bad input ends with one clear line, exit code 2, no traceback, and no run that looks complete."""
+"""Bad input ends with one clear line, exit code 2, no traceback, and no run that looks complete. One case runs the
+command in a new process (what a user sees); the others call medconv.cli.main in-process (the same code, no torch
+import each)."""
 import numpy as np
 import pytest
 import torch
@@ -25,60 +27,60 @@ def test_missing_dataset_offline(tmp_path, medconv):
     assert not (tmp_path / "run").exists()
 
 
-def test_corrupt_npz(tmp_path, medconv):
+def test_corrupt_npz(tmp_path, cli):
     (tmp_path / "breastmnist.npz").write_bytes(np.random.default_rng(0).bytes(5000))
-    proc = medconv("train", "--dataset", "breastmnist", "--data-root", tmp_path, "--out", tmp_path / "run", *TINY)
+    proc = cli("train", "--dataset", "breastmnist", "--data-root", tmp_path, "--out", tmp_path / "run", *TINY)
     assert_user_error(proc, "breastmnist.npz", "not a readable MedMNIST file")
     assert not (tmp_path / "run").exists()
 
 
-def test_label_outside_class_range(tmp_path, medconv):
+def test_label_outside_class_range(tmp_path, cli):
     images = np.zeros((4, 28, 28), np.uint8)
     labels = {"train": [[0], [1], [0], [5]], "val": [[0], [1], [0], [1]], "test": [[0], [1], [0], [1]]}
     np.savez(tmp_path / "breastmnist.npz", **{f"{s}_images": images for s in labels},
              **{f"{s}_labels": np.array(v, np.uint8) for s, v in labels.items()})
-    proc = medconv("train", "--dataset", "breastmnist", "--data-root", tmp_path, "--out", tmp_path / "run", *TINY)
+    proc = cli("train", "--dataset", "breastmnist", "--data-root", tmp_path, "--out", tmp_path / "run", *TINY)
     assert_user_error(proc, "[5]", "outside 0..1")
     assert not (tmp_path / "run").exists()
 
 
-def test_corrupt_png_in_folder_dataset(tmp_path, medconv):
+def test_corrupt_png_in_folder_dataset(tmp_path, cli):
     rng = np.random.default_rng(0)
     for cls in ("benign", "malignant"):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
         for i in range(10):
             Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
     (tmp_path / "imgs" / "malignant" / "broken.png").write_bytes(b"\x89PNG not really")
-    proc = medconv("train", "--images", tmp_path / "imgs", "--out", tmp_path / "run", *TINY)
+    proc = cli("train", "--images", tmp_path / "imgs", "--out", tmp_path / "run", *TINY)
     assert_user_error(proc, "broken.png")
     assert not (tmp_path / "run").exists()
 
 
-def test_unknown_arch(tmp_path, medconv):
-    proc = medconv("train", "--dataset", "synthetic", "--arch", "resnet7", "--out", tmp_path / "run")
+def test_unknown_arch(tmp_path, cli):
+    proc = cli("train", "--dataset", "synthetic", "--arch", "resnet7", "--out", tmp_path / "run")
     assert_user_error(proc, "--arch", "resnet7", "resnet18")
     assert not (tmp_path / "run").exists()
 
 
-def test_checkpoint_of_another_architecture(tmp_path, medconv):
+def test_checkpoint_of_another_architecture(tmp_path, cli):
     run = tmp_path / "run"
-    proc = medconv("train", "--dataset", "synthetic", "--out", run, *TINY)
+    proc = cli("train", "--dataset", "synthetic", "--out", run, *TINY)
     assert proc.returncode == 0, proc.stderr
     # resuming with another architecture
-    assert_user_error(medconv("train", "--out", run, "--resume", "--arch", "resnet18"), "simple-cnn", "resnet18")
+    assert_user_error(cli("train", "--out", run, "--resume", "--arch", "resnet18"), "simple-cnn", "resnet18")
     # a checkpoint whose weights belong to another network than its metadata says
     meta = {"arch": "lenet5", "model_options": {}, "in_channels": 1, "num_classes": 2, "input_size": [28, 28],
             "classes": ["a", "b"], "task": "binary-class", "mean": [0.5], "std": [0.2], "config": {}}
     save_checkpoint(tmp_path / "other.safetensors", build_model("resnet18", 1, 2, (28, 28)), meta)
-    proc = medconv("predict", tmp_path / "other.safetensors", tmp_path)
+    proc = cli("predict", tmp_path / "other.safetensors", tmp_path)
     assert_user_error(proc, "other.safetensors", "does not fit --arch lenet5")
 
 
-def test_existing_run_is_not_overwritten(tmp_path, medconv):
+def test_existing_run_is_not_overwritten(tmp_path, cli):
     run = tmp_path / "run"
-    assert medconv("train", "--dataset", "synthetic", "--out", run, *TINY).returncode == 0
+    assert cli("train", "--dataset", "synthetic", "--out", run, *TINY).returncode == 0
     before = (run / "metrics.json").read_text()
-    assert_user_error(medconv("train", "--dataset", "synthetic", "--out", run, *TINY), "already holds a run")
+    assert_user_error(cli("train", "--dataset", "synthetic", "--out", run, *TINY), "already holds a run")
     assert (run / "metrics.json").read_text() == before
 
 
@@ -100,11 +102,11 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert not (run / "metrics.json").exists()
 
 
-def test_bad_mlp_and_pretraining_options(tmp_path, medconv):
-    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "mlp", "--hidden", "500,abc",
+def test_bad_mlp_and_pretraining_options(tmp_path, cli):
+    assert_user_error(cli("train", "--dataset", "synthetic", "--arch", "mlp", "--hidden", "500,abc",
                               "--out", tmp_path / "a"), "hidden")
-    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "mlp", "--activation", "relu",
+    assert_user_error(cli("train", "--dataset", "synthetic", "--arch", "mlp", "--activation", "relu",
                               "--pretrain", "rbm", "--out", tmp_path / "b"), "--activation sigmoid")
-    assert_user_error(medconv("train", "--dataset", "synthetic", "--arch", "resnet18", "--pretrain", "ae",
+    assert_user_error(cli("train", "--dataset", "synthetic", "--arch", "resnet18", "--pretrain", "ae",
                               "--out", tmp_path / "c"), "--arch mlp")
     assert not any((tmp_path / d).exists() for d in "abc")
