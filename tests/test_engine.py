@@ -238,3 +238,39 @@ def test_detection_killed_and_resumed_ends_bit_identical(tmp_path, monkeypatch):
     train_detector(SegmentConfig(), tmp_path / "parts", resume=True, **kwargs)
     assert_same_checkpoints(tmp_path / "whole", tmp_path / "parts")
     assert (tmp_path / "parts" / "detect.json").exists()
+
+
+def test_a_second_writer_to_a_run_directory_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path):
+    from medconv.training.lock import LOCK_NAME
+    cfg, first = open_run(BaseConfig(epochs=2), tmp_path / "run", False, None)
+    with pytest.raises(UserError, match=f"pid {__import__('os').getpid()}.*another --out"):
+        open_run(BaseConfig(epochs=2), tmp_path / "run", False, None)
+    first.release()
+    _, again = open_run(BaseConfig(epochs=2), tmp_path / "run", False, None)  # free again once released
+    again.release()
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / LOCK_NAME).write_text("pid 999999 on a machine that died\n")  # no process holds it any more
+    open_run(BaseConfig(epochs=2), stale, False, None)[1].release()
+    with pytest.raises(UserError, match="--warmup-epochs"):  # refused before training: no folder left behind
+        open_run(BaseConfig(epochs=2, warmup_epochs=5), tmp_path / "never", False, None)
+    assert not (tmp_path / "never").exists()
+
+
+def test_concurrent_train_commands_into_one_out_one_is_refused(tmp_path):
+    import subprocess
+    import sys
+    args = [sys.executable, "-m", "medconv.cli", "train", "--dataset", "synthetic", "--model-option", "widths=[4]",
+            "--model-option", "hidden=[8]", "--batch-size", "32", "--threads", "1", "--out", str(tmp_path / "conc")]
+    slow = subprocess.Popen([*args, "--epochs", "40"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        deadline = time.time() + 120
+        while not (tmp_path / "conc" / "config.yaml").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([*args, "--epochs", "2", "--seed", "2"], capture_output=True, text=True, timeout=120)
+    finally:
+        slow.kill()
+        slow.wait()
+    assert second.returncode == 2 and "being written by another medconv run" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1

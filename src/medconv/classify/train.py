@@ -152,24 +152,31 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     """
     console = console or Console(stderr=True)
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
-    source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
-    info, sets = load_dataset(cfg)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
-    mean, std = channel_stats(sets["train"].images)
-    if run.saved is not None:
-        mean, std = run.saved[1]["mean"], run.saved[1]["std"]
-    elif source is not None:
-        notes = apply_weights(model, source, cfg.arch, reset_head=True)
-        mean, std = source_normalisation(source, info, mean, std)
-        console.print(f"initialised from {source.description}; " + "; ".join(notes + [f"input mean {mean} std {std}"]))
-    if cfg.pretrain != "none" and run.saved is None:
-        pretrain(cfg, model, sets["train"].images, mean, std, device, run.out, console)
-    run.out.mkdir(parents=True, exist_ok=True)
-    write_text(run.out / "config.yaml", cfg.dump())
-    if info.notes:
-        console.print("\n".join(f"note: {n}" for n in info.notes))
-    task = ClassificationTask(cfg, model, info, sets, mean, std, device)
-    fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
-    return finish_run(run.out, info, sets, console=console, device=str(device))
+    failed = True  # a run that fails before writing anything leaves no folder behind
+    try:
+        source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
+        info, sets = load_dataset(cfg)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
+        mean, std = channel_stats(sets["train"].images)
+        if run.saved is not None:
+            mean, std = run.saved[1]["mean"], run.saved[1]["std"]
+        elif source is not None:
+            notes = apply_weights(model, source, cfg.arch, reset_head=True)
+            mean, std = source_normalisation(source, info, mean, std)
+            console.print(f"initialised from {source.description}; "
+                          + "; ".join(notes + [f"input mean {mean} std {std}"]))
+        if cfg.pretrain != "none" and run.saved is None:
+            pretrain(cfg, model, sets["train"].images, mean, std, device, run.out, console)
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_text(run.out / "config.yaml", cfg.dump())
+        if info.notes:
+            console.print("\n".join(f"note: {n}" for n in info.notes))
+        task = ClassificationTask(cfg, model, info, sets, mean, std, device)
+        fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
+        result = finish_run(run.out, info, sets, console=console, device=str(device))
+        failed = False
+        return result
+    finally:
+        run.release(failed)

@@ -199,28 +199,34 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     `tolerance`: point data, the match distance in px of --select-metric detection_f1 and --hard-negatives."""
     console = console or Console(stderr=True)
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
-    info, splits = load_data(cfg)
-    if not splits["val"]:
-        raise UserError("segmentation training needs at least one validation image (to choose the checkpoint)")
-    sampler = (PatchSampler(splits["train"], cfg.patch, cfg.balance, cfg.seed) if cfg.mode == "patch"
-               else TileSampler(splits["train"], cfg.tile, border_weight_maps(cfg, info, splits["train"], console)))
-    device = resolve_device(cfg.device)
-    if cfg.hard_negatives:
-        hard = false_positives(cfg.hard_negatives, splits["train"], tolerance, str(device))
-        sampler.add_hard(hard, cfg.hard_fraction)
-        console.print(f"hard negatives: {len(hard)} false positives of {cfg.hard_negatives} on the training images, "
-                      f"{cfg.hard_fraction:.0%} of every batch")
-    torch.manual_seed(cfg.seed)
-    model = build(cfg, info).to(device)
-    mean, std = pixel_stats(splits["train"])
-    side = cfg.patch if cfg.mode == "patch" else cfg.tile
-    meta = {"arch": cfg.arch, "model_options": cfg.model_options, "in_channels": info.channels,
-            "num_classes": len(info.classes), "input_size": [side, side], "classes": info.classes,
-            "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
-            "mean": mean, "std": std, "config": cfg.to_dict()}
-    run.out.mkdir(parents=True, exist_ok=True)
-    write_text(run.out / "config.yaml", cfg.dump())
-    for note in info.notes:
-        console.print(f"note: {note}")
-    fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
-    return finish_segmentation(run.out, info, splits, console, str(device))
+    failed = True  # a run that fails before writing anything leaves no folder behind
+    try:
+        info, splits = load_data(cfg)
+        if not splits["val"]:
+            raise UserError("segmentation training needs at least one validation image (to choose the checkpoint)")
+        sampler = (PatchSampler(splits["train"], cfg.patch, cfg.balance, cfg.seed) if cfg.mode == "patch"
+                   else TileSampler(splits["train"], cfg.tile, border_weight_maps(cfg, info, splits["train"], console)))
+        device = resolve_device(cfg.device)
+        if cfg.hard_negatives:
+            hard = false_positives(cfg.hard_negatives, splits["train"], tolerance, str(device))
+            sampler.add_hard(hard, cfg.hard_fraction)
+            console.print(f"hard negatives: {len(hard)} false positives of {cfg.hard_negatives} on the training "
+                          f"images, {cfg.hard_fraction:.0%} of every batch")
+        torch.manual_seed(cfg.seed)
+        model = build(cfg, info).to(device)
+        mean, std = pixel_stats(splits["train"])
+        side = cfg.patch if cfg.mode == "patch" else cfg.tile
+        meta = {"arch": cfg.arch, "model_options": cfg.model_options, "in_channels": info.channels,
+                "num_classes": len(info.classes), "input_size": [side, side], "classes": info.classes,
+                "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
+                "mean": mean, "std": std, "config": cfg.to_dict()}
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_text(run.out / "config.yaml", cfg.dump())
+        for note in info.notes:
+            console.print(f"note: {note}")
+        fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
+        result = finish_segmentation(run.out, info, splits, console, str(device))
+        failed = False
+        return result
+    finally:
+        run.release(failed)

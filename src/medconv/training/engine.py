@@ -38,6 +38,7 @@ from ..fileio import write_text
 from ..progress import progress_bar
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
+from .lock import RunLock
 
 RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -73,6 +74,12 @@ class RunDir:
 
     out: Path
     saved: tuple[dict, dict] | None = None
+    lock: RunLock | None = None  # held from open_run until the trainer calls release()
+
+    def release(self, failed: bool = False) -> None:
+        """Let other runs write here again (a folder created by a run that failed empty is removed)."""
+        if self.lock is not None:
+            self.lock.release(failed)
 
     @property
     def last(self) -> Path:
@@ -120,16 +127,22 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
              paths: tuple[str, ...] = ()) -> tuple[BaseConfig, RunDir]:
     """(validated config, run directory) for training into `out`: the saved configuration (with `overrides`
     checked) when resuming; an error when `out` already holds a run and `resume` is not set. The config
-    fields named in `paths` become absolute (evaluate may run from another folder later)."""
+    fields named in `paths` become absolute (evaluate may run from another folder later). The run directory
+    is locked for this process (training.lock): the trainer calls run.release() when it is done."""
     run = RunDir(Path(out))
-    if resume:
-        if not run.last.exists():
-            raise UserError(f"--resume: {run.last} not found (nothing to resume)")
-        run.saved = read_checkpoint(run.last)
-        cfg = resumed_config(run.saved[1]["config"], overrides, run.last, type(cfg))
-    elif run.last.exists() or (run.out / "metrics.json").exists():
-        raise UserError(f"{run.out} already holds a run: add --resume to continue it, or choose another --out")
-    cfg.validate()
+    if resume and not run.last.exists():
+        raise UserError(f"--resume: {run.last} not found (nothing to resume)")
+    run.lock = RunLock(run.out)  # first: a run still training here is named as such
+    try:
+        if resume:
+            run.saved = read_checkpoint(run.last)
+            cfg = resumed_config(run.saved[1]["config"], overrides, run.last, type(cfg))
+        elif run.last.exists() or (run.out / "metrics.json").exists():
+            raise UserError(f"{run.out} already holds a run: add --resume to continue it, or choose another --out")
+        cfg.validate()
+    except BaseException:
+        run.release(failed=True)
+        raise
     for name in paths:
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
