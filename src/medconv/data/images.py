@@ -1,6 +1,7 @@
 """Reading one image file (PNG, JPEG, BMP, TIFF, DICOM) and bringing it to a model's input shape."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -59,11 +60,31 @@ def _read_pillow(path: Path) -> np.ndarray:
         return _to_unit(np.asarray(img))
 
 
+def max_pixels() -> int:
+    """The most pixels one image may declare before it is decoded: Pillow's decompression-bomb limit
+    (2 x 89,478,485), or $MEDCONV_MAX_PIXELS."""
+    value = os.environ.get("MEDCONV_MAX_PIXELS", "178956970")
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"MEDCONV_MAX_PIXELS must be a whole number of pixels, got {value!r}") from None
+
+
+def check_pixels(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse an image whose declared shape holds more than max_pixels() values, before allocating it."""
+    count = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if count > max_pixels():
+        raise UserError(f"cannot read image {path}: it declares {' x '.join(map(str, shape))} = {count:,} values, "
+                        f"above the limit of {max_pixels():,} (a decompression bomb?); set MEDCONV_MAX_PIXELS "
+                        "to raise it")
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        check_pixels(path, page.shape)
         a = page.asarray()
         axes, inverted = page.axes, page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
@@ -82,6 +103,8 @@ def _read_dicom(path: Path) -> np.ndarray:
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds:
         raise UserError(f"cannot read image {path}: DICOM file has no pixel data")
+    check_pixels(path, (int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("Rows", 0) or 0),
+                        int(ds.get("Columns", 0) or 0), int(ds.get("SamplesPerPixel", 1) or 1)))
     a = ds.pixel_array
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         a = a[0]
