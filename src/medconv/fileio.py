@@ -31,10 +31,14 @@ def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
-def write_csv(path: str | Path, rows: list[dict]) -> None:
+def write_csv(path: str | Path, rows: list[dict], fields: list[str] | None = None) -> None:
+    """CSV of `rows` (written atomically); `fields`: the header, which no rows still get (default: the
+    first row's keys)."""
+    fields = fields if fields is not None else list(rows[0])
+
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
     atomic_write(path, write)

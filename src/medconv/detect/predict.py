@@ -51,6 +51,6 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
                 row["class"] = kind
         rows += [{**row, "seconds": round(seconds, 3)} for row in found_rows]
         log(f"{path.name}: {len(found)} detections in {seconds:.2f} s ({engine})")
-    if out is not None and rows:
-        write_csv(out, rows)
+    if out is not None:  # no detections at all: the header alone, never an older file left in place
+        write_csv(out, rows, ["image", "x", "y", "score", *(["class"] if classifier else []), "seconds"])
     return rows
