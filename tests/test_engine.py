@@ -274,3 +274,19 @@ def test_concurrent_train_commands_into_one_out_one_is_refused(tmp_path):
         slow.wait()
     assert second.returncode == 2 and "being written by another medconv run" in second.stderr, second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
+
+
+def test_outputs_follow_the_umask_and_a_resumed_run_removes_a_killed_writes_temp_files(tmp_path):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        toy_fit(tmp_path, ToyTask(), epochs=1)
+    finally:
+        os.umask(old)
+    for name in ("checkpoints/last.safetensors", "checkpoints/last.json", "history.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name  # readable by the group
+    leftover = tmp_path / "checkpoints" / ".last.safetensors.abc123.tmp"  # as a kill mid-write leaves it
+    leftover.write_bytes(b"half a checkpoint")
+    toy_fit(tmp_path, ToyTask(), resume=True, epochs=2)
+    assert not leftover.exists()

@@ -9,18 +9,37 @@ from pathlib import Path
 from typing import Callable
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path), then rename tmp_path to path, so readers never see half a file."""
+    """Call write(tmp_path), then rename tmp_path to path, so readers never see half a file. The file gets
+    the permissions the umask allows (mkstemp's own are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files atomic_write leaves in `folder` when a process is killed mid-write."""
+    leftovers = [p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    for p in leftovers:
+        p.unlink()
+    return leftovers
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -34,7 +34,7 @@ from torch.optim import lr_scheduler
 
 from ..config import BaseConfig
 from ..errors import TrainingDiverged, UserError
-from ..fileio import write_text
+from ..fileio import remove_leftovers, write_text
 from ..progress import progress_bar
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
@@ -133,6 +133,8 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
     if resume and not run.last.exists():
         raise UserError(f"--resume: {run.last} not found (nothing to resume)")
     run.lock = RunLock(run.out)  # first: a run still training here is named as such
+    for folder in (run.out, run.out / "checkpoints"):
+        remove_leftovers(folder)  # a run killed mid-write left them; no other process writes here now
     try:
         if resume:
             run.saved = read_checkpoint(run.last)
