@@ -290,3 +290,21 @@ def test_outputs_follow_the_umask_and_a_resumed_run_removes_a_killed_writes_temp
     leftover.write_bytes(b"half a checkpoint")
     toy_fit(tmp_path, ToyTask(), resume=True, epochs=2)
     assert not leftover.exists()
+
+
+def test_a_validation_split_of_one_class_is_refused_before_training(tmp_path):
+    from PIL import Image
+
+    from medconv.classify.train import train
+    rng = np.random.default_rng(0)
+    for split, classes in (("train", ("a", "b")), ("val", ("a",)), ("test", ("a", "b"))):
+        for c in classes:
+            (tmp_path / "images" / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+                    tmp_path / "images" / split / c / f"{i}.png")
+    cfg = dict(images=str(tmp_path / "images"), size=16, epochs=1, batch_size=4)
+    with pytest.raises(UserError, match="validation split holds only class 'a'.*--select-metric acc or loss"):
+        train(TrainConfig(**cfg), tmp_path / "run", console=Console(quiet=True))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    train(TrainConfig(**cfg, select_metric="acc"), tmp_path / "run", console=Console(quiet=True))

@@ -19,7 +19,7 @@ from ..data import load_dataset
 from ..data.augment import parse_augment
 from ..data.transforms import augment, channel_stats, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
-from ..errors import TrainingDiverged
+from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model
@@ -128,6 +128,21 @@ class ClassificationTask:
         return f"val auc {row['val_auc']:.4f} acc {row['val_acc']:.4f}"
 
 
+def check_selectable(cfg: TrainConfig, info: DatasetInfo, val: ImageSet) -> None:
+    """Refuse, before training, a validation split on which the selection metric means nothing: no images,
+    or (AUC of a single-label task) images of one class only."""
+    if len(val) == 0:
+        raise UserError("the validation split holds no images, so nothing can choose the checkpoint: give it some "
+                        "(--val-fraction, or a split column / val/ folder)")
+    if cfg.select_metric == "auc" and info.task != MULTI_LABEL:
+        present = sorted(set(val.labels[:, 0].tolist()))
+        if len(present) < 2:
+            name = info.classes[present[0]] if present else "none"
+            raise UserError(f"the validation split holds only class {name!r}: its AUC is undefined and cannot choose "
+                            "the checkpoint; give it images of every class (--val-fraction, a split column or "
+                            "val/ folder) or choose --select-metric acc or loss")
+
+
 def pretrain(cfg: TrainConfig, model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float],
              device: torch.device, out: Path, console: Console) -> None:
     """--pretrain: the convolutions as autoencoders (cae), or an mlp's hidden layers as RBMs or autoencoders."""
@@ -156,6 +171,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     try:
         source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
         info, sets = load_dataset(cfg)
+        check_selectable(cfg, info, sets["val"])
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
