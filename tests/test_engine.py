@@ -53,6 +53,7 @@ class ToyTask:
 
     columns = ["val_score"]
     select = "val_score"
+    lower_is_better = False
 
     def __init__(self, scripted=None, nan_loss_epoch=None):
         torch.manual_seed(0)
@@ -60,9 +61,9 @@ class ToyTask:
         self.x, self.y = torch.randn(64, 4), torch.randn(64, 1)
         self.scripted, self.nan_loss_epoch, self.epoch = scripted, nan_loss_epoch, 0
 
-    def batches(self, epoch):
+    def batches(self, epoch, generator):
         self.epoch = epoch
-        order = torch.randperm(64)
+        order = torch.randperm(64, generator=generator)
         return [(self.x[order[i:i + 16]], self.y[order[i:i + 16]]) for i in range(0, 64, 16)]
 
     def loss(self, model, batch):
@@ -86,10 +87,31 @@ def toy_fit(tmp_path, task, resume=False, **settings):
     return fit(task, cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
 
 
+def kill_after_epoch(monkeypatch, epoch: int):
+    """Make the engine stop (as if killed) right after epoch `epoch`'s checkpoints and history are written."""
+    original = engine.write_history
+
+    def write(path, history, fields):
+        original(path, history, fields)
+        if len(history) == epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(engine, "write_history", write)
+    return lambda: monkeypatch.setattr(engine, "write_history", original)
+
+
+def assert_same_checkpoints(a_dir, b_dir):
+    for name in ("last", "best"):
+        a = load_file(a_dir / "checkpoints" / f"{name}.safetensors")
+        b = load_file(b_dir / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_the_best_checkpoint_is_the_highest_validation_metric_and_nan_never_wins(tmp_path):
     history = toy_fit(tmp_path, ToyTask(scripted=[0.5, float("nan"), 0.7, 0.6]))
     assert [r["val_score"] for r in history][0::2] == [0.5, 0.7]
-    assert load_file(tmp_path / "checkpoints" / "best.safetensors") is not None
+    best_weights = load_file(tmp_path / "checkpoints" / "best.safetensors")  # epoch 3's, not the last (epoch 4)
+    last_weights = load_file(tmp_path / "checkpoints" / "last.safetensors")
+    assert not all(torch.equal(v, last_weights[k]) for k, v in best_weights.items())
     import json
     best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
     assert best["epoch"] == 3 and best["val_metric"] == 0.7
@@ -105,27 +127,16 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("precision, ema", [("fp32", 0.0), ("bf16", 0.9), ("fp16", 0.0)])
 def test_an_interrupted_toy_run_resumes_to_identical_weights(tmp_path, monkeypatch, precision, ema):
+    import json
     settings = dict(precision=precision, ema=ema, warmup_epochs=1, optimizer="sgd")
     toy_fit(tmp_path / "whole", ToyTask(), **settings)
-    written = []
-    original = engine.write_history
-
-    def interrupt_after_epoch_2(path, history, fields):  # history.csv is written after the last checkpoint
-        original(path, history, fields)
-        written.append(len(history))
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine, "write_history", interrupt_after_epoch_2)
+    restore = kill_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         toy_fit(tmp_path / "parts", ToyTask(), **settings)
-    monkeypatch.setattr(engine, "write_history", original)
+    restore()
+    assert json.loads((tmp_path / "parts" / "checkpoints" / "last.json").read_text())["epoch"] == 2  # stopped there
     toy_fit(tmp_path / "parts", ToyTask(), resume=True)
-    for name in ("last", "best"):
-        a = load_file(tmp_path / "whole" / "checkpoints" / f"{name}.safetensors")
-        b = load_file(tmp_path / "parts" / "checkpoints" / f"{name}.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    assert written == [1, 2]
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "parts")
 
 
 def test_reduced_precision_runs_under_autocast(tmp_path):
@@ -176,25 +187,6 @@ def test_classification_may_select_the_lowest_validation_loss(tmp_path):
     best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
     lowest = min(history, key=lambda r: r["val_loss"])
     assert best["epoch"] == lowest["epoch"] and best["val_metric"] == -lowest["val_loss"]
-
-
-def kill_after_epoch(monkeypatch, epoch: int):
-    """Make the engine stop (as if killed) right after epoch `epoch`'s checkpoints and history are written."""
-    original = engine.write_history
-
-    def write(path, history, fields):
-        original(path, history, fields)
-        if len(history) == epoch:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(engine, "write_history", write)
-    return lambda: monkeypatch.setattr(engine, "write_history", original)
-
-
-def assert_same_checkpoints(a_dir, b_dir):
-    for name in ("last", "best"):
-        a = load_file(a_dir / "checkpoints" / f"{name}.safetensors")
-        b = load_file(b_dir / "checkpoints" / f"{name}.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_classification_killed_and_resumed_ends_bit_identical(tmp_path, monkeypatch):

@@ -90,19 +90,18 @@ class ClassificationTask:
     def __init__(self, cfg: TrainConfig, model: nn.Module, info: DatasetInfo, sets: dict[str, ImageSet],
                  mean: list[float], std: list[float], device: torch.device):
         self.cfg, self.model, self.info, self.mean, self.std, self.device = cfg, model, info, mean, std, device
-        # the engine keeps the highest selection metric: the loss is selected negated
-        self.select = "val_neg_loss" if cfg.select_metric == "loss" else f"val_{cfg.select_metric}"
+        self.select, self.lower_is_better = f"val_{cfg.select_metric}", cfg.select_metric == "loss"
         self.loss_fn = make_loss(cfg, info, sets["train"], device)
         self.aug = parse_augment(cfg.augment)
         self.data = TensorDataset(sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device))
         self.val = sets["val"]
 
-    def batches(self, epoch: int) -> DataLoader:
+    def batches(self, epoch: int, generator: torch.Generator) -> DataLoader:
         """Shuffled batches of (images uint8/float (B, C, H, W), targets); a last batch of one image is
         dropped (batch norm cannot train on it)."""
         set_trainable(self.model, self.cfg.finetune, self.cfg.unfreeze_every, epoch)
         n, size = len(self.data), self.cfg.batch_size
-        order = RandomSampler(range(n), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
+        order = RandomSampler(range(n), generator=generator)
         return DataLoader(self.data, sampler=BatchSampler(order, size, drop_last=n % size == 1), batch_size=None)
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
@@ -122,7 +121,7 @@ class ClassificationTask:
         labels = self.val.labels.numpy()
         loss = loss_of_scores(self.loss_fn, scores, targets(self.val.labels, self.info.task), self.info.task)
         return {"val_loss": loss, "val_auc": auc_score(labels, scores, self.info.task),
-                "val_acc": acc_score(labels, scores, self.info.task), "val_neg_loss": -loss}
+                "val_acc": acc_score(labels, scores, self.info.task)}
 
     def status(self, row: dict) -> str:
         return f"val auc {row['val_auc']:.4f} acc {row['val_acc']:.4f}"
@@ -167,32 +166,25 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     """
     console = console or Console(stderr=True)
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
-    failed = True  # a run that fails before writing anything leaves no folder behind
-    try:
+    with run:
         source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
         info, sets = load_dataset(cfg)
         check_selectable(cfg, info, sets["val"])
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.arch, info.channels, info.num_outputs, info.size, **cfg.model_options).to(device)
-        mean, std = channel_stats(sets["train"].images)
-        if run.saved is not None:
-            mean, std = run.saved[1]["mean"], run.saved[1]["std"]
-        elif source is not None:
+        mean, std = ((run.saved[1]["mean"], run.saved[1]["std"]) if run.saved is not None  # as it trained so far
+                     else channel_stats(sets["train"].images))
+        if source is not None:
             notes = apply_weights(model, source, cfg.arch, reset_head=True)
             mean, std = source_normalisation(source, info, mean, std)
             console.print(f"initialised from {source.description}; "
                           + "; ".join(notes + [f"input mean {mean} std {std}"]))
         if cfg.pretrain != "none" and run.saved is None:
             pretrain(cfg, model, sets["train"].images, mean, std, device, run.out, console)
-        run.out.mkdir(parents=True, exist_ok=True)
         write_text(run.out / "config.yaml", cfg.dump())
         if info.notes:
             console.print("\n".join(f"note: {n}" for n in info.notes))
         task = ClassificationTask(cfg, model, info, sets, mean, std, device)
         fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
-        result = finish_run(run.out, info, sets, console=console, device=str(device))
-        failed = False
-        return result
-    finally:
-        run.release(failed)
+        return finish_run(run.out, info, sets, console=console, device=str(device))

@@ -162,13 +162,12 @@ class SegmentationTask:
                  device: torch.device, tolerance: float):
         self.cfg, self.model, self.info, self.sampler, self.meta, self.device = cfg, model, info, sampler, meta, device
         self.val, self.tolerance = splits["val"], tolerance
-        self.select = "val_neg_pixel_error" if cfg.select_metric == "pixel_error" else f"val_{cfg.select_metric}"
+        self.select, self.lower_is_better = f"val_{cfg.select_metric}", cfg.select_metric == "pixel_error"
         self.weight = (class_weights(splits["train"], len(info.classes)).to(device)
                        if cfg.class_weights == "balanced" else None)
         self.aug = tile_augment(cfg.augment)
 
-    def batches(self, epoch: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+    def batches(self, epoch: int, generator: torch.Generator) -> DataLoader:
         steps = max(1, self.cfg.samples_per_epoch // self.cfg.batch_size)
         return DataLoader(SampledBatches(self.cfg, self.sampler, self.aug, len(self.info.classes), steps, generator),
                           batch_size=None)
@@ -181,9 +180,8 @@ class SegmentationTask:
     def validate(self, model: nn.Module) -> dict[str, float]:
         val = score(MapMaker(model, self.meta, device=str(self.device)), self.val, self.info.classes,
                     self.tolerance if self.cfg.select_metric == "detection_f1" else None)
-        # the engine keeps the highest selection metric: pixel error is selected negated
         return {"val_f1": val["f1"], "val_pixel_error": val["pixel_error"],
-                "val_detection_f1": val.get("detection_f1", ""), "val_neg_pixel_error": -val["pixel_error"]}
+                "val_detection_f1": val.get("detection_f1", "")}
 
     def status(self, row: dict) -> str:
         # the argmax of a proximity map (rarely above 0.5) says little: only its peaks are scored
@@ -199,8 +197,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     `tolerance`: point data, the match distance in px of --select-metric detection_f1 and --hard-negatives."""
     console = console or Console(stderr=True)
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
-    failed = True  # a run that fails before writing anything leaves no folder behind
-    try:
+    with run:
         info, splits = load_data(cfg)
         if not splits["val"]:
             raise UserError("segmentation training needs at least one validation image (to choose the checkpoint)")
@@ -220,13 +217,8 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 "num_classes": len(info.classes), "input_size": [side, side], "classes": info.classes,
                 "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
                 "mean": mean, "std": std, "config": cfg.to_dict()}
-        run.out.mkdir(parents=True, exist_ok=True)
         write_text(run.out / "config.yaml", cfg.dump())
         for note in info.notes:
             console.print(f"note: {note}")
         fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
-        result = finish_segmentation(run.out, info, splits, console, str(device))
-        failed = False
-        return result
-    finally:
-        run.release(failed)
+        return finish_segmentation(run.out, info, splits, console, str(device))

@@ -48,15 +48,18 @@ class Task(Protocol):
     """What a trainer supplies to `fit`.
 
     model: the network, on its device. columns: the validation metrics `validate` returns, in
-    history.csv's order. select: the one of them that picks the best checkpoint (higher is better).
+    history.csv's order. select: the one of them that picks the best checkpoint; lower_is_better: whether
+    its lowest value wins (a loss, an error) rather than its highest.
     """
 
     model: nn.Module
     columns: list[str]
     select: str
+    lower_is_better: bool
 
-    def batches(self, epoch: int) -> Iterable:
-        """The training batches of epoch `epoch` (0-based), e.g. a DataLoader; called after model.train()."""
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterable:
+        """The training batches of epoch `epoch` (0-based), e.g. a DataLoader, drawn with `generator` (seeded
+        from (seed, epoch) by the engine); called after model.train()."""
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The scalar training loss of one batch (runs under the engine's autocast)."""
@@ -70,7 +73,9 @@ class Task(Protocol):
 
 @dataclass
 class RunDir:
-    """A run directory: its checkpoints and, when resuming, the last checkpoint's (tensors, metadata)."""
+    """A run directory: its checkpoints and, when resuming, the last checkpoint's (tensors, metadata). As a
+    context manager, the trainer's whole run: its lock is released at the end, and a folder the run created
+    is removed when it failed before writing anything."""
 
     out: Path
     saved: tuple[dict, dict] | None = None
@@ -80,6 +85,12 @@ class RunDir:
         """Let other runs write here again (a folder created by a run that failed empty is removed)."""
         if self.lock is not None:
             self.lock.release(failed)
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.release(failed=error_type is not None)
 
     @property
     def last(self) -> Path:
@@ -128,7 +139,8 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
     """(validated config, run directory) for training into `out`: the saved configuration (with `overrides`
     checked) when resuming; an error when `out` already holds a run and `resume` is not set. The config
     fields named in `paths` become absolute (evaluate may run from another folder later). The run directory
-    is locked for this process (training.lock): the trainer calls run.release() when it is done."""
+    is locked for this process (training.lock): the trainer uses the run as a context manager (`with run:`),
+    which releases the lock."""
     run = RunDir(Path(out))
     if resume and not run.last.exists():
         raise UserError(f"--resume: {run.last} not found (nothing to resume)")
@@ -152,15 +164,11 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
     return cfg, run
 
 
-def optimizer_groups(model: nn.Module, lr: float, groups: list[dict] | None) -> list[dict]:
-    """Parameter groups with their initial rate lr x lr_scale (one group of all weights by default)."""
-    groups = groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
-    return [{**g, "lr": lr * g.get("lr_scale", 1.0)} for g in groups]
-
-
 def make_optimizer(cfg: BaseConfig, model: nn.Module, groups: list[dict] | None = None) -> torch.optim.Optimizer:
-    """cfg.optimizer over `groups` (dicts with params and lr_scale, e.g. transfer.finetune's layer groups)."""
-    params = optimizer_groups(model, cfg.lr, groups)
+    """cfg.optimizer over `groups` (dicts with params and lr_scale, e.g. transfer.finetune's layer groups; default:
+    one group of all weights), each starting at lr x its lr_scale."""
+    groups = groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    params = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     if cfg.optimizer == "adam":
@@ -208,18 +216,24 @@ def write_history(path: Path, history: list[dict], fields: list[str]) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-def better(metric: float, best: float, best_epoch: int) -> bool:
-    """Whether an epoch's validation metric beats the best so far (the first epoch always does; NaN never)."""
-    return best_epoch == 0 or (not math.isnan(metric) and (math.isnan(best) or metric > best))
+def better(score: float, best: float, best_epoch: int) -> bool:
+    """Whether an epoch's selection score (higher is better) beats the best so far (the first epoch always
+    does; NaN never)."""
+    return best_epoch == 0 or (not math.isnan(score) and (math.isnan(best) or score > best))
+
+
+def epoch_seed(cfg: BaseConfig, epoch: int) -> int:
+    """The seed of epoch `epoch`: its shuffling, sampling, augmentation and dropout depend on nothing else."""
+    return cfg.seed * 1_000_003 + epoch
 
 
 def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
-        groups: list[dict] | None = None, steps_per_epoch: int | None = None) -> list[dict]:
+        groups: list[dict] | None = None) -> list[dict]:
     """Train `task.model` for cfg.epochs into `run` (resuming run.saved); returns the history rows.
 
     meta: what the checkpoints carry besides weights (architecture, classes, normalisation, config).
-    groups: optimiser parameter groups with `lr_scale` (default: one group). steps_per_epoch: for the
-    progress bar (default: len of the first epoch's batches).
+    groups: optimiser parameter groups with `lr_scale` (default: one group). Checkpoints store the selection
+    score with higher better (`best_metric`, `val_metric`: the metric, negated when lower is better).
     """
     model = task.model
     device = next(model.parameters()).device
@@ -246,40 +260,42 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
         if "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
         console.print(f"resuming {run.out} after epoch {start} of {cfg.epochs}")
+    sign = -1.0 if task.lower_is_better else 1.0
     with progress_bar(console) as bar:
         task_id = bar.add_task("training", total=None, status="")
         for epoch in range(start, cfg.epochs):
             tic = time.time()
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            torch.manual_seed(epoch_seed(cfg, epoch))
             lr = base_rate(optimizer)
             model.train()
-            batches = task.batches(epoch)
-            if bar.tasks[0].total is None:
-                bar.update(task_id, total=(cfg.epochs - start) * (steps_per_epoch or len(batches)))
+            batches = task.batches(epoch, torch.Generator().manual_seed(epoch_seed(cfg, epoch)))
+            if epoch == start:
+                bar.update(task_id, total=(cfg.epochs - start) * len(batches))
             total, count = 0.0, 0
             for step, batch in enumerate(batches):
                 with precision_context(cfg.precision, device):
                     loss = task.loss(model, batch)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}, step {step + 1}; "
+                value = loss.item()  # the step's one synchronisation with the device
+                if not math.isfinite(value):
+                    raise TrainingDiverged(f"loss became {value} in epoch {epoch + 1}, step {step + 1}; "
                                            f"training stopped, last good checkpoint kept in {run.last.parent}")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 average.update(model)
-                total, count = total + loss.item(), count + 1
+                total, count = total + value, count + 1
                 bar.update(task_id, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.4f}")
             scheduler.step()
             average.model.eval()
             val = task.validate(average.model)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(count, 1), **val,
                    "seconds": time.time() - tic}
-            metric = val[task.select]
+            score = sign * val[task.select]
             history.append(row)
-            if better(metric, best, best_epoch):
-                best, best_epoch = metric, epoch + 1
-                save_checkpoint(run.best, average.model, {**meta, "epoch": epoch + 1, "val_metric": metric})
+            if better(score, best, best_epoch):
+                best, best_epoch = score, epoch + 1
+                save_checkpoint(run.best, average.model, {**meta, "epoch": epoch + 1, "val_metric": score})
             resume_meta, resume_tensors = average.resumable()
             if cfg.precision == "fp16":
                 resume_meta["scaler"] = scaler.state_dict()
@@ -288,7 +304,7 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
                             optimizer, resume_tensors)
             write_history(run.out / "history.csv", history, columns)
             status = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} {task.status(row)} " \
-                     f"(best {task.select} {best:.4f} @ {best_epoch})"
+                     f"(best {task.select} {sign * best:.4f} @ {best_epoch})"
             bar.update(task_id, status=status)
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False, soft_wrap=True)
