@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .data.augment import parse_augment
+from .data.augment import TTA_MODES, parse_augment
 from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -153,7 +153,7 @@ class TrainConfig(BaseConfig):
     tta: str = "none"                 # test-time augmentation when evaluating: none, flip, d4
     select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc, loss (lowest)
 
-    CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": ("none", "flip", "d4"),
+    CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": TTA_MODES,
                "select_metric": ("auc", "acc", "loss"), "resize_mode": ("nearest", "bilinear"),
                "pretrain": ("none", "rbm", "ae", "cae")}
 

@@ -13,6 +13,13 @@ TMP_SUFFIX = ".tmp"
 
 
 def umask() -> int:
+    """The process's umask: from /proc on Linux (reading it with os.umask means setting it for a moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     current = os.umask(0)
     os.umask(current)
     return current

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..data.augment import TTA_MODES as TTA  # noqa: F401  (the --tta choices, as the configs check them)
+
 
 class Field(NamedTuple):
     help: str
@@ -15,7 +17,6 @@ class Field(NamedTuple):
     metavar: str | None = None
 
 
-TTA = ("none", "flip", "d4")
 DATA_ROOT = "folder holding the datasets (unset: $MEDCONV_DATA, else ~/.medconv/data)"
 
 COMMON = {

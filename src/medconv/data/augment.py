@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 
+TTA_MODES = ("none", "flip", "d4")  # test-time augmentation: the image, + its flip, + its 8 flips and turns
+
 
 @dataclass
 class AugmentConfig:
