@@ -4,7 +4,9 @@ files only read (session scope: each is trained once per test session).
 
 A test that reads a shared run must not change what other tests read in it (evaluate adds its own files to a run;
 a test that re-tunes or re-trains one works on a copy). The shared runs train with torch's default thread count
-(both cores of a 2-core machine); their figures, asserted with margins, do not depend on it."""
+(both cores of a 2-core machine); their figures, asserted with margins, do not depend on it. A run gives the
+process back the thread count and deterministic mode it found (training.engine), so one test's --threads or
+--deterministic does not carry into the next."""
 from __future__ import annotations
 
 import contextlib
@@ -69,29 +71,6 @@ def cli():
     """The medconv command run in-process: cli("segment", "evaluate", run, "--json") -> Done(returncode, stdout,
     stderr). For tests of what a verb does rather than of starting a process."""
     return run_in_process
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _torch_defaults() -> dict:
-    """torch's thread count and deterministic mode as the session found them (before any fixture trained: the test
-    modules have imported torch by then; a run of torch-free tests alone leaves them unrecorded)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return {}
-    return {"threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled()}
-
-
-@pytest.fixture(autouse=True)
-def _torch_settings_restored(_torch_defaults):
-    """Training in-process sets torch's thread count and deterministic mode (--threads, --deterministic) for the
-    whole process: after each test they are set back to the session's defaults, as if each test had its own
-    process, so that one test's settings neither slow nor change another."""
-    yield
-    torch = sys.modules.get("torch")
-    if torch is not None and _torch_defaults:
-        torch.set_num_threads(_torch_defaults["threads"])
-        torch.use_deterministic_algorithms(_torch_defaults["deterministic"], warn_only=_torch_defaults["warn_only"])
 
 
 # ---------------------------------------------------------------- trained runs shared across test files

@@ -84,7 +84,8 @@ class ToyTask:
 def toy_fit(tmp_path, task, resume=False, **settings):
     cfg, run = open_run(BaseConfig(**{"epochs": 4, "lr": 0.05, "deterministic": True, **settings}), tmp_path, resume,
                         {"epochs": settings["epochs"]} if resume and "epochs" in settings else None)
-    return fit(task, cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
+    with run:
+        return fit(task, cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
 
 
 def kill_after_epoch(monkeypatch, epoch: int):
@@ -300,3 +301,12 @@ def test_a_validation_split_of_one_class_is_refused_before_training(tmp_path):
         train(TrainConfig(**cfg), tmp_path / "run", console=Console(quiet=True))
     assert not (tmp_path / "run").exists()  # refused before anything was written
     train(TrainConfig(**cfg, select_metric="acc"), tmp_path / "run", console=Console(quiet=True))
+
+
+def test_a_run_gives_the_process_back_its_torch_settings(tmp_path):
+    before = engine.torch_settings()
+    toy_fit(tmp_path / "a", ToyTask(), epochs=1, threads=1, deterministic=True)
+    assert engine.torch_settings() == before  # the Python API trains in its caller's process
+    with pytest.raises(TrainingDiverged):
+        toy_fit(tmp_path / "b", ToyTask(nan_loss_epoch=0), epochs=1, threads=1, deterministic=True)
+    assert engine.torch_settings() == before

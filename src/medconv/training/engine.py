@@ -80,11 +80,16 @@ class RunDir:
     out: Path
     saved: tuple[dict, dict] | None = None
     lock: RunLock | None = None  # held from open_run until the trainer calls release()
+    torch_before: dict | None = None  # the process's torch settings before the run's --threads/--deterministic
 
     def release(self, failed: bool = False) -> None:
-        """Let other runs write here again (a folder created by a run that failed empty is removed)."""
+        """Let other runs write here again (a folder created by a run that failed empty is removed), and give
+        the process back the torch settings it had before the run (the Python API trains in the caller's)."""
         if self.lock is not None:
             self.lock.release(failed)
+        if self.torch_before is not None:
+            restore_torch_settings(self.torch_before)
+            self.torch_before = None
 
     def __enter__(self) -> "RunDir":
         return self
@@ -113,13 +118,29 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
-def set_determinism(cfg: BaseConfig) -> None:
+def torch_settings() -> dict:
+    """The process-wide torch settings a run may change (--threads, --deterministic)."""
+    return {"threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def restore_torch_settings(saved: dict) -> None:
+    torch.set_num_threads(saved["threads"])
+    torch.use_deterministic_algorithms(saved["deterministic"], warn_only=saved["warn_only"])
+    torch.backends.cudnn.benchmark = saved["cudnn_benchmark"]
+
+
+def set_determinism(cfg: BaseConfig) -> dict:
+    """Apply --threads and --deterministic to the process; returns the settings before (torch_settings())."""
+    before = torch_settings()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    return before
 
 
 def resumed_config(saved: dict, overrides: dict | None, source: Path, cls: type[BaseConfig]) -> BaseConfig:
@@ -160,7 +181,7 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
     for name in paths:
         if getattr(cfg, name):
             setattr(cfg, name, str(Path(getattr(cfg, name)).expanduser().resolve()))
-    set_determinism(cfg)
+    run.torch_before = set_determinism(cfg)
     return cfg, run
 
 
