@@ -77,13 +77,16 @@ def find_peaks(prob: np.ndarray, sigma: float = 0.0, min_distance: int = 3, thre
     return suppress(peaks, nms_radius) if nms_radius else peaks
 
 
+CSV_FIELDS = ["image", "x", "y", "score"]  # a detection's columns, as load_points_csv reads them
+
+
 def peaks_to_csv_rows(name: str, peaks: np.ndarray, one_based: bool = True) -> list[dict]:
     """CSV rows {image, x, y, score} of (N, 3) (row, col, score) peaks; x = column, y = row, 1-based by default.
 
     The rows have the columns `medconv.data.points.load_points_csv` reads.
     """
     offset = 1.0 if one_based else 0.0
-    return [{"image": name, "x": float(c) + offset, "y": float(r) + offset, "score": float(s)}
+    return [dict(zip(CSV_FIELDS, (name, float(c) + offset, float(r) + offset, float(s))))
             for r, c, s in np.asarray(peaks, dtype=np.float64).reshape(-1, 3)]
 
 

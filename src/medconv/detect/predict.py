@@ -10,7 +10,7 @@ from typing import Callable
 from ..data.images import read_image, to_channels
 from ..fileio import image_files, write_csv
 from ..infer.onnx_maps import OnnxMaps, current_export
-from .peaks import detect, peaks_to_csv_rows, read_params
+from .peaks import CSV_FIELDS, detect, peaks_to_csv_rows, read_params
 
 
 def map_function(run_dir: str | Path, tta: str, device: str = "cpu") -> tuple[Callable, int, str]:
@@ -52,5 +52,5 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
         rows += [{**row, "seconds": round(seconds, 3)} for row in found_rows]
         log(f"{path.name}: {len(found)} detections in {seconds:.2f} s ({engine})")
     if out is not None:  # no detections at all: the header alone, never an older file left in place
-        write_csv(out, rows, ["image", "x", "y", "score", *(["class"] if classifier else []), "seconds"])
+        write_csv(out, rows, [*CSV_FIELDS, *(["class"] if classifier else []), "seconds"])
     return rows
