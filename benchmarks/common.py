@@ -1,9 +1,12 @@
 """Shared helpers for benchmarks: hardware/version description and the results JSON + markdown."""
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,10 +45,53 @@ def command_line() -> str:
     return " ".join(["./run bench", Path(sys.argv[0]).stem, *sys.argv[1:]])
 
 
+@functools.lru_cache(maxsize=1)
+def commit() -> str:
+    """The checkout's git commit, with "+changes" when tracked files differ from it ("unknown" outside git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+PROVENANCE = ("command", "commit", "date", "hardware", "versions")
+
+
+def provenance() -> dict:
+    """Where a result row comes from: this process's full command, git commit, date (UTC), hardware and
+    library versions. A benchmark stamps a row when the row's figures are computed (see `stamped`)."""
+    return {"command": command_line(), "commit": commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "hardware": hardware(), "versions": versions()}
+
+
+def stamped(row: dict, path: Path | None = None) -> dict:
+    """`row` with its provenance: kept from RUN/bench_row.json at `path` when that run was scored before with
+    the same figures, else this process's (and saved there), so a cached run keeps the commit, date and
+    hardware it was trained and scored with."""
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if {k: v for k, v in saved.items() if k not in PROVENANCE} == json.loads(json.dumps(row)):
+            return saved
+    row = {**row, **provenance()}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
 def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:
     """benchmarks/results/NAME.json in the format docs/protocols.md describes, and NAME.md
     ($MEDCONV_RESULTS_SUFFIX, e.g. _cuda on a GPU machine, keeps other hardware's figures apart from the
-    CPU reference ones)."""
+    CPU reference ones). Every row of `runs` must carry its provenance (`stamped`)."""
+    unstamped = [r for r in runs if not all(k in r for k in PROVENANCE)]
+    if unstamped:
+        raise ValueError(f"{name}: {len(unstamped)} result rows lack {', '.join(PROVENANCE)} (stamp them)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name += os.environ.get("MEDCONV_RESULTS_SUFFIX", "")
     doc = {"benchmark": name, "command": command_line(), "hardware": hardware(), "versions": versions(),

@@ -217,13 +217,19 @@ def crc(data_root):
     return {source: load_crchistophenotypes(data_root, source=source) for source in ("csv", "mat")}
 
 
-def test_crc_split_is_70_train_10_validation(crc, data_root):
+def test_crc_split_holds_out_selection_images_apart_from_the_test_images(crc, data_root):
     with (data_root / "crchistophenotypes" / "split.csv").open() as fh:
-        validation = {r["image"] for r in csv.DictReader(fh) if r["split"] == "validation"}
+        rows = list(csv.DictReader(fh))
+    validation = {r["image"] for r in rows if r["split"] == "validation"}
+    training = {r["image"] for r in rows if r["split"] == "train"}
     for splits in crc.values():
-        assert len(splits["train"]) == 70 and len(splits["val"]) == 10
-        assert {im.name for im in splits["val"]} == validation
-        assert all(im.path.is_file() and im.points.shape[1] == 2 for im in splits["train"] + splits["val"])
+        names = {split: {im.name for im in images} for split, images in splits.items()}
+        assert {len(v) for v in names.values()} == {10, 60} and len(names["train"]) == 60
+        assert names["test"] == validation  # split.csv's validation images are the test set
+        every_7th = sorted(training, key=lambda n: int(n[3:]))[6::7]  # of the training images in number order
+        assert names["val"] == set(every_7th) and len(every_7th) == 10
+        assert not names["val"] & names["test"] and not names["train"] & (names["val"] | names["test"])
+        assert all(im.path.is_file() and im.points.shape[1] == 2 for images in splits.values() for im in images)
 
 
 def test_crc_mat_and_csv_give_the_same_points(crc, data_root):
@@ -231,7 +237,7 @@ def test_crc_mat_and_csv_give_the_same_points(crc, data_root):
         n_rows = sum(1 for _ in csv.DictReader(fh))
     for splits in crc.values():
         assert sum(len(im.points) for s in splits.values() for im in s) == n_rows
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         for a, b in zip(crc["csv"][split], crc["mat"][split]):
             assert a.name == b.name and a.points.shape == b.points.shape
             np.testing.assert_allclose(a.points, b.points, atol=1e-4)  # the CSV keeps 4 decimals
@@ -242,7 +248,7 @@ def test_crc_mat_and_csv_give_the_same_points(crc, data_root):
 
 def test_crc_classes_from_mat_and_csv_agree(data_root):
     by_source = {s: load_crchistophenotypes(data_root, source=s, classes=True, mpp=0.5) for s in ("csv", "mat")}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         for a, b in zip(by_source["csv"][split], by_source["mat"][split]):
             assert a.classes == b.classes and a.mpp == b.mpp == 0.5
             np.testing.assert_allclose(a.points, b.points, atol=1e-4)

@@ -28,31 +28,73 @@ def test_disc_mask_and_tuning_on_known_maps():
     assert best["f1"] > 0.9 and best["threshold"] > 0.25
 
 
-def validation_centres(data_root) -> int:
-    """The number of annotated centres in CRCHistoPhenotypes' 10 validation images, counted from its files."""
-    folder = data_root / "crchistophenotypes"
-    with open(folder / "split.csv", newline="") as fh:
-        val = {r["image"] for r in csv.DictReader(fh) if r["split"] == "validation"}
-    with open(folder / "detection_centroids.csv", newline="") as fh:
-        return sum(r["image"] in val for r in csv.DictReader(fh))
+def centres_of(data_root, images: set[str]) -> int:
+    """The number of annotated centres in these CRCHistoPhenotypes images, counted from its CSV."""
+    with open(data_root / "crchistophenotypes" / "detection_centroids.csv", newline="") as fh:
+        return sum(r["image"] in images for r in csv.DictReader(fh))
 
 
-def test_detector_on_crchistophenotypes_is_scored_on_every_validation_centre(crc_detector, data_root):
+def split_csv(data_root, split: str) -> set[str]:
+    with open(data_root / "crchistophenotypes" / "split.csv", newline="") as fh:
+        return {r["image"] for r in csv.DictReader(fh) if r["split"] == split}
+
+
+def selection_images(data_root) -> set[str]:
+    """Every 7th of the training images in number order: the choices are made on these."""
+    return set(sorted(split_csv(data_root, "train"), key=lambda n: int(n[3:]))[6::7])
+
+
+def test_detector_chooses_on_selection_images_and_scores_every_test_centre_once(crc_detector, data_root):
     run, result = crc_detector
     params = json.loads((run / "detect.json").read_text())
     assert {"sigma", "min_distance", "threshold"} <= set(params) and params["tta"] == "none"
     masks = json.loads((run / "metrics.json").read_text())  # disc masks scored again at the validation threshold
     chosen = json.loads((run / "threshold.json").read_text())["threshold"]
     assert masks["test"]["at_threshold"]["threshold"] == chosen and "f1" in masks["test"]["at_threshold"]
-    scored = result["detect_val"]  # training ends with evaluate_detection on validation (detect evaluate: below)
-    assert json.loads((run / "detect_val.json").read_text()) == json.loads(json.dumps(scored, default=float))
-    assert scored["tp"] + scored["fn"] == validation_centres(data_root) == 2853  # every centre is found or missed
+    chosen_on = result["detect_val"]  # the peak parameters' scores on the selection images
+    assert json.loads((run / "detect_val.json").read_text()) == json.loads(json.dumps(chosen_on, default=float))
+    assert chosen_on["tp"] + chosen_on["fn"] == centres_of(data_root, selection_images(data_root)) > 0
+    scored = result["detect_test"]  # then the 10 images split.csv calls validation, with those parameters
+    assert scored["images"] == 10 and {scored[k] for k in ("sigma", "min_distance", "threshold")} == {
+        params[k] for k in ("sigma", "min_distance", "threshold")}
+    assert scored["tp"] + scored["fn"] == centres_of(data_root, split_csv(data_root, "validation")) == 2853
     precision, recall = scored["tp"] / (scored["tp"] + scored["fp"]), scored["tp"] / (scored["tp"] + scored["fn"])
     assert scored["precision"] == pytest.approx(precision) and scored["recall"] == pytest.approx(recall)
     assert scored["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
-    # one epoch of 1,024 patches: measured F1 0.536 (precision 0.49, recall 0.59)
+    # one epoch of 1,024 patches: measured test F1 0.536 (precision 0.49, recall 0.59) under the old split
     assert scored["f1"] > 0.45 and scored["recall"] > 0.45
-    assert (run / "plots" / "precision_recall_val.png").exists() and len(list((run / "overlays").glob("*.png"))) == 10
+    assert (run / "plots" / "precision_recall_test.png").exists() and len(list((run / "overlays").glob("*.png"))) == 20
+
+
+def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeypatch):
+    """Every image the checkpoint choice (segment training's validation) and the peak-parameter choice see is a
+    selection image; with score_test off, no test image is mapped at all."""
+    from rich.console import Console
+
+    import medconv.detect.pipeline as pipeline
+    import medconv.segment.train as segment_train
+    from medconv.segment.config import SegmentConfig
+
+    seen = {"checkpoint": set(), "peaks": set()}
+    score, centre_maps = segment_train.score, pipeline.centre_maps
+
+    def spy_score(maker, images, *args, **kwargs):
+        seen["checkpoint"] |= {im.name for im in images}
+        return score(maker, images, *args, **kwargs)
+
+    def spy_maps(maker, images):
+        seen["peaks"] |= {im.name for im in images}
+        return centre_maps(maker, images)
+
+    monkeypatch.setattr(segment_train, "score", spy_score)
+    monkeypatch.setattr(pipeline, "centre_maps", spy_maps)
+    cfg = SegmentConfig(dataset="crchistophenotypes", data_root=str(data_root), patch=9, epochs=1,
+                        samples_per_epoch=128, select_metric="detection_f1",
+                        model_options={"widths": [4], "kernels": [3], "hidden": [8]})
+    pipeline.train_detector(cfg, tmp_path / "run", console=Console(file=io.StringIO()), tta=("none",),
+                            score_test=False)
+    assert seen["checkpoint"] == seen["peaks"] == selection_images(data_root)
+    assert not (tmp_path / "run" / "detect_test.json").exists()
 
 
 def test_detections_of_an_image_typed_by_a_classifier(crc_detector, crc_classifier, data_root, tmp_path, cli):

@@ -166,7 +166,10 @@ def load_points_mat(mat_dir: str | os.PathLike, images_dir: str | os.PathLike, c
 
 def load_crchistophenotypes(data_root: str | os.PathLike | None = None, source: str = "csv",
                             classes: bool = False, mpp: float | None = None) -> dict[str, list[PointImage]]:
-    """CRCHistoPhenotypes centroids: {"train": 70 images, "val": the 10 split.csv calls validation}.
+    """CRCHistoPhenotypes centroids, split by image as the nucleus-type patches are (data.nuclei.split_images):
+    {"train": 60 of split.csv's 70 training images, "val": the other 10 (every 7th by number), held out to
+    choose on (checkpoint, peak parameters, test-time augmentation), "test": the 10 split.csv calls validation,
+    which no choice sees}.
 
     `source` "csv" reads detection_centroids.csv (classification_centroids.csv with `classes`),
     "mat" the mat/ folder; the folder is DATA_ROOT/crchistophenotypes (DATA_ROOT as `data_root`).
@@ -185,10 +188,10 @@ def load_crchistophenotypes(data_root: str | os.PathLike | None = None, source: 
     else:
         loaded = load_points_mat(folder / "mat", images_dir, classes=classes, mpp=mpp)
     by_name = {image.name: image for image in loaded}
-    parts = split_images(folder, val_images=[])  # train = the 70 train images, test = the 10 validation ones
+    parts = split_images(folder)
 
     def image(name: str) -> PointImage:
         empty = np.zeros((0, 2))
         return by_name.get(name) or _point_image(name, images_dir, empty, [] if classes else None, mpp, folder)
 
-    return {"train": [image(n) for n in parts["train"]], "val": [image(n) for n in parts["test"]]}
+    return {split: [image(n) for n in names] for split, names in parts.items()}

@@ -67,7 +67,6 @@ def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
     """{image name: (centres (N, 2) 0-based (row, col), their classes)} of the classed points of a split."""
     if cfg.dataset == "crchistophenotypes":  # the classified nuclei (a subset of the detection points)
         parts = load_crchistophenotypes(cfg.data_root, classes=True)
-        parts["test"] = parts["val"]
     else:
         parts = point_parts(cfg)[1]
     truth = {p.name: (p.pixels(), p.classes) for p in parts[split]}
@@ -147,14 +146,20 @@ def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
 
 def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
                    console: Console | None = None, overrides: dict | None = None,
-                   tta: tuple[str, ...] = ("none", "d4")) -> dict:
+                   tta: tuple[str, ...] = ("none", "d4"), score_test: bool = True) -> dict:
     """Train the centre-map network (segment train on discs or proximity maps), then `tune_detector` on the
-    device it trained on."""
+    device it trained on (every choice on the validation images); then, with `score_test` and test images
+    with points, score the finished detector on them once (RUN/detect_test.json)."""
 
     console = console or Console(stderr=True)
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
     device = str(resolve_device((overrides or {}).get("device") or cfg.device))
     result["detect_val"] = tune_detector(out, tolerance, console, tta, device)
+    data = load_data(run_config(out)) if score_test else None  # as trained (a resumed run keeps its config)
+    if data and any(im.points is not None for im in data[1].get("test", [])):
+        r = result["detect_test"] = evaluate_detection(out, "test", tolerance, device, data=data)
+        console.print(f"test detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
+                      f"({r['images']} images no choice saw)")
     return result
 
 

@@ -27,11 +27,11 @@ def disc_mask(shape: tuple[int, int], centres: np.ndarray, radius: float) -> np.
 
 def point_parts(cfg) -> tuple[str, dict]:
     """(name, {"train", "val", "test": [PointImage]}) of cfg's point data: --dataset crchistophenotypes (train =
-    its 70 training images; val = test = the 10 validation images, where the protocol scores), or --points CSV
-    (image,x,y[,class], 1-based) with --images DIR, split by image at random (seeded)."""
+    60 of its training images, val = the other 10, test = split.csv's 10 validation images), or --points CSV
+    (image,x,y[,class], 1-based) with --images DIR, split by image at random (seeded). Every choice is made on
+    val; test is only scored."""
     if cfg.dataset == "crchistophenotypes":
-        parts = load_crchistophenotypes(cfg.data_root, mpp=cfg.mpp)
-        return "crchistophenotypes", {**parts, "test": parts["val"]}
+        return "crchistophenotypes", load_crchistophenotypes(cfg.data_root, mpp=cfg.mpp)
     if not cfg.images:
         raise UserError("--points CSV needs --images DIR (the folder the CSV's image column names files in)")
     images = load_points_csv(cfg.points, cfg.images, mpp=cfg.mpp)
@@ -73,6 +73,5 @@ def point_segmentation(cfg):
     sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
     shape = "proximity maps (1/(1+d^2/2))" if cfg.target == "proximity" else "discs"
     info = SegInfo(name, ["background", "centre"], channels or 3,
-                   [f"{name} detection: {shape} of radius {radius} px around {count} centres; images: {sizes}"
-                    + (" (val and test are the same 10 validation images)" if name == "crchistophenotypes" else "")])
+                   [f"{name} detection: {shape} of radius {radius} px around {count} centres; images: {sizes}"])
     return info, splits
