@@ -47,15 +47,16 @@ def command_line() -> str:
 
 @functools.lru_cache(maxsize=1)
 def commit() -> str:
-    """The checkout's git commit, with "+changes" when tracked files differ from it ("unknown" outside git)."""
+    """The checkout's git commit, with "+changes" when tracked files differ from it (outside git:
+    $MEDCONV_COMMIT, else "unknown")."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # no git (a device machine gets a copy of the tree)
+        return os.environ.get("MEDCONV_COMMIT", "unknown")
     return head + ("+changes" if dirty else "")
 
 

@@ -15,7 +15,7 @@ import argparse
 import json
 import statistics
 
-from common import RUNS, hardware, rescore, write_results
+from common import RUNS, hardware, rescore, stamped, write_results
 
 from medconv.data.segmentation import CPM15_SPLIT
 from medconv.segment.config import SegmentConfig
@@ -44,10 +44,11 @@ def run(method: str, seed: int) -> dict:
     if "at_threshold" not in result["test"] or method in RESCORE:  # cached before the val threshold was used
         result = rescore(out)                                         # for test, or --rescore METHOD
     val, test = result["val"]["at_threshold"], result["test"]["at_threshold"]
-    return {"method": method, "seed": seed, "threshold": test["threshold"], "val_dice": val["f1"],
-            "test_dice": test["f1"], "test_aji": test["aji"], "test_object_dice": test["object_dice"],
-            "test_pixel_error": test["pixel_error"], "test_dice_at_half": result["test"]["f1"],
-            "test_aji_at_half": result["test"]["aji"], "train_seconds": result["train_seconds"]}
+    return stamped({"method": method, "seed": seed, "threshold": test["threshold"], "val_dice": val["f1"],
+                    "test_dice": test["f1"], "test_aji": test["aji"], "test_object_dice": test["object_dice"],
+                    "test_pixel_error": test["pixel_error"], "test_dice_at_half": result["test"]["f1"],
+                    "test_aji_at_half": result["test"]["aji"], "train_seconds": result["train_seconds"]},
+                   out / "bench_row.json")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RUNS, hardware, write_results
+from common import RUNS, hardware, stamped, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = [0.5], [0.2]
@@ -103,7 +103,7 @@ def main() -> None:
           "| method | seconds per image | speed-up vs sliding window | peak memory MB |\n|---|---|---|---|\n"
           f"{rows}\nLargest |sliding - dense| posterior difference over all pixels: {diff:.1e}. "
           "Target: dense >= 100x faster than the naive sliding window.\n")
-    write_results("dense_vs_sliding", summary, runs, md)
+    write_results("dense_vs_sliding", summary, [stamped(r) for r in runs], md)
     print(md)
 
 

@@ -18,7 +18,7 @@ import json
 import statistics
 import subprocess
 
-from common import RUNS, hardware, write_results
+from common import RUNS, hardware, stamped, write_results
 
 BEFORE = "48950da"  # main before the engine (issue 19)
 
@@ -79,7 +79,8 @@ def main() -> None:
               f"{r['rerun_mean']:.3f} ± {r['rerun_std']:.3f} | {'yes' if r['within_recorded_std'] else 'no'} |"
               for r in rows]
     text = "\n".join(lines) + "\n"
-    write_results("engine_rerun", {"all_within_recorded_std": all(r["within_recorded_std"] for r in rows)}, rows, text,
+    write_results("engine_rerun", {"all_within_recorded_std": all(r["within_recorded_std"] for r in rows)},
+                  [stamped(r) for r in rows], text,
                   {"recorded_at": BEFORE, "commit": commit, "date": str(datetime.date.today())})
     print(text)
 

@@ -4,7 +4,8 @@
 #      sliding window, exact dense scanning and the U-Net on CUDA (results/*_cuda.json);
 #   2. then, at once on the one GPU: the published MedMNIST recipe in full (ResNet-18 (28), 100 epochs) on
 #      PneumoniaMNIST for seeds 0-2 (2.5 h per seed on the CPUs here), and longer-training explorations
-#      of the ISBI U-Net and the CRCHistoPhenotypes proximity U-Net (single seeds, scored on validation).
+#      of the ISBI U-Net and the CRCHistoPhenotypes proximity U-Net (single seeds, scored on validation only:
+#      explorations never score the test images).
 # The machine has no network: it uses its own python and torch (2.4+), imports medconv from src/ without
 # installing, installs wheels carried in .whl/ (medmnist, for its INFO table), and reads data from
 # $MEDCONV_DATA (medmnist/pneumoniamnist.npz, isbi2012_em/, crchistophenotypes/ copied into a carried
@@ -27,6 +28,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOGS/nvidia-smi.txt"
+# where this sitting's rows come from (the machine has no git: pass MEDCONV_COMMIT=<hash> with the command)
+"$PY" -c "import json, os, sys; sys.path.insert(0, 'benchmarks'); from common import provenance
+print(json.dumps({**provenance(), 'command': 'GPU_PARTS=\"$PARTS\" benchmarks/gpu.sh'}))" >"$LOGS/provenance.json"
 
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to $LOGS/NAME.log, say how it ended
   local name=$1 seconds=$2; shift 2
@@ -54,10 +58,10 @@ fi
 UNET="--dataset isbi2012 --mode dense --arch unet --batch-size 8 --samples-per-epoch 400 --deterministic --threads 2
       --augment flips=1,rot90=1,elastic=4,intensity=0.05 --tile 128"
 HALF="--model-option features=16,16,32,64,128,16"
-isbi() {  # isbi NAME OPTIONS...: train, then score validation and test with d4 test-time augmentation
-  local out=$EXPLORE/$1; shift
-  medconv segment train $UNET "$@" --out "$out" && for split in val test; do
-    medconv segment evaluate "$out" --split $split --tta d4 --device cuda --json || return 1; done
+isbi() {  # isbi NAME OPTIONS...: train, then score validation with d4 test-time augmentation (an exploration
+  local out=$EXPLORE/$1; shift  # never scores the test slices: --no-test)
+  medconv segment train $UNET "$@" --no-test --out "$out" &&
+    medconv segment evaluate "$out" --split val --tta d4 --device cuda --json
 }
 export -f isbi; export UNET HALF EXPLORE
 CRC="--dataset crchistophenotypes --mode dense --arch unet --tile 128 --target proximity --radius 6
@@ -68,7 +72,7 @@ if has explore; then  # the second sitting's list (the first's runs are in resul
     part "isbi_unet_half_e60_seed$seed" "$BUDGET" bash -c "isbi isbi_unet_half_e60_seed$seed \$HALF --epochs 60 --seed $seed" &
   done
   part isbi_unet_half_e150 "$BUDGET" bash -c 'isbi isbi_unet_half_e150 $HALF --epochs 150 --seed 0' &
-  part crc_r6_half_e80 "$BUDGET" "$PY" -m medconv.cli detect train $CRC $HALF --epochs 80 --out "$EXPLORE/crc_r6_half_e80" &
+  part crc_r6_half_e80 "$BUDGET" "$PY" -m medconv.cli detect train $CRC $HALF --epochs 80 --no-test --out "$EXPLORE/crc_r6_half_e80" &
 fi
 wait
 

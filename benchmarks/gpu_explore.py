@@ -17,6 +17,7 @@ EXPLORE = RUNS / "gpu_explore"
 NOTES = {"isbi_unet_half_e75": "U-Net at half the widths (features 16,16,32,64,128,16), trained alone in a later call "
                                "of 175 s, by hand with gpu.sh's ISBI settings (its config.yaml)"}
 GPU_INFO = RUNS.parent / "logs" / "gpu" / "nvidia-smi.txt"  # written on the GPU machine by gpu.sh
+PROVENANCE = RUNS.parent / "logs" / "gpu" / "provenance.json"  # ... with the command, commit, date and versions
 
 
 def read(path: Path) -> dict | None:
@@ -24,16 +25,15 @@ def read(path: Path) -> dict | None:
 
 
 def row(run: Path) -> dict:
-    """One exploration's figures: segmentation (val/test, none and d4) or detection (val, tuned)."""
+    """One exploration's figures, validation only: segmentation (none and d4) or detection (tuned)."""
     history = list(csv.DictReader((run / "history.csv").open()))
     out = {"run": run.name, "epochs_done": len(history), "finished": (run / "metrics.json").exists()}
     if (detect := read(run / "detect_val.json")) is not None:
         out.update({k: detect[k] for k in ("precision", "recall", "f1", "tta")})
     else:  # an unfinished run may still have been scored (its best checkpoint so far)
-        for split in ("val", "test"):
-            for tta, name in (("none", f"metrics_{split}.json"), ("d4", f"metrics_{split}_tta-d4.json")):
-                if (m := read(run / name)) is not None:
-                    out.update({f"{split}_{tta}_{k}": m[k] for k in ("rand_error", "pixel_error", "f1")})
+        for tta, name in (("none", "metrics_val.json"), ("d4", "metrics_val_tta-d4.json")):  # never test
+            if (m := read(run / name)) is not None:
+                out.update({f"val_{tta}_{k}": m[k] for k in ("rand_error", "pixel_error", "f1")})
     if not out["finished"]:  # stopped by the time limit: its last validation figures
         last = history[-1]
         keys = ("val_detection_f1",) if last.get("val_detection_f1") else ("val_f1", "val_pixel_error")
@@ -48,18 +48,21 @@ def cell(row: dict, key: str) -> str:
 
 
 def main() -> None:
-    rows = [row(run) for run in sorted(EXPLORE.iterdir()) if (run / "history.csv").exists()]
+    if not PROVENANCE.exists():
+        raise SystemExit(f"{PROVENANCE} not found: unpack the gpu.tar.gz of a gpu.sh that writes it")
+    source = json.loads(PROVENANCE.read_text())
+    rows = [{**row(run), **source} for run in sorted(EXPLORE.iterdir()) if (run / "history.csv").exists()]
     device = GPU_INFO.read_text().splitlines()[-1] if GPU_INFO.exists() else "unknown GPU"
     lines = [f"## Explorations on a lent GPU (benchmarks/gpu.sh; seed 0 each)\n\ndevice: {device}\n",
-             "| run | epochs done | val Rand (none / d4) | test Rand (d4) | test pixels wrong at 0.5 (d4) | detection F1 (val) "
-             "| train time |", "|---|---|---|---|---|---|---|"]
+             "| run | epochs done | val Rand (none / d4) | val pixels wrong at 0.5 (d4) | detection F1 (val) "
+             "| train time |", "|---|---|---|---|---|---|"]
     for r in rows:
         rand = f"{cell(r, 'val_none_rand_error')} / {cell(r, 'val_d4_rand_error')}"
         seconds = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else (
             "stopped by the time limit; last epoch: "
             + ", ".join(f"{k} {v:.4f}" for k, v in r["last_epoch_val"].items()))
-        lines.append(f"| {r['run']} | {r['epochs_done']} | {rand} | {cell(r, 'test_d4_rand_error')} | "
-                     f"{cell(r, 'test_d4_pixel_error')} | {cell(r, 'f1')} | {seconds} |")
+        lines.append(f"| {r['run']} | {r['epochs_done']} | {rand} | {cell(r, 'val_d4_pixel_error')} | "
+                     f"{cell(r, 'f1')} | {seconds} |")
     lines += ["", *(f"{name}: {note}." for name, note in NOTES.items() if any(r["run"] == name for r in rows)),
               "", "The others were trained at once on one GPU, beside the PneumoniaMNIST reference runs: times are "
               "shared. A stopped run's figures, where given, are its best checkpoint so far. "

@@ -12,7 +12,7 @@ import sys
 import time
 
 import torch
-from common import hardware, write_results
+from common import hardware, stamped, write_results
 
 from medconv.analysis import layer_table
 from medconv.models.registry import build_model
@@ -55,7 +55,7 @@ def main() -> None:
           f"| baseline: one forward pass, batch 1 | {summary['resnet50_forward_seconds']:.3f} |\n\n"
           f"The table costs {summary['table_to_forward_ratio']:.2f}x one forward pass (shapes are traced on the "
           f"'meta' device, without arithmetic).\n")
-    write_results("inspect_speed", summary, runs, md)
+    write_results("inspect_speed", summary, [stamped(r) for r in runs], md)
     print(md)
 
 

@@ -12,7 +12,7 @@ import statistics
 import time
 
 import torch
-from common import hardware, write_results
+from common import hardware, stamped, write_results
 
 from medconv.models.unet import UNet
 from medconv.segment.train import forward, segmentation_loss
@@ -54,7 +54,7 @@ def main() -> None:
           f"| fp32 (baseline) | {median['fp32']:.3f} |\n| bf16 (`--precision bf16`) | {median['bf16']:.3f} |\n\n"
           f"bf16 runs a step {summary['bf16_speedup']:.2f}x as fast as fp32 ({args.steps} timed steps each, after "
           f"{WARMUP} warm-up steps). On a CPU without native bfloat16 (AMX or AVX-512 BF16) expect no gain.\n")
-    write_results("precision_speed", summary, runs, md)
+    write_results("precision_speed", summary, [stamped(r) for r in runs], md)
     print(md)
 
 

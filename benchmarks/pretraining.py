@@ -13,7 +13,7 @@ import argparse
 import json
 import statistics
 
-from common import RUNS, hardware, write_results
+from common import RUNS, hardware, stamped, write_results
 
 from medconv.config import TrainConfig
 from medconv.experiments.vanishing_gradient import vanishing_gradient
@@ -34,9 +34,9 @@ def run_once(dataset: str, init: str, seed: int, epochs: int) -> dict:
                           schedule="constant", epochs=epochs, batch_size=64, seed=seed, deterministic=True)
         print(f"== {dataset} {init} seed {seed}", flush=True)
         result = train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists())
-    return {"dataset": dataset, "init": init, "seed": seed, "test_auc": result["test"]["auc"],
-            "test_acc": result["test"]["acc"], "val_auc": result["val"]["auc"], "best_epoch": result["best_epoch"],
-            "train_seconds": result["train_seconds"]}
+    return stamped({"dataset": dataset, "init": init, "seed": seed, "test_auc": result["test"]["auc"],
+                    "test_acc": result["test"]["acc"], "val_auc": result["val"]["auc"],
+                    "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"]}, out / "bench_row.json")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import hardware, write_results
+from common import hardware, stamped, write_results
 from sklearn.neural_network import BernoulliRBM as SklearnRBM
 
 from medconv.models.rbm import BernoulliRBM, mean_pseudo_likelihood
@@ -102,7 +102,7 @@ def main() -> None:
           f"Target: >= 3x on the CPU against scikit-learn as it runs on binary input (float64); measured "
           f"{summary['rbm_speedup_vs_sklearn']:.2f}x ({summary['rbm_speedup_vs_sklearn_float32']:.2f}x against "
           "scikit-learn given float32 input).\n")
-    write_results("rbm_speed", summary, runs, md)
+    write_results("rbm_speed", summary, [stamped(r) for r in runs], md)
     print(md)
 
 

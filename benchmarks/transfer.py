@@ -21,7 +21,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RUNS, hardware, write_results
+from common import RUNS, hardware, stamped, write_results
 
 from medconv.config import TrainConfig
 from medconv.classify.evaluate import evaluate
@@ -70,9 +70,9 @@ def target_run(method: str, fraction: float, seed: int) -> dict:
         if method == "finetune":
             cfg.init_from, cfg.lr = str(source_run(seed)), FINETUNE_LR
         result = trained(out, cfg)
-    return {"part": "a", "method": method, "fraction": fraction, "seed": seed, "test_auc": result["test"]["auc"],
-            "test_acc": result["test"]["acc"], "val_auc": result["val"]["auc"],
-            "seconds": result.get("train_seconds", result.get("fit_seconds"))}
+    return stamped({"part": "a", "method": method, "fraction": fraction, "seed": seed,
+                    "test_auc": result["test"]["auc"], "test_acc": result["test"]["acc"], "val_auc": result["val"]["auc"],
+                    "seconds": result.get("train_seconds", result.get("fit_seconds"))}, out / "bench_row.json")
 
 
 def nuclei_run(level: str, seed: int) -> dict:
@@ -84,7 +84,7 @@ def nuclei_run(level: str, seed: int) -> dict:
            "coarse_auc": coarse["auc"], "seconds": result["train_seconds"]}
     if level == "fine":
         row.update(weighted_f1=result["test"]["weighted_f1"], auc=result["test"]["auc"], acc=result["test"]["acc"])
-    return row
+    return stamped(row, out / "bench_row.json")
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

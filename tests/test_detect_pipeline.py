@@ -95,6 +95,7 @@ def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeyp
                             score_test=False)
     assert seen["checkpoint"] == seen["peaks"] == selection_images(data_root)
     assert not (tmp_path / "run" / "detect_test.json").exists()
+    assert "test" not in json.loads((tmp_path / "run" / "metrics.json").read_text())  # nor the pixel figures
 
 
 def test_detections_of_an_image_typed_by_a_classifier(crc_detector, crc_classifier, data_root, tmp_path, cli):

@@ -8,7 +8,7 @@ import json
 from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
-from .options import (DEVICE, JSON, RESUMABLE, config_options, inputs, parent, print_csv, run_dir, split,
+from .options import (DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, parent, print_csv, run_dir, split,
                       training_run, tta, verb_actions, verb_parser)
 
 EXAMPLES = """examples:
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
                             "in predict, per-class scores in evaluate (needs classed points)")
     q = verb_parser(actions, "train", "train a centre-map network on discs around points, then choose the peak "
                     "parameters on validation", EXAMPLES,
-                    [RESUMABLE, tolerance(6.0, mpp=False), config_options(SegmentConfig)])
+                    [RESUMABLE, NO_TEST, tolerance(6.0, mpp=False), config_options(SegmentConfig)])
     q.set_defaults(func=run_train)
     q = verb_parser(actions, "tune", "choose a trained run's peak parameters and test-time augmentation again on its "
                     "validation images (e.g. for another --tolerance)", EXAMPLES,
@@ -73,7 +73,8 @@ def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | Non
 def run_train(args: argparse.Namespace) -> None:
     from ..detect import pipeline  # torch: imported here to keep medconv --help fast
     cfg, resume = training_run(args, SegmentConfig)
-    pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp), **resume)
+    pipeline.train_detector(cfg, args.out, pixels(args.tolerance, args.tolerance_um, cfg.mpp),
+                            score_test=args.score_test, **resume)
 
 
 def run_tune(args: argparse.Namespace) -> None:

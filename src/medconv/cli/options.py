@@ -44,6 +44,10 @@ RESUMABLE = parent()
 RESUMABLE.add_argument("--out", required=True, metavar="RUN_DIR",
                        help="run directory to create (or to continue with --resume)")
 RESUMABLE.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+NO_TEST = parent()
+NO_TEST.add_argument("--no-test", dest="score_test", action="store_false",
+                     help="make every choice on the validation images but leave the test images unscored (an "
+                          "exploration that must not look at them)")
 
 
 def run_dir(made_by: str) -> argparse.ArgumentParser:

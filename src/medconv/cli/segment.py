@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..segment.config import SegmentConfig
-from .options import (DEVICE, JSON, RESUMABLE, config_options, inputs, parent, run_dir, split, training_run, tta,
+from .options import (DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, parent, run_dir, split, training_run, tta,
                       verb_actions, verb_parser)
 
 EXAMPLES = """examples:
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     actions = verb_actions(subparsers, "segment", "segmentation: patch classifiers (sliding window or exact dense "
                            "scanning) and dense networks", EXAMPLES)
     q = verb_parser(actions, "train", "train a patch classifier (--mode patch) or a U-Net (--mode dense)", EXAMPLES,
-                    [RESUMABLE, config_options(SegmentConfig)])
+                    [RESUMABLE, NO_TEST, config_options(SegmentConfig)])
     q.set_defaults(func=run_train)
     scan = parent()
     scan.add_argument("--method", default="auto", choices=["auto", "dense", "sliding"],
@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from ..segment.train import train_segmentation  # torch: imported here to keep medconv --help fast
     cfg, resume = training_run(args, SegmentConfig)
-    train_segmentation(cfg, args.out, **resume)
+    train_segmentation(cfg, args.out, score_test=args.score_test, **resume)
 
 
 def run_predict(args: argparse.Namespace) -> None:

@@ -152,7 +152,8 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
     with points, score the finished detector on them once (RUN/detect_test.json)."""
 
     console = console or Console(stderr=True)
-    result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance)
+    result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance,
+                                score_test=score_test)
     device = str(resolve_device((overrides or {}).get("device") or cfg.device))
     result["detect_val"] = tune_detector(out, tolerance, console, tta, device)
     data = load_data(run_config(out)) if score_test else None  # as trained (a resumed run keeps its config)

@@ -191,8 +191,10 @@ class SegmentationTask:
 
 
 def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False,
-                       console: Console | None = None, overrides: dict | None = None, tolerance: float = 6.0) -> dict:
-    """Train per `cfg` into run directory `out`; returns metrics.json's content (val and test). With
+                       console: Console | None = None, overrides: dict | None = None, tolerance: float = 6.0,
+                       score_test: bool = True) -> dict:
+    """Train per `cfg` into run directory `out`; returns metrics.json's content (val, and test unless not
+    `score_test`: an exploration that must not look at the test images). With
     `resume`, the saved configuration is used; `overrides` may extend --epochs or change the device.
     `tolerance`: point data, the match distance in px of --select-metric detection_f1 and --hard-negatives."""
     console = console or Console(stderr=True)
@@ -221,4 +223,5 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
         for note in info.notes:
             console.print(f"note: {note}")
         fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
-        return finish_segmentation(run.out, info, splits, console, str(device))
+        scored = splits if score_test else {k: v for k, v in splits.items() if k != "test"}
+        return finish_segmentation(run.out, info, scored, console, str(device))
