@@ -60,6 +60,7 @@ def commit() -> str:
     return head + ("+changes" if dirty else "")
 
 
+commit()  # read when the benchmark starts: the code that trains is this commit's, whatever is committed later
 PROVENANCE = ("command", "commit", "date", "hardware", "versions")
 
 
