@@ -1,30 +1,32 @@
-"""MedMNIST 2D at 28 px: the published ResNet-18 (28) recipe reproduced with medconv's trainer, and our
-best recipe, on BreastMNIST and PneumoniaMNIST, beside every row of the MedMNIST v2 table.
+"""MedMNIST 2D at 28 px: the published ResNet-18 (28) recipe reproduced with medconv's trainer (the fixed
+reference row), and the best of our candidate recipes, on BreastMNIST and PneumoniaMNIST, beside every row of
+the MedMNIST v2 table. Candidates, selection rule and reference: benchmarks/plans/medmnist_2d.md.
 
-Protocol (docs/protocols.md): official splits; checkpoint chosen on validation AUC; test AUC/ACC as
-medmnist.Evaluator; mean +- std over seeds. "best" is chosen among CANDIDATES (and test-time
-augmentation none/flip) by validation AUC + ACC of seed 0 only; test labels play no part in it.
-Every run is cached under benchmarks/runs/medmnist_2d/, so the benchmark can be finished over
-several sittings:
+Protocol (docs/protocols.md): official splits; checkpoint chosen on validation AUC. Candidates train and are
+compared on validation only (the trainer leaves the test split unscored: score_test=False): "best" is the candidate and
+test-time augmentation (none/flip) with the highest validation AUC + ACC of seed 0, once every candidate has
+its seed 0. Test AUC/ACC (as medmnist.Evaluator) are computed for the selected recipe's seeds and the
+reference rows only; mean +- std over seeds. Runs are cached under benchmarks/runs/medmnist_2d/:
 
-    ./run bench medmnist_2d                        # everything still missing
-    ./run bench medmnist_2d --only breastmnist:best --seeds 0,1,2
-    ./run bench medmnist_2d --only breastmnist:best --retrain   # the reported seeds again, from scratch
+    ./run bench medmnist_2d                                  # train what is missing, report everything
+    ./run bench medmnist_2d --only breastmnist:best          # its candidates (seed 0), then the chosen seeds
+    ./run bench medmnist_2d --fresh --only breastmnist:best  # delete that part's cache, retrain, report it alone
 
-Without --retrain, a run neither cached here nor trained is reported as the committed results recorded it
-(marked †); --retrain trains those runs here instead (the recipe stays the one the committed validation
-selection chose).
+A table row (a recipe's seeds) comes all from runs cached here or all from the committed results (marked
+with their own date and hardware), never mixed. Committed rows are used only where they carry their
+provenance (command, commit, date, hardware, versions); otherwise the runs are trained.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 
 import numpy as np
 import torch
-from common import RUNS, committed_results, hardware, recorded_runs, write_results
+from common import PROVENANCE, RUNS, committed_results, hardware, provenance, recorded_runs, stamped, write_results
 
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
@@ -32,8 +34,7 @@ from medconv.metrics import acc_score, auc_score
 from medconv.classify.predict import predict_scores
 from medconv.published import MEDMNIST_V2, best_published
 from medconv.training.checkpoint import load_model
-from medconv.classify.train import train
-
+from medconv.classify import train as trainer
 DATASETS = ("breastmnist", "pneumoniamnist")
 # MedMNIST v2's recipe: ResNet-18 (28), Adam 1e-3, batch 128, 100 epochs, lr x0.1 at 50% and 75%.
 REFERENCE = dict(arch="resnet18", optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, schedule="step",
@@ -63,21 +64,32 @@ CANDIDATES = {
     "cnn-strong-ema": dict(arch="simple-cnn", model_options=CNN, augment="strong", ema=0.98,
                            epochs={"breastmnist": 80}),
 }
-NOTES = [
-    "cnn-strong-ens5 joined the BreastMNIST candidates after the three seeds of the first selected recipe "
-    "(cnn-strong) had been scored on test and fell short of the target; the choice among candidates is still "
-    "made on validation data only, but the candidate list itself was extended after a test result was seen.",
-    "cnn-strong-mixup joined both datasets' candidates in a later sitting, after every earlier candidate's "
-    "seed-0 test figures had been written to its cached run; it is chosen, or not, by the same validation rule.",
-    "cnn-strong-ema joined the BreastMNIST candidates in the fifth sitting (2026-12-02), after every earlier "
-    "candidate's test figures had been seen; it is chosen, or not, by the same validation rule.",
-    "PneumoniaMNIST's reference rows (the published 100 epochs) were trained by benchmarks/gpu.sh on a lent NVIDIA "
-    "H100, its three seeds at once on the one GPU, so each run's time is under that sharing; the CPU here managed "
-    "only 20 epochs of one seed (about 50 min).",
-    "Train times of the first sitting (2026-11-26) were measured while tests and other benchmarks shared the "
-    "2 CPU cores; they overstate the time a run takes on an idle machine.",
+NOTES = [  # the disclosure of benchmarks/plans/medmnist_2d.md
+    "cnn-strong-ens5 joined the BreastMNIST candidates after the first selected recipe (cnn-strong) had been "
+    "scored on test and fell short of the target; cnn-strong-mixup (both datasets) and cnn-strong-ema "
+    "(BreastMNIST, 2026-12-02) joined after every earlier candidate's seed-0 test figures had been seen. Each is "
+    "chosen, or not, by the validation rule alone, but the candidate lists were extended after test results.",
+    "Before issue 20 every candidate's seed 0 was also scored on test (never used to choose); now candidates "
+    "train and are compared on validation only. Committed rows are copied forward (†) only with their own "
+    "provenance; for rows from before issue 20 it was backfilled from git history (marked so).",
+    "The recorded PneumoniaMNIST 100-epoch reference rows were trained by benchmarks/gpu.sh on a lent NVIDIA H100, "
+    "the three seeds at once on the one GPU, so each run's time is under that sharing. Train times of the first "
+    "sitting (2026-11-26) were measured while other work shared the 2 CPU cores; they overstate an idle machine's.",
 ]
 COMMON_BEST = dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", batch_size=128)
+KINDS = ("best", "reference")
+PARTS = [(d, k) for d in DATASETS for k in KINDS]
+TTAS = ("none", "flip")
+RULE = "seed 0's highest validation AUC + ACC over candidates x TTA (none, flip); ties: max of (recipe, tta) names"
+
+
+def has_provenance(row: dict) -> bool:
+    return all(k in row for k in PROVENANCE)
+
+
+# the committed results' rows and candidates' validation figures that carry provenance (--fresh, --retrain: none)
+RECORDED = [r for r in recorded_runs("medmnist_2d") if has_provenance(r)]
+RECORDED_SELECTION = committed_results("medmnist_2d").get("selection", {})
 
 
 def reference_recipe(dataset: str) -> str:
@@ -85,17 +97,8 @@ def reference_recipe(dataset: str) -> str:
     return f"reference-{REFERENCE_EPOCHS if torch.cuda.is_available() else CPU_REFERENCE_EPOCHS[dataset]}ep"
 
 
-def reported_reference(dataset: str, seeds: list[int]) -> tuple[str, list[int]]:
-    """(recipe, seeds) of the reference row: the published 100 epochs wherever such runs are cached (trained
-    here or on a lent GPU and copied into benchmarks/runs), else what this machine trains."""
-    full = f"reference-{REFERENCE_EPOCHS}ep"
-    if any(reported_row(dataset, full, s, "reference", "none") for s in seeds):
-        return full, seeds
-    return reference_recipe(dataset), reference_seeds(seeds, dataset)
-
-
-def device_name() -> str:
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+def reference_seeds(seeds: list[int], dataset: str) -> list[int]:
+    return seeds if torch.cuda.is_available() else [s for s in seeds if s in CPU_REFERENCE_SEEDS[dataset]]
 
 
 def config_for(dataset: str, recipe: str, seed: int) -> TrainConfig:
@@ -111,84 +114,63 @@ def run_dir(dataset: str, recipe: str, seed: int):
     return RUNS / "medmnist_2d" / dataset / recipe / f"seed{seed}"
 
 
+def member_seed(seed: int, k: int) -> int:
+    return 1000 * (seed + 1) + k
+
+
+def run_dirs(dataset: str, recipe: str, seed: int) -> list:
+    """The runs whose mean probabilities a run's figures are: an ensemble's members, else the run itself."""
+    spec = CANDIDATES.get(recipe, {})
+    if "ensemble_of" in spec:
+        return [run_dir(dataset, spec["ensemble_of"], member_seed(seed, k)) for k in range(spec["members"])]
+    return [run_dir(dataset, recipe, seed)]
+
+
 def cached_run(dataset: str, recipe: str, seed: int) -> dict | None:
     path = run_dir(dataset, recipe, seed) / "bench.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
-RECORDED = recorded_runs("medmnist_2d")  # table rows committed earlier, for runs not cached on this machine
-RECORDED_SELECTION = committed_results("medmnist_2d").get("selection", {})  # candidates' validation scores
-RETRAIN = False  # --retrain: reported runs not cached here are trained, not copied from the committed results
-
-
-def trial(dataset: str, recipe: str) -> dict | None:
-    """A candidate's seed-0 validation scores: its cached run, else the committed selection's record of them
-    (shaped like a cached run, marked recorded), else None."""
-    if (row := cached_run(dataset, recipe, 0)) is not None:
-        return row
-    for c in RECORDED_SELECTION.get(dataset, {}).get("candidates", []):
-        if c["recipe"] == recipe:
-            return {"recipe": recipe, "recorded": True, "tta": {t: {"val": c[t]} for t in ("none", "flip")}}
-    return None
-
-
-def reported_row(dataset: str, recipe: str, seed: int, kind: str, tta: str) -> dict | None:
-    """One run's table row (test and val AUC/ACC under `tta`): from its cache, else as the committed results
-    recorded it (marked recorded), else None."""
-    r = cached_run(dataset, recipe, seed)
-    if r is None:
-        return next((x for x in RECORDED if (x["dataset"], x["recipe"], x["seed"], x["kind"], x["tta"])
-                     == (dataset, recipe, seed, kind, tta)), None)
-    return {**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch", "train_seconds")},
-            "device": r.get("device", "cpu"), "kind": kind, "tta": tta,
-            "test_auc": r["tta"][tta]["test"]["auc"], "test_acc": r["tta"][tta]["test"]["acc"],
-            "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]}
-
-
-def score(dirs: list, cfg: TrainConfig) -> dict:
-    """Val and test AUC/ACC of the mean probabilities of the runs in `dirs`, without and with flip TTA."""
-    models = [load_model(d) for d in dirs]
-    info, sets = load_dataset(cfg)
-    out = {}
-    for tta in ("none", "flip"):
-        out[tta] = {}
-        for split in ("val", "test"):
-            scores = np.mean([predict_scores(model, sets[split].images, meta["mean"], meta["std"], meta["task"], tta=tta)
-                              for model, meta in models], axis=0)
-            labels = sets[split].labels.numpy()
-            out[tta][split] = {"auc": auc_score(labels, scores, info.task), "acc": acc_score(labels, scores, info.task)}
+def score(dataset: str, recipe: str, seed: int, split: str, ttas=TTAS) -> dict:
+    """{tta: {auc, acc}} on `split` of a run's probabilities (an ensemble's: the mean of its members')."""
+    models = [load_model(d) for d in run_dirs(dataset, recipe, seed)]
+    info, sets = load_dataset(config_for(dataset, CANDIDATES.get(recipe, {}).get("ensemble_of", recipe), seed))
+    labels, out = sets[split].labels.numpy(), {}
+    for tta in ttas:
+        scores = np.mean([predict_scores(model, sets[split].images, meta["mean"], meta["std"], meta["task"], tta=tta)
+                          for model, meta in models], axis=0)
+        out[tta] = {"auc": auc_score(labels, scores, info.task), "acc": acc_score(labels, scores, info.task)}
     return out
 
 
-def run_ensemble(dataset: str, recipe: str, seed: int) -> dict:
-    """A seed ensemble: train (or reuse) its members, average their probabilities, score val and test."""
-    spec = CANDIDATES[recipe]
-    members = [run_once(dataset, spec["ensemble_of"], 1000 * (seed + 1) + k) for k in range(spec["members"])]
-    row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": f"{spec['members']} x {members[0]['arch']}",
-           "epochs": members[0]["epochs"], "best_epoch": [m["best_epoch"] for m in members],
-           "train_seconds": round(sum(m["train_seconds"] for m in members), 1), "members": [m["seed"] for m in members],
-           "tta": score([run_dir(dataset, spec["ensemble_of"], m["seed"]) for m in members],
-                        config_for(dataset, spec["ensemble_of"], seed))}
-    run_dir(dataset, recipe, seed).mkdir(parents=True, exist_ok=True)
-    (run_dir(dataset, recipe, seed) / "bench.json").write_text(json.dumps(row, indent=2))
-    return row
+def train_without_test(cfg: TrainConfig, out) -> dict:
+    """A run whose test split stays unscored until `scored_row` computes its figures (selected recipes only)."""
+    return trainer.train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists(), score_test=False)
 
 
 def run_once(dataset: str, recipe: str, seed: int) -> dict:
-    """Train (or resume, or read the cached result of) one run; val/test metrics under both TTA choices."""
+    """Train (or resume, or read the cache of) one run: its validation AUC/ACC under both TTA choices."""
     if (row := cached_run(dataset, recipe, seed)) is not None:
         return row
-    if "ensemble_of" in CANDIDATES.get(recipe, {}):
-        return run_ensemble(dataset, recipe, seed)
-    out = run_dir(dataset, recipe, seed)
-    cfg = config_for(dataset, recipe, seed)
-    print(f"== {dataset} {recipe} seed {seed}: {cfg.arch}, {cfg.epochs} epochs", flush=True)
-    tic = time.time()
-    result = train(cfg, out, resume=(out / "checkpoints" / "last.safetensors").exists())
-    row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": cfg.arch, "epochs": cfg.epochs,
-           "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-           "wall_seconds_last_sitting": round(time.time() - tic, 1), "device": device_name(), "config": cfg.to_dict(),
-           "tta": score([out], cfg)}
+    spec, out = CANDIDATES.get(recipe, {}), run_dir(dataset, recipe, seed)
+    if "ensemble_of" in spec:  # members trained (or reused) first; the ensemble is their mean probabilities
+        members = [run_once(dataset, spec["ensemble_of"], member_seed(seed, k)) for k in range(spec["members"])]
+        row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": f"{spec['members']} x {members[0]['arch']}",
+               "epochs": members[0]["epochs"], "best_epoch": [m["best_epoch"] for m in members],
+               "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
+               "members": [m["seed"] for m in members], "device": members[0].get("device", "cpu")}
+    else:
+        cfg = config_for(dataset, recipe, seed)
+        print(f"== {dataset} {recipe} seed {seed}: {cfg.arch}, {cfg.epochs} epochs", flush=True)
+        tic = time.time()
+        result = train_without_test(cfg, out)
+        row = {"dataset": dataset, "recipe": recipe, "seed": seed, "arch": cfg.arch, "epochs": cfg.epochs,
+               "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+               "wall_seconds_last_sitting": round(time.time() - tic, 1), "config": cfg.to_dict(),
+               "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    row["tta"] = {t: {"val": v} for t, v in score(dataset, recipe, seed, "val").items()}
+    row["trained"] = provenance()
+    out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -197,56 +179,108 @@ def candidates(dataset: str) -> list[str]:
     return [name for name, c in CANDIDATES.items() if dataset in c["epochs"]]
 
 
-def select_best(trials: list[dict]) -> tuple[str, str]:
-    """(recipe, tta) with the highest validation AUC + ACC among seed-0 candidate runs."""
-    scored = [(r["tta"][t]["val"]["auc"] + r["tta"][t]["val"]["acc"], r["recipe"], t) for r in trials for t in r["tta"]]
-    _, recipe, tta = max(scored)
+def trials(dataset: str) -> tuple[list[dict], list[str]]:
+    """(the candidates' seed-0 validation figures, the candidates still lacking them): all from runs cached
+    here (stamped when first read), else all as the committed selection recorded them with their provenance
+    (marked recorded), never a mix of the two."""
+    names = candidates(dataset)
+    cached = {n: r for n in names if (r := cached_run(dataset, n, 0)) is not None}
+    recorded = {c["recipe"]: c for c in RECORDED_SELECTION.get(dataset, {}).get("candidates", []) if has_provenance(c)}
+    if len(cached) < len(names) and all(n in recorded for n in names):
+        return [{**recorded[n], "recorded": True} for n in names], []
+    return ([stamped({"recipe": n, **{t: r["tta"][t]["val"] for t in TTAS}}, run_dir(dataset, n, 0) /
+                     "bench_selection.json") for n, r in cached.items()], [n for n in names if n not in cached])
+
+
+def select_best(entries: list[dict]) -> tuple[str, str]:
+    """(recipe, tta) with the highest validation AUC + ACC among the candidates' seed-0 figures."""
+    _, recipe, tta = max((c[t]["auc"] + c[t]["acc"], c["recipe"], t) for c in entries for t in TTAS)
     return recipe, tta
 
 
-def reference_seeds(seeds: list[int], dataset: str) -> list[int]:
-    return seeds if torch.cuda.is_available() else [s for s in seeds if s in CPU_REFERENCE_SEEDS[dataset]]
+def recorded_row(dataset: str, recipe: str, seed: int, kind: str, tta: str) -> dict | None:
+    return next((x for x in RECORDED if (x["dataset"], x["recipe"], x["seed"], x["kind"], x["tta"])
+                 == (dataset, recipe, seed, kind, tta)), None)
+
+
+def source(dataset: str, kind: str, recipe: str, tta: str, seeds: list[int]) -> str | None:
+    """"cached" when every seed's run is cached here; "recorded" when none is and every seed is a committed row
+    with provenance; else None: the missing seeds are to be trained (a table row is never a mix)."""
+    cached = [cached_run(dataset, recipe, s) is not None for s in seeds]
+    if all(cached):
+        return "cached"
+    return "recorded" if not any(cached) and all(recorded_row(dataset, recipe, s, kind, tta) for s in seeds) else None
+
+
+def part(dataset: str, kind: str, seeds: list[int]) -> tuple[str, str, list[int]] | None:
+    """(recipe, tta, seeds) of a table row; None for a best row whose selection is not complete."""
+    if kind == "reference":  # the published 100 epochs wherever all its seeds are cached or recorded
+        full = f"reference-{REFERENCE_EPOCHS}ep"
+        if source(dataset, kind, full, "none", seeds):
+            return full, "none", seeds
+        return reference_recipe(dataset), "none", reference_seeds(seeds, dataset)
+    entries, pending = trials(dataset)
+    return None if pending else (*select_best(entries), seeds)
+
+
+def scored_row(dataset: str, recipe: str, seed: int, kind: str, tta: str) -> dict:
+    """A cached run's table row: validation figures from its cache, test figures computed here (the only place
+    a test label is read), stamped with the provenance of its first scoring (RUN/bench_row.json)."""
+    r = cached_run(dataset, recipe, seed)
+    test = score(dataset, recipe, seed, "test", (tta,))[tta]
+    row = {**{k: r[k] for k in ("dataset", "recipe", "seed", "arch", "epochs", "best_epoch", "train_seconds")},
+           "device": r.get("device", "cpu"), "kind": kind, "tta": tta, "test_auc": test["auc"],
+           "test_acc": test["acc"], "val_auc": r["tta"][tta]["val"]["auc"], "val_acc": r["tta"][tta]["val"]["acc"]}
+    return stamped(row, run_dir(dataset, recipe, seed) / "bench_row.json")
 
 
 def train_missing(dataset: str, kind: str, seeds: list[int]) -> None:
-    """Train every run `kind` needs that is neither cached nor recorded in the committed results (best:
-    candidates first, then seeds of the one chosen)."""
-    if kind == "reference":
-        for seed in reference_seeds(seeds, dataset):
-            recipe = reference_recipe(dataset)
-            if not (cached_run(dataset, recipe, seed) if RETRAIN else reported_row(dataset, recipe, seed, "reference",
-                                                                                 "none")):
-                run_once(dataset, recipe, seed)
-        return
-    recipe, tta = select_best([trial(dataset, name) or run_once(dataset, name, 0) for name in candidates(dataset)])
-    for seed in seeds:
-        if not (cached_run(dataset, recipe, seed) if RETRAIN else reported_row(dataset, recipe, seed, "best", tta)):
+    """Train what a table row needs and has neither cached nor recorded: for best, the candidates' seed 0
+    first, then the selected recipe's seeds."""
+    if kind == "best":
+        for name in trials(dataset)[1]:
+            run_once(dataset, name, 0)
+    recipe, tta, row_seeds = part(dataset, kind, seeds)
+    if source(dataset, kind, recipe, tta, row_seeds) is None:
+        for seed in row_seeds:
             run_once(dataset, recipe, seed)
 
 
-def report(seeds: list[int]) -> tuple[dict, list[dict], dict]:
-    """Summary, runs and selection from the cached runs, or where a run is not cached, from the committed
-    results' record of it (nothing is trained here)."""
-    runs, summary, selection = [], {}, {}
-    for dataset in DATASETS:
-        for kind in ("best", "reference"):
-            if kind == "best":
-                trials = [t for t in (trial(dataset, name) for name in candidates(dataset)) if t]
-                if not trials:
-                    continue
-                recipe, tta = select_best(trials)  # among the candidates finished so far
-                selection[dataset] = {"recipe": recipe, "tta": tta, "candidates": [
-                    {"recipe": r["recipe"], **{t: r["tta"][t]["val"] for t in r["tta"]}} for r in trials],
-                    "pending": [n for n in candidates(dataset) if trial(dataset, n) is None]}
-                kind_seeds = seeds
-            else:
-                (recipe, kind_seeds), tta = reported_reference(dataset, seeds), "none"
-            rows = [r for r in (reported_row(dataset, recipe, s, kind, tta) for s in kind_seeds) if r is not None]
-            runs += rows
-            if rows:
-                for metric in ("auc", "acc"):
-                    summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r[f"test_{metric}"] for r in rows])[0], 4)
-    return summary, runs, selection
+def delete_cached(dataset: str, kind: str, seeds: list[int]) -> None:
+    """--fresh: remove the cached runs this part may report (every candidate's seed 0 and `seeds`, ensemble
+    members included; the reference recipes' `seeds`)."""
+    best = kind == "best"
+    for recipe in candidates(dataset) if best else {f"reference-{REFERENCE_EPOCHS}ep", reference_recipe(dataset)}:
+        for seed in {0, *seeds} if best else seeds:
+            for folder in {run_dir(dataset, recipe, seed), *run_dirs(dataset, recipe, seed)}:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(parts: list[tuple[str, str]], seeds: list[int]) -> tuple[dict, list[dict], dict, list[str]]:
+    """Summary, rows, selection and what could not be reported, for `parts` (nothing is trained here)."""
+    runs, summary, selection, missing = [], {}, {}, []
+    for dataset, kind in parts:
+        if kind == "best":
+            entries, pending = trials(dataset)
+            selection[dataset] = {"rule": RULE, "candidates": entries, "pending": pending}
+            if pending:
+                missing.append(f"{dataset} best: the selection is not complete ({', '.join(pending)}: no validation "
+                               "figures cached here, nor a committed selection with provenance), so no test figure "
+                               "is computed yet")
+                continue
+            selection[dataset].update(zip(("recipe", "tta"), select_best(entries)))
+        recipe, tta, row_seeds = part(dataset, kind, seeds)
+        where = source(dataset, kind, recipe, tta, row_seeds)
+        if where is None:
+            missing.append(f"{dataset} {kind} ({recipe}): seed(s) {', '.join(map(str, row_seeds))} neither all "
+                           "cached here nor all recorded with provenance (a row is never a mix)")
+            continue
+        rows = [scored_row(dataset, recipe, s, kind, tta) if where == "cached"
+                else recorded_row(dataset, recipe, s, kind, tta) for s in row_seeds]
+        runs += rows
+        for metric in ("auc", "acc"):
+            summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r[f"test_{metric}"] for r in rows])[0], 4)
+    return summary, runs, selection, missing
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -257,37 +291,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", default=None, help="comma list of DATASET:KIND to train (kind: best or reference)")
-    parser.add_argument("--report-only", action="store_true", help="write the results from cached runs, train nothing")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report cached runs and committed rows")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the cached runs of the parts trained (--only, --seeds) first, use no committed "
+                             "row, retrain, and report those parts alone: everything reported is trained by this command")
     parser.add_argument("--retrain", action="store_true",
-                        help="train the reported runs not cached here instead of reporting their committed figures "
-                             "(a retrained seed 0 of the chosen recipe joins the validation selection with its "
-                             "new scores, so the report may then choose another candidate)")
+                        help="use no committed row or selection: train what is not cached here (the cache is kept; "
+                             "--fresh also deletes it)")
     args = parser.parse_args()
-    global RETRAIN
-    RETRAIN = args.retrain
+    if args.fresh and args.report_only:
+        parser.error("--fresh trains; --report-only does not")
+    global RECORDED, RECORDED_SELECTION
+    if args.fresh or args.retrain:
+        RECORDED, RECORDED_SELECTION = [], {}
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = [tuple(x.split(":")) for x in args.only.split(",")] if args.only else \
-        [(d, k) for d in DATASETS for k in ("best", "reference")]
+    wanted = [tuple(x.split(":")) for x in args.only.split(",")] if args.only else PARTS
+    if any(w not in PARTS for w in wanted):
+        parser.error(f"--only: DATASET:KIND, one of {', '.join(':'.join(p) for p in PARTS)}")
+    if args.fresh:
+        for dataset, kind in wanted:
+            delete_cached(dataset, kind, seeds)
     if not args.report_only:
         for dataset, kind in wanted:
             train_missing(dataset, kind, seeds)
-    summary, runs, selection = report(seeds)
-    text = markdown(runs, selection)
-    write_results("medmnist_2d", summary, runs, text, {"selection": selection, "notes": NOTES})
+    parts = wanted if args.fresh else PARTS
+    summary, runs, selection, missing = report(parts, seeds)
+    text = markdown(runs, selection, missing, parts)
+    write_results("medmnist_2d", summary, runs, text,
+                  {"selection": selection, "not_reported": missing, "plan": "benchmarks/plans/medmnist_2d.md",
+                   "notes": NOTES})
     print(text)
 
 
-def markdown(runs: list[dict], selection: dict) -> str:
-    lines = [f"## MedMNIST 2D (28 px), test set\n\nhardware: {hardware()}\n"]
-    for dataset in DATASETS:
+def origin(rows: list[dict]) -> str:
+    """Where a table row's figures come from: scored here or recorded (†), their dates, hardware, commits."""
+    dates = sorted({r["date"][:10] for r in rows})
+    machines = sorted({r["hardware"].split("; load average")[0] for r in rows})
+    commits = sorted({r["commit"][:12] for r in rows})
+    backfilled = "; provenance backfilled from git history" if any(r.get("provenance") == "backfilled" for r in rows) else ""
+    return (f"{'† recorded' if rows[0].get('recorded') else 'scored here'} {', '.join(dates)}, written on "
+            f"{' / '.join(machines)}, commit {', '.join(commits)}{backfilled}")
+
+
+def markdown(runs: list[dict], selection: dict, missing: list[str], parts: list[tuple[str, str]]) -> str:
+    lines = ["## MedMNIST 2D (28 px), test set\n",
+             "Candidates, selection rule and reference: benchmarks/plans/medmnist_2d.md. Test figures exist for the "
+             "recipe selected on validation and for the reference only; each row's own date and hardware are given "
+             f"below its table.\n\nthis report written on: {hardware()}\n"]
+    for dataset in dict.fromkeys(d for d, _ in parts):
         mine = [r for r in runs if r["dataset"] == dataset]
-        if not mine:
-            continue
         lines += [f"### {dataset}\n", "| method | AUC | ACC | seeds | epochs | train time / run |", "|---|---|---|---|---|---|"]
-        for kind in ("best", "reference"):
+        sources = []
+        for kind in KINDS:
             rs = [r for r in mine if r["kind"] == kind]
             if not rs:
                 continue
@@ -297,29 +355,33 @@ def markdown(runs: list[dict], selection: dict) -> str:
                      else f"medconv reference: ResNet-18 (28), published recipe, {rs[0]['epochs']} epochs")
             if rs[0]["device"] != "cpu":
                 label += f" (trained on {rs[0]['device']})"
-            if any(r.get("recorded") for r in rs):
-                label += " †"
+            label += " †" if rs[0].get("recorded") else ""
             secs = statistics.mean(r["train_seconds"] for r in rs)
             lines.append(f"| **{label}** | {auc:.3f} ± {auc_sd:.3f} | {acc:.3f} ± {acc_sd:.3f} | {len(rs)} | "
                          f"{rs[0]['epochs']} | {secs / 60:.1f} min |")
+            sources.append(f"- {kind}: {origin(rs)}")
         for method, (auc, acc) in MEDMNIST_V2[dataset].items():
             lines.append(f"| published: {method} | {auc:.3f} | {acc:.3f} | | | |")
-        if dataset in selection:
-            sel = selection[dataset]
-            cands = ", ".join(f"{c['recipe']} {c['none']['auc']:.3f}/{c['none']['acc']:.3f}" for c in sel["candidates"])
-            lines.append(f"\nSelection on validation (seed 0, AUC/ACC without TTA): {cands}"
-                         + (f"; not finished yet: {', '.join(sel['pending'])}" if sel["pending"] else "") + ".")
+        lines += ["", *sources]
+        if (sel := selection.get(dataset)) and sel["candidates"]:
+            cands = "; ".join(f"{c['recipe']} {c['none']['auc']:.3f}/{c['none']['acc']:.3f}, flip "
+                              f"{c['flip']['auc']:.3f}/{c['flip']['acc']:.3f}" for c in sel["candidates"])
+            chosen = f" Selected: {sel['recipe']}, TTA {sel['tta']}." if "recipe" in sel else ""
+            lines.append(f"\nSelection on validation (seed 0, AUC/ACC without TTA, flip): {cands}.{chosen} "
+                         f"({origin(sel['candidates'])}; losing candidates have validation figures only.)")
         best = [r for r in mine if r["kind"] == "best"]
         if best:
             target_auc, target_acc = best_published(dataset)
             auc, acc = (mean_std([r[f"test_{m}"] for r in best])[0] for m in ("auc", "acc"))
             lines.append(f"\nTarget (best published row per metric): AUC >= {target_auc:.3f} "
                          f"({'met' if auc >= target_auc else f'missed by {target_auc - auc:.3f}'}), ACC >= {target_acc:.3f} "
-                         f"({'met' if acc >= target_acc else f'missed by {target_acc - acc:.3f}'}); mean of {len(best)} seed(s).\n")
-        lines.append("")
+                         f"({'met' if acc >= target_acc else f'missed by {target_acc - acc:.3f}'}); mean of {len(best)} seed(s).")
+        lines += [f"\nNot reported: {m}." for m in missing if m.startswith(dataset)] + [""]
+    if len(parts) < len(PARTS):
+        lines.append(f"This report covers {', '.join(f'{d} {k}' for d, k in parts)} only (--fresh --only).\n")
     if any(r.get("recorded") for r in runs):
-        lines.append("†: figures recorded in an earlier sitting (results/medmnist_2d.json in git), their runs not "
-                     "cached on this machine.\n")
+        lines.append("†: figures recorded in an earlier sitting (results/medmnist_2d.json in git, with their own "
+                     "command, commit, date and hardware), their runs not cached on this machine.\n")
     return "\n".join(lines)
 
 

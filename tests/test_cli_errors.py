@@ -1,6 +1,8 @@
 """Bad input ends with one clear line, exit code 2, no traceback, and no run that looks complete. One case runs the
 command in a new process (what a user sees); the others call medconv.cli.main in-process (the same code, no torch
 import each)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,14 @@ def test_bad_mlp_and_pretraining_options(tmp_path, cli):
     assert_user_error(cli("train", "--dataset", "synthetic", "--arch", "resnet18", "--pretrain", "ae",
                               "--out", tmp_path / "c"), "--arch mlp")
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_a_run_trained_with_score_test_off_has_no_test_figure(tmp_path):
+    from medconv.classify.train import train
+    from medconv.config import TrainConfig
+
+    cfg = TrainConfig(dataset="synthetic", arch="simple-cnn", model_options={"widths": [4], "hidden": [8]},
+                      epochs=1, batch_size=64)
+    result = train(cfg, tmp_path / "run", score_test=False)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "val" in result and "test" not in result and "test" not in saved and "auc" in saved["val"]

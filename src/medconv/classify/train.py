@@ -155,7 +155,7 @@ def pretrain(cfg: TrainConfig, model: nn.Module, images: torch.Tensor, mean: lis
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None,
-          overrides: dict | None = None) -> dict:
+          overrides: dict | None = None, score_test: bool = True) -> dict:
     """Train per `cfg` into run directory `out`; returns metrics.json's content.
 
     With `resume`, the configuration saved in the last checkpoint is used; `overrides` (options the
@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     Writes config.yaml, history.csv, checkpoints/{last,best}.safetensors (+ .json) each epoch,
     then metrics.json (val and test metrics of the best checkpoint), plots and predictions. With `cfg.ema`,
     validation, the best checkpoint and the metrics use the weight average; last keeps both (resumable).
+    Without `score_test` the test split is left unscored (an exploration or a candidate that must not look at it).
     """
     console = console or Console(stderr=True)
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
@@ -187,4 +188,5 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             console.print("\n".join(f"note: {n}" for n in info.notes))
         task = ClassificationTask(cfg, model, info, sets, mean, std, device)
         fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
-        return finish_run(run.out, info, sets, console=console, device=str(device))
+        scored = sets if score_test else {k: v for k, v in sets.items() if k != "test"}
+        return finish_run(run.out, info, scored, console=console, device=str(device))

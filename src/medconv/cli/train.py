@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 
 from ..config import TrainConfig
-from .options import RESUMABLE, config_options, training_run, verb_parser
+from .options import NO_TEST, RESUMABLE, config_options, training_run, verb_parser
 
 EXAMPLES = "example: medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast"
 
 
 def add_parser(subparsers) -> None:
     p = verb_parser(subparsers, "train", "train a classifier; writes a run directory", EXAMPLES,
-                    [RESUMABLE, config_options(TrainConfig)])
+                    [RESUMABLE, NO_TEST, config_options(TrainConfig)])
     p.add_argument("--hidden", default=None, metavar="N,N,...",
                    help="mlp: widths of the hidden layers in units (= --model-option hidden=...)")
     p.add_argument("--activation", default=None, choices=["sigmoid", "tanh", "relu"],
@@ -22,4 +22,4 @@ def add_parser(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from ..classify.train import train  # torch: imported here to keep medconv --help fast
     cfg, resume = training_run(args, TrainConfig)
-    train(cfg, args.out, **resume)
+    train(cfg, args.out, score_test=args.score_test, **resume)
