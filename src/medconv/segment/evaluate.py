@@ -1,8 +1,9 @@
 """`medconv segment evaluate` and `segment predict`: whole-image posteriors, metrics, maps on disk.
 
 Metrics (pooled over the split's images): pixel error, per-class Dice/F1 and IoU, and, where class 1
-is a boundary class (ISBI's membranes), the challenge's Rand error (1 - best foreground-restricted
-Rand F-score over thresholds); where the data has object ids (CPM-15), the Aggregated Jaccard Index and
+is a boundary class (ISBI's membranes), the challenge's 2012 Rand error (1 - best foreground-restricted
+Rand F-score over thresholds, pooled) and the current leaderboard's V_rand and V_info (slice means; with --thin
+also after thinning); where the data has object ids (CPM-15), the Aggregated Jaccard Index and
 object-level Dice of watershed-separated predicted objects (mean over images). Outputs of predict: NAME_prob.png (16-bit foreground probability, or
 .tif float32), NAME_mask.png (labels after post-processing), NAME_overlay.png.
 """
@@ -25,11 +26,12 @@ from .config import SegmentConfig
 from .data import load_data
 from .maps import MapMaker
 from .metrics import (
+    ISBI_THRESHOLDS,
     aggregated_jaccard_index,
     dice_iou,
     isbi_pixel_error,
+    isbi_scores,
     object_dice,
-    rand_error,
 )
 from .postprocess import (
     binary_cleanup,
@@ -83,7 +85,7 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
         out["f1"] = per_class[1]["dice"]
         if objects and classes[1] in BOUNDARY_CLASSES:
             maps, membranes = [p[1] for p in probs], [im.mask == 1 for im in labelled]
-            out.update(rand_error(maps, membranes))
+            out.update(isbi_scores(maps, membranes))
             out.update(isbi_pixel_error(maps, membranes))
         if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
             found = [watershed_instances(p[1], threshold) for p in probs]
@@ -104,10 +106,12 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
                           choose: bool = False, tta: str = "none", thin: bool = False) -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
     tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
-    Binary tasks scored by F1 (not boundaries) also get metrics["at_threshold"]: every metric again with
-    foreground = probability > the threshold chosen on validation (RUN/threshold.json, when there is one).
-    `tta` (dense networks): none, flip or d4 views averaged. `thin` (boundary classes): also the Rand error after
-    thin_membranes, its seeds chosen on the validation maps of the same `tta` (metrics["thinned"])."""
+    Binary tasks also get metrics["at_threshold"]: every metric again with foreground = probability > the
+    threshold chosen on validation (RUN/threshold.json, when there is one); for boundary classes the Rand error,
+    V_rand and V_info at that threshold rather than their best over thresholds on these maps.
+    `tta` (dense networks): none, flip or d4 views averaged. `thin` (boundary classes): also the scores after
+    thin_membranes, its seeds chosen on the validation maps of the same `tta` (metrics["thinned"]), and after the
+    challenge's own thinning (metrics["challenge_thinned"], see challenge_thinned)."""
 
     model, meta = load_segmenter(run_dir, which, device)
     boundary = segments_boundaries(meta)
@@ -128,19 +132,26 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     if choose and len(meta["classes"]) == 2:
         metrics["threshold"] = choose_foreground_threshold(Path(run_dir), meta["classes"], labelled, probs)
     chosen = Path(run_dir) / "threshold.json"
-    if len(meta["classes"]) == 2 and not boundary and chosen.exists():
+    if len(meta["classes"]) == 2 and chosen.exists():
         threshold = json.loads(chosen.read_text())["threshold"]
-        metrics["at_threshold"] = {"threshold": threshold,
-                                   **split_metrics(labelled, probs, meta["classes"], threshold=threshold)}
+        at = split_metrics(labelled, probs, meta["classes"], objects=not boundary, threshold=threshold)
+        if boundary:  # the Rand error, V_rand and V_info at the validation's threshold, not at their best on these maps
+            scores = isbi_scores([p[1] for p in probs], [im.mask == 1 for im in labelled], thresholds=[threshold])
+            at.update({k: v for k, v in scores.items() if not k.endswith("threshold")})
+        metrics["at_threshold"] = {"threshold": threshold, **at}
     if thin:
-        if split != "val" and not thinning_path(Path(run_dir), tta).exists():  # choose the seeds on validation first
+        path = thinning_path(Path(run_dir), tta)
+        stale = not path.exists() or "challenge_threshold" not in json.loads(path.read_text())
+        if split != "val" and stale:  # choose the thinning parameters on validation first
             val = [im for im in splits.get("val", []) if im.mask is not None]
             if not val:
                 raise UserError("--thin chooses its seeds on the validation images, and this run has none")
             choose_seeds(Path(run_dir), tta, val, [maker(torch.from_numpy(im.image)).numpy() for im in val])
         if split == "val":
             choose_seeds(Path(run_dir), tta, labelled, probs)
-        metrics["thinned"] = thinned_rand_error(Path(run_dir), tta, labelled, probs)
+        metrics["thinned"] = thinned_scores(Path(run_dir), tta, labelled, probs)
+        metrics["challenge_thinned"] = challenge_thinned(labelled, probs,
+                                                         json.loads(path.read_text())["challenge_threshold"])
     write_json(Path(run_dir) / metrics_name(split, tta), {k: v for k, v in metrics.items() if k != "threshold"})
     return metrics
 
@@ -160,21 +171,46 @@ def thinning_path(out: Path, tta: str = "none") -> Path:
 
 
 def choose_seeds(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
-    """thin_membranes' seed threshold and minimum seed size with the lowest Rand error on these (validation)
-    maps, saved as RUN/thinning[_tta-T].json (maps made with another test-time augmentation get their own)."""
+    """Every thinning parameter, chosen on these (validation) maps: thin_membranes' seed threshold and minimum seed
+    size with the lowest Rand error, and the threshold at which the challenge's thinning gives the best V_rand
+    (challenge_thinned); saved as RUN/thinning[_tta-T].json (maps of another test-time augmentation get their own)."""
     chosen = choose_thinning([p[1] for p in probs], [im.mask == 1 for im in labelled])
     seeds = {k: chosen[k] for k in ("seed_threshold", "min_seed")}
+    seeds["challenge_threshold"] = challenge_thinned(labelled, probs)["v_rand_threshold"]
     write_json(thinning_path(out, tta), seeds)
     return seeds
 
 
-def thinned_rand_error(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
-    """Rand error, with its split and merge scores, of the membrane maps after thin_membranes with the seeds in
-    RUN/thinning[_tta-T].json."""
+def thinned_scores(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
+    """The 2012 Rand error (with its split and merge scores), V_rand and V_info of the membrane maps after
+    thin_membranes with the seeds in RUN/thinning[_tta-T].json (a binary map: no threshold to sweep)."""
     seeds = json.loads(thinning_path(out, tta).read_text())
     thin = [thin_membranes(p[1], seeds["seed_threshold"], seeds["min_seed"]) for p in probs]
-    scores = rand_error(thin, [im.mask == 1 for im in labelled], thresholds=[0.5])
-    return {**seeds, **{k: v for k, v in scores.items() if k != "best_threshold"}}
+    scores = isbi_scores(thin, [im.mask == 1 for im in labelled], thresholds=[0.5])
+    return {"seed_threshold": seeds["seed_threshold"], "min_seed": seeds["min_seed"],
+            **{k: v for k, v in scores.items() if not k.endswith("threshold")}}
+
+
+def challenge_thinned(labelled: list[SegImage], probs: list[np.ndarray], threshold: float | None = None) -> dict:
+    """V_rand and V_info after the challenge's own thinning, which has no parameter but the threshold: at each t of
+    the ISBI grid the cells (membrane probability < t) all become seeds of a watershed of the binarised map, which
+    grows them over the membrane pixels until they meet, leaving one-pixel lines (thin_membranes of the binary
+    map). Each figure is its best over t, as the leaderboard's scorer takes it (Fiji's RandError /
+    VariationOfInformation getMaximalV{Rand,Info}AfterThinning, slice means; its own watershed may place a line a
+    pixel away from skimage's). `threshold` (one chosen on validation): "at_threshold", the figures at that t."""
+    membranes = [im.mask == 1 for im in labelled]
+    grid = list(ISBI_THRESHOLDS) + ([threshold] if threshold is not None and threshold not in ISBI_THRESHOLDS else [])
+    by_t = {t: isbi_scores([thin_membranes((p[1] >= t).astype(np.float32), 0.5) for p in probs], membranes,
+                           thresholds=[0.5]) for t in grid}
+    best = {key: max(ISBI_THRESHOLDS, key=lambda t: sign * by_t[t][key])  # ties: the first threshold
+            for key, sign in (("v_rand", 1), ("v_info", 1), ("rand_error", -1))}
+    out = {"v_rand": by_t[best["v_rand"]]["v_rand"], "v_rand_threshold": best["v_rand"],
+           "v_info": by_t[best["v_info"]]["v_info"], "v_info_threshold": best["v_info"],
+           "rand_error": by_t[best["rand_error"]]["rand_error"], "best_threshold": best["rand_error"]}
+    if threshold is not None:
+        out["at_threshold"] = {"threshold": threshold,
+                               **{k: by_t[threshold][k] for k in ("v_rand", "v_info", "rand_error")}}
+    return out
 
 
 def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:

@@ -1,4 +1,4 @@
-"""Segmentation metrics: ISBI 2012 pixel and Rand error, Dice/IoU, AJI and object-level Dice.
+"""Segmentation metrics: ISBI 2012 pixel and Rand error, V_rand and V_info, Dice/IoU, AJI and object-level Dice.
 
 Images are (H, W) arrays. Binary masks are bool or 0/1; label and instance maps are non-negative
 integers with 0 = background (or boundary). Pairs of labels are counted with a sparse contingency
@@ -111,17 +111,36 @@ def isbi_pixel_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_TH
     return {"isbi_pixel_error": float(1 - best[0]), "pixel_best_threshold": best[1]}
 
 
-def _rand_sums(seg: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """[sum n_ij^2, sum s_i^2, sum t_j^2] over truth's foreground (seg 0 = one singleton per pixel)."""
+def _counts(seg: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Foreground-restricted counts of flat label arrays seg, truth (0 = background / predicted boundary).
+
+    Only pixels with truth != 0 count. Returns (n_ij: pixels of each pair of predicted segment i and true cell j,
+    s_i: sizes of the predicted segments, t_j: sizes of the true cells, n0: predicted-boundary pixels, seg == 0).
+    Each of the n0 pixels is a segment of its own (the ISBI 2012 scorer's rule), which the scores add in.
+    """
     inside = truth != 0
     s, t = seg[inside], truth[inside]
     boundary = s == 0
-    n0 = float(boundary.sum())
     s_in, t_in = s[~boundary], t[~boundary]
-    pairs = float((_contingency(s_in, t_in).data.astype(np.float64) ** 2).sum()) + n0
-    split_sizes = float((np.bincount(s_in).astype(np.float64) ** 2).sum()) + n0
-    truth_sizes = float((np.bincount(t).astype(np.float64) ** 2).sum())
-    return np.array([pairs, split_sizes, truth_sizes])
+    pairs = _contingency(s_in, t_in).data.astype(np.float64)
+    return pairs, np.bincount(s_in).astype(np.float64), np.bincount(t).astype(np.float64), float(boundary.sum())
+
+
+def _rand_sums(counts) -> np.ndarray:
+    """[sum n_ij^2, sum s_i^2, sum t_j^2] of _counts (a boundary pixel: a singleton, 1 in both of the first two)."""
+    pairs, seg_sizes, truth_sizes, n0 = counts
+    return np.array([(pairs ** 2).sum() + n0, (seg_sizes ** 2).sum() + n0, (truth_sizes ** 2).sum()])
+
+
+def _xlogx(c: np.ndarray) -> float:
+    c = c[c > 0]
+    return float((c * np.log(c)).sum())
+
+
+def _info_sums(counts) -> np.ndarray:
+    """[sum n_ij log n_ij, sum s_i log s_i, sum t_j log t_j, n] of _counts (singletons add 1 log 1 = 0, and 1 to n)."""
+    pairs, seg_sizes, truth_sizes, _ = counts
+    return np.array([_xlogx(pairs), _xlogx(seg_sizes), _xlogx(truth_sizes), truth_sizes.sum()])
 
 
 def _v_rand(sums: np.ndarray) -> tuple[float, float, float]:
@@ -133,6 +152,23 @@ def _v_rand(sums: np.ndarray) -> tuple[float, float, float]:
     return 2 * split * merge / (split + merge), split, merge
 
 
+def _v_info(sums: np.ndarray) -> tuple[float, float, float]:
+    """(F, split, merge) from _info_sums: split = I(S;T) / H(S), merge = I(S;T) / H(T), F their harmonic mean.
+
+    With counts c summing to n, H = log n - sum c log c / n. A zero entropy leaves its ratio undefined; it is taken
+    as 1 (that side cannot err), so a one-segment prediction of several cells scores F = 0, as in Fiji (which
+    gives 0 also where both entropies are 0, one true cell predicted as one segment; here 1).
+    """
+    joint, seg, truth, n = sums
+    if n == 0:
+        raise UserError("information score: the ground truth has no foreground (cell) pixels")
+    h_st, h_s, h_t = (np.log(n) - x / n for x in (joint, seg, truth))
+    mutual = max(h_s + h_t - h_st, 0.0)
+    split = min(mutual / h_s, 1.0) if h_s > 1e-12 else 1.0
+    merge = min(mutual / h_t, 1.0) if h_t > 1e-12 else 1.0
+    return (2 * split * merge / (split + merge) if split + merge else 0.0), split, merge
+
+
 def rand_f_score(seg, truth) -> float:
     """Foreground-restricted Rand F-score V_rand of label image seg against truth, both (H, W).
 
@@ -141,7 +177,19 @@ def rand_f_score(seg, truth) -> float:
     """
     seg, truth = np.asarray(seg), np.asarray(truth)
     _check_shapes(seg, truth, "rand_f_score seg and truth")
-    return float(_v_rand(_rand_sums(_compact(seg, "seg"), _compact(truth, "truth")))[0])
+    return float(_v_rand(_rand_sums(_counts(_compact(seg, "seg"), _compact(truth, "truth"))))[0])
+
+
+def info_f_score(seg, truth) -> dict:
+    """Foreground-restricted information score of label image seg against truth, both (H, W) int.
+
+    Same pixels and boundary rule as rand_f_score; see info_score. Returns {"v_info", "v_info_split",
+    "v_info_merge"}.
+    """
+    seg, truth = np.asarray(seg), np.asarray(truth)
+    _check_shapes(seg, truth, "info_f_score seg and truth")
+    f, split, merge = _v_info(_info_sums(_counts(_compact(seg, "seg"), _compact(truth, "truth"))))
+    return {"v_info": float(f), "v_info_split": float(split), "v_info_merge": float(merge)}
 
 
 def _membrane_stack(prob, truth_membrane, caller: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -165,9 +213,36 @@ def _slices(x, name: str) -> list[np.ndarray]:
     return items
 
 
+def _sweep(prob, truth_membrane, thresholds: Iterable[float], connectivity: int, caller: str) -> list[tuple]:
+    """[(t, [_counts of each slice])] for each threshold: cells ``prob < t`` and the true cells ``~truth_membrane``,
+    each labelled into connected components in 2-D (see rand_error)."""
+    if connectivity not in _STRUCTURE:
+        raise UserError(f"connectivity must be 4 or 8, got {connectivity}")
+    probs, membranes = _membrane_stack(prob, truth_membrane, caller)
+    structure = _STRUCTURE[connectivity]
+    truths = [ndimage.label(~m, structure=structure)[0].ravel() for m in membranes]
+    sweep = [(float(t), [_counts(ndimage.label(p < t, structure=structure)[0].ravel(), g)
+                         for p, g in zip(probs, truths)]) for t in thresholds]
+    if not sweep:
+        raise UserError(f"{caller}: thresholds is empty")
+    return sweep
+
+
+def _best(sweep: list[tuple], sums, score, per_slice: bool) -> tuple[tuple[float, float, float], float]:
+    """The best (F, split, merge) over the sweep's thresholds, and its threshold (ties: the first). `per_slice`: the
+    mean of the slices' scores (macro average); else one score of the sums pooled over the slices (micro)."""
+    best = None
+    for t, counts in sweep:
+        per = [sums(c) for c in counts]
+        value = tuple(np.mean([score(s) for s in per], axis=0)) if per_slice else score(np.sum(per, axis=0))
+        if best is None or value[0] > best[0][0]:
+            best = (tuple(float(v) for v in value), t)
+    return best
+
+
 def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS,
-               connectivity: int = 4) -> dict:
-    """ISBI 2012 Rand error: 1 - the best foreground-restricted Rand F-score over thresholds.
+               connectivity: int = 4, per_slice: bool = False) -> dict:
+    """ISBI 2012 Rand error: 1 - the best foreground-restricted Rand F-score V_rand over thresholds.
 
     prob: (H, W) membrane probability (or (N, H, W) / list for a stack); truth_membrane: same
     shape, bool or 0/1 with True = membrane. Follows the challenge's Fiji scorer
@@ -184,28 +259,57 @@ def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOL
        sum p_ij^2 and sum s_i^2), so it breaks pairs and lowers the split score.
     4. V_split = sum p_ij^2 / sum t_j^2, V_merge = sum p_ij^2 / sum s_i^2,
        V_rand = 2 V_split V_merge / (V_split + V_merge). A stack pools the sums over its slices
-       (each slice labelled in 2-D), as Fiji pools TP/FP/FN.
+       (each slice labelled in 2-D), as Fiji pools TP/FP/FN for the 2012 figure
+       (getForegroundRestrictedRandIndexMaximalFScore). ``per_slice=True`` averages the slices' V_rand
+       (and split, merge) instead, as the current leaderboard's V_rand does (getMaximalVRandAfterThinning
+       with perSliceAverage true); one slice gives the same either way.
 
-    Not implemented: the "after border thinning" variant the challenge leaderboard switched to in
-    2016 (getMaximalVRandAfterThinning). Returns {"rand_error", "best_threshold", "v_rand_split",
+    The leaderboard scores thinned maps (see segment.evaluate.challenge_thinned); this function scores the map
+    it is given. Returns {"rand_error", "v_rand" (= 1 - rand_error), "best_threshold", "v_rand_split",
     "v_rand_merge"} at the best threshold (ties: the first in ``thresholds``).
     """
-    if connectivity not in _STRUCTURE:
-        raise UserError(f"connectivity must be 4 or 8, got {connectivity}")
-    probs, membranes = _membrane_stack(prob, truth_membrane, "rand_error")
-    gt_labels = [ndimage.label(~m, structure=_STRUCTURE[connectivity])[0] for m in membranes]
-    best = None
-    for t in thresholds:
-        sums = sum(_rand_sums(ndimage.label(p < t, structure=_STRUCTURE[connectivity])[0], g)
-                   for p, g in zip(probs, gt_labels))
-        score = _v_rand(sums)
-        if best is None or score[0] > best[0][0]:
-            best = (score, float(t))
-    if best is None:
-        raise UserError("rand_error: thresholds is empty")
-    (f, split, merge), t = best
-    return {"rand_error": float(1 - f), "best_threshold": t, "v_rand_split": float(split),
-            "v_rand_merge": float(merge)}
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "rand_error")
+    return _rand_result(*_best(sweep, _rand_sums, _v_rand, per_slice))
+
+
+def _rand_result(score: tuple[float, float, float], t: float) -> dict:
+    f, split, merge = score
+    return {"rand_error": 1 - f, "v_rand": f, "best_threshold": t, "v_rand_split": split, "v_rand_merge": merge}
+
+
+def info_score(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS,
+               connectivity: int = 4, per_slice: bool = True) -> dict:
+    """The ISBI 2012 leaderboard's information-theoretic score V_info: its best over thresholds.
+
+    prob: (H, W) membrane probability, or (N, H, W) / a list of (H, W) for a stack; truth_membrane: the same shapes,
+    bool or 0/1, True = membrane. Thresholds and connectivity as rand_error, with the same labelling, the same
+    pixels (inside true cells only) and the same rule for predicted-boundary pixels (each a segment of its own).
+    With S the predicted segments and T the true cells over those n pixels (Arganda-Carreras et al. 2015, Front.
+    Neuroanat. 9:142; Fiji's trainableSegmentation.metrics.VariationOfInformation.foregroundRestrictedFscore):
+    V_info_split = I(S;T) / H(S) (below 1 when true cells are split), V_info_merge = I(S;T) / H(T) (below 1 when
+    they are merged), V_info = their harmonic mean. Fiji averages the slices' V_info (``per_slice=True``, the
+    default); ``per_slice=False`` scores the stack as one partition whose segments never span slices.
+    Returns {"v_info", "v_info_split", "v_info_merge", "best_threshold"} (ties: the first threshold).
+    """
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "info_score")
+    (f, split, merge), t = _best(sweep, _info_sums, _v_info, per_slice)
+    return {"v_info": f, "v_info_split": split, "v_info_merge": merge, "best_threshold": t}
+
+
+def isbi_scores(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS, connectivity: int = 4) -> dict:
+    """The 2012 Rand error and the current leaderboard's V_rand and V_info of membrane maps, from one labelling.
+
+    prob, truth_membrane: as rand_error. Returns rand_error's keys for the 2012 figure (stack pooled: "rand_error",
+    "best_threshold", "v_rand_split", "v_rand_merge"), then the leaderboard's, each the mean of the slices' scores
+    at its own best threshold: "v_rand", "v_rand_threshold", "v_info", "v_info_split", "v_info_merge",
+    "v_info_threshold". For one slice "v_rand" is 1 - "rand_error"; for a stack it may differ.
+    """
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "isbi_scores")
+    out = _rand_result(*_best(sweep, _rand_sums, _v_rand, per_slice=False))
+    (v_rand, _, _), v_rand_t = _best(sweep, _rand_sums, _v_rand, per_slice=True)
+    (f, split, merge), t = _best(sweep, _info_sums, _v_info, per_slice=True)
+    return {**out, "v_rand": v_rand, "v_rand_threshold": v_rand_t, "v_info": f, "v_info_split": split,
+            "v_info_merge": merge, "v_info_threshold": t}
 
 
 def dice_iou(pred, truth, classes: Sequence[int], roi=None) -> dict[int, dict[str, float]]:
