@@ -21,3 +21,10 @@ def test_every_result_row_carries_its_command_commit_date_hardware_and_versions(
         assert row["command"].startswith(("./run bench", "GPU_PARTS", "benchmarks/gpu.sh", "python benchmarks/"))
         assert len(row["commit"].split("+")[0]) == 40 or row["commit"] == "unknown"
 
+
+
+def test_each_benchmark_that_selects_among_candidates_has_a_committed_plan():
+    plans = ROOT / "benchmarks" / "plans"
+    for name in ("crc_detection", "isbi2012", "medmnist_2d"):
+        text = (plans / f"{name}.md").read_text()
+        assert "Candidates" in text and "rule" in text.lower(), name
