@@ -8,22 +8,28 @@ from rich.console import Console
 
 from ..config import TrainConfig
 from ..data import load_dataset
+from ..data.fingerprint import fingerprint
 from ..data.types import DatasetInfo, ImageSet
 from ..errors import UserError
 from ..fileio import write_csv, write_json
 from ..metrics import MULTI_LABEL, classification_metrics
 from ..report.plots import plot_confusion, plot_roc, plot_training_curves
 from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
+from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from ..data.levels import at_level
 from .predict import predict_scores
 
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
              data_root: str | None = None, device: str = "cpu",
-             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None, level: str | None = None) -> dict:
+             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None, level: str | None = None,
+             allow_unfinished: bool = False) -> dict:
     """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots.
-    `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level})."""
+    `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level}).
+    A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
+    from the split the run was trained and scored on gets a warning on standard error."""
     run_dir = Path(run_dir)
+    check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
     if data_root:
@@ -36,6 +42,8 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
                         f"{checkpoint_path(run_dir, which)} has {meta['num_classes']}")
     tta = tta or cfg.tta
     data_split = sets[split]
+    if data is None:  # loaded here: perhaps not the data the run saw
+        warn_if_data_changed(run_dir, split, data_split)
     scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
     labels, classes, task = data_split.labels.numpy(), meta["classes"], meta["task"]
     if level:
@@ -66,14 +74,16 @@ def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classe
 
 def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console,
                device: str = "cpu") -> dict:
-    """After training: evaluate the best checkpoint on val and test, plot curves, write metrics.json."""
+    """After training: evaluate the best checkpoint on val and test, plot curves, write data.json (the
+    fingerprints of `sets`) and metrics.json (last: it marks the run finished)."""
     _, last = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])
     result = {"dataset": info.name, "arch": last["arch"], "epochs": last["epoch"], "best_epoch": last["best_epoch"],
               "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
     for split in ("val", "test"):
         if split in sets:
-            result[split] = evaluate(run_dir, split, data=(info, sets), device=device)
+            result[split] = evaluate(run_dir, split, data=(info, sets), device=device, allow_unfinished=True)
+    write_fingerprints(run_dir, fingerprint(sets))
     write_json(run_dir / "metrics.json", result)
     summary = ", ".join(f"{s} AUC {result[s]['auc']:.4f} ACC {result[s]['acc']:.4f}" for s in ("val", "test") if s in result)
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {run_dir}", highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from ..data.types import ImageSet, unit_float
 from ..fileio import image_files, write_csv
 from ..metrics import predicted_labels, scores_from_logits
 from ..training.checkpoint import load_model
+from ..training.runstate import check_finished
 from ..data.levels import at_level
 from ..transfer.weights import native_side
 
@@ -48,10 +49,13 @@ def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
 
 
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
-                  tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None) -> list[dict]:
+                  tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None,
+                  allow_unfinished: bool = False) -> list[dict]:
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given.
     `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
-    to that level of the run's --taxonomy."""
+    to that level of the run's --taxonomy. A run that has not finished training is refused unless
+    `allow_unfinished`."""
+    check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)
     tta = tta or meta["config"].get("tta", "none")

@@ -95,6 +95,7 @@ class ClassificationTask:
         self.aug = parse_augment(cfg.augment)
         self.data = TensorDataset(sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device))
         self.val = sets["val"]
+        self.splits = {"train": sets["train"], "val": sets["val"]}  # the run's data fingerprint (the engine)
 
     def batches(self, epoch: int, generator: torch.Generator) -> DataLoader:
         """Shuffled batches of (images uint8/float (B, C, H, W), targets); a last batch of one image is

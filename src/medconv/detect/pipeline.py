@@ -31,6 +31,7 @@ from ..segment.maps import MapMaker
 from ..segment.train import train_segmentation
 from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
 from ..training.engine import resolve_device
+from ..training.runstate import check_finished, warn_if_data_changed
 from ..transfer.weights import native_side
 from .hard_negatives import centre_maps, detection_maps
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
@@ -77,12 +78,15 @@ def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
 
 def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "cpu",
                        data=None, overlays: bool = True, classifier: str | Path | None = None,
-                       maps: list[np.ndarray] | None = None) -> dict:
+                       maps: list[np.ndarray] | None = None, allow_unfinished: bool = False) -> dict:
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
     a precision-recall plot and overlays (green: true positives, red: false positives, blue: misses). With a
-    nucleus-type `classifier` run, each detection is typed and scored per class against the classed points."""
+    nucleus-type `classifier` run, each detection is typed and scored per class against the classed points.
+    A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
+    from the split the run was trained and scored on gets a warning on standard error."""
 
     run_dir = Path(run_dir)
+    check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
     tolerance = tolerance or params["tolerance"]
     cfg = run_config(run_dir)  # the checkpoint's header only: a caller that made the maps needs no network
@@ -90,6 +94,8 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     images = [im for im in splits.get(split, []) if im.points is not None]
     if not images:
         raise UserError(f"--split {split}: no images with points")
+    if data is None:  # loaded here: perhaps not the data the run saw
+        warn_if_data_changed(run_dir, split, splits[split])
     maps = maps if maps is not None else centre_maps(detection_maps(run_dir, params, device)[1], images)
     # peaks above the lowest threshold once; the detections at any threshold are those scoring at least it
     low = [find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6) for m in maps]
@@ -155,22 +161,24 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance,
                                 score_test=score_test)
     device = str(resolve_device((overrides or {}).get("device") or cfg.device))
-    result["detect_val"] = tune_detector(out, tolerance, console, tta, device)
+    result["detect_val"] = tune_detector(out, tolerance, console, tta, device, allow_unfinished=True)  # just trained
     data = load_data(run_config(out)) if score_test else None  # as trained (a resumed run keeps its config)
     if data and any(im.points is not None for im in data[1].get("test", [])):
-        r = result["detect_test"] = evaluate_detection(out, "test", tolerance, device, data=data)
+        r = result["detect_test"] = evaluate_detection(out, "test", tolerance, device, data=data, allow_unfinished=True)
         console.print(f"test detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                       f"({r['images']} images no choice saw)")
     return result
 
 
 def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console | None = None,
-                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu") -> dict:
+                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu", allow_unfinished: bool = False) -> dict:
     """Choose a trained detector's peak parameters, and whether to average its maps over the `tta` test-time
-    augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json)."""
+    augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json).
+    A run that has not finished training is refused unless `allow_unfinished`."""
 
     console = console or Console(stderr=True)
     out = Path(run_dir)
+    check_finished(out, allow_unfinished)
     model, meta = load_segmenter(out, device=device)
     info, splits = load_data(SegmentConfig.from_dict(meta["config"]))
     val = [im for im in splits["val"] if im.points is not None]
@@ -178,7 +186,8 @@ def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console 
         raise UserError(f"{out}: no validation images with points to choose the peak parameters on")
     maps = {t: centre_maps(MapMaker(model, meta, tta=t, device=device), val) for t in tta}  # to choose and to score
     params = tune_run(out, maps, val, tolerance, console)
-    r = evaluate_detection(out, "val", tolerance, device, data=(info, splits), maps=maps[params["tta"]])
+    r = evaluate_detection(out, "val", tolerance, device, data=(info, splits), maps=maps[params["tta"]],
+                           allow_unfinished=True)  # checked above
     console.print(f"validation detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                   f"(within {tolerance} px) -> {out}")
     return r

@@ -10,6 +10,7 @@ from typing import Callable
 from ..data.images import read_image, to_channels
 from ..fileio import image_files, write_csv
 from ..infer.onnx_maps import OnnxMaps, current_export
+from ..training.runstate import check_finished
 from .peaks import CSV_FIELDS, detect, peaks_to_csv_rows, read_params
 
 
@@ -29,12 +30,15 @@ def map_function(run_dir: str | Path, tta: str, device: str = "cpu") -> tuple[Ca
 
 def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
                        device: str = "cpu", classifier: str | Path | None = None,
-                       nms_radius: float | None = None, tta: str | None = None, log: Callable | None = None) -> list[dict]:
+                       nms_radius: float | None = None, tta: str | None = None, log: Callable | None = None,
+                       allow_unfinished: bool = False) -> list[dict]:
     """Detections of image files as rows {image, x, y, score[, class], seconds} (1-based x = column,
     y = row, as the annotations), typed by a nucleus-type `classifier` run when given, after non-maximum
     suppression within `nms_radius` px when given; CSV at `out` when given. `seconds`: each image's map and
-    peak search. `tta`: test-time augmentation instead of the one chosen in training (none is fastest)."""
+    peak search. `tta`: test-time augmentation instead of the one chosen in training (none is fastest). A run
+    that has not finished training is refused unless `allow_unfinished`."""
     log = log or (lambda line: print(line, file=sys.stderr))
+    check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
     maps, channels, engine = map_function(run_dir, tta or params.get("tta", "none"), device)
     rows = []

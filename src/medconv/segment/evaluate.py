@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ..data.fingerprint import fingerprint
 from ..data.images import prepare_image, read_image
 from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import image_files, write_json
 from ..training.checkpoint import load_model, read_checkpoint
+from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from .config import SegmentConfig
 from .data import load_data
 from .maps import MapMaker
@@ -103,7 +105,8 @@ def metrics_name(split: str, tta: str = "none") -> str:
 
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
                           device: str = "cpu", data: tuple[SegInfo, dict] | None = None,
-                          choose: bool = False, tta: str = "none", thin: bool = False) -> dict:
+                          choose: bool = False, tta: str = "none", thin: bool = False,
+                          allow_unfinished: bool = False) -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
     tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
     Binary tasks also get metrics["at_threshold"]: every metric again with foreground = probability > the
@@ -111,8 +114,11 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     V_rand and V_info at that threshold rather than their best over thresholds on these maps.
     `tta` (dense networks): none, flip or d4 views averaged. `thin` (boundary classes): also the scores after
     thin_membranes, its seeds chosen on the validation maps of the same `tta` (metrics["thinned"]), and after the
-    challenge's own thinning (metrics["challenge_thinned"], see challenge_thinned)."""
+    challenge's own thinning (metrics["challenge_thinned"], see challenge_thinned). A run that has not finished
+    training is refused unless `allow_unfinished`; data loaded here that differs from the split the run was
+    trained and scored on gets a warning on standard error."""
 
+    check_finished(run_dir, allow_unfinished, which)
     model, meta = load_segmenter(run_dir, which, device)
     boundary = segments_boundaries(meta)
     if thin:
@@ -120,6 +126,8 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     info, splits = data if data is not None else load_data(SegmentConfig.from_dict(meta["config"]))
     if split not in splits or not splits[split]:
         raise UserError(f"--split {split}: no images (splits: {', '.join(k for k, v in splits.items() if v)})")
+    if data is None:  # loaded here: perhaps not the data the run saw
+        warn_if_data_changed(run_dir, split, splits[split])
     maker = MapMaker(model, meta, method, tta, device=device)
     labelled = [im for im in splits[split] if im.mask is not None]
     if not labelled:
@@ -214,16 +222,19 @@ def challenge_thinned(labelled: list[SegImage], probs: list[np.ndarray], thresho
 
 
 def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console, device: str = "cpu") -> dict:
-    """After training: metrics of the best checkpoint on val (and test, when labelled); metrics.json."""
+    """After training: metrics of the best checkpoint on val (and test, when labelled); data.json (the
+    fingerprints of `splits`) and metrics.json (last: it marks the run finished)."""
 
     _, last = read_checkpoint(out / "checkpoints" / "last.safetensors")
     result = {"dataset": info.name, "arch": last["arch"], "mode": last["mode"], "epochs": last["epoch"],
               "best_epoch": last["best_epoch"], "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
     for split in ("val", "test"):
         if any(im.mask is not None for im in splits.get(split, [])):
-            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits), choose=split == "val")
+            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits), choose=split == "val",
+                                                  allow_unfinished=True)
     if "threshold" in result.get("val", {}):
         result["threshold"] = result["val"].pop("threshold")
+    write_fingerprints(out, fingerprint({k: v for k, v in splits.items() if v}))
     write_json(out / "metrics.json", result)
     if any(im.target is not None for ims in splits.values() for im in ims):  # soft (proximity) targets: pixel
         summary = "proximity maps: the detection scores follow"  # figures at 0.5 would say nothing of detection
@@ -240,12 +251,14 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
                          threshold: float | None = None, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
                          min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "cpu",
                          console: Console | None = None, closing: int = 0, fmt: str = "png",
-                         thin: bool = False) -> list[dict]:
+                         thin: bool = False, allow_unfinished: bool = False) -> list[dict]:
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
     the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif.
-    `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation."""
+    `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation. A run that
+    has not finished training is refused unless `allow_unfinished`."""
 
     console = console or Console(stderr=True)
+    check_finished(run_dir, allow_unfinished)
     model, meta = load_segmenter(run_dir, device=device)
     maker = MapMaker(model, meta, method, tta, device)
     out_dir = Path(out_dir)

@@ -162,6 +162,7 @@ class SegmentationTask:
                  device: torch.device, tolerance: float):
         self.cfg, self.model, self.info, self.sampler, self.meta, self.device = cfg, model, info, sampler, meta, device
         self.val, self.tolerance = splits["val"], tolerance
+        self.splits = {"train": splits["train"], "val": splits["val"]}  # the run's data fingerprint (the engine)
         self.select, self.lower_is_better = f"val_{cfg.select_metric}", cfg.select_metric == "pixel_error"
         self.weight = (class_weights(splits["train"], len(info.classes)).to(device)
                        if cfg.class_weights == "balanced" else None)

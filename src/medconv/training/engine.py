@@ -13,7 +13,9 @@ batch and the validation metrics; `fit` does the rest, the same way for all of t
 - the NaN stop (a non-finite loss or validation metric ends the run, the last good checkpoint kept);
 - the best checkpoint by the task's validation metric (higher is better; NaN never wins);
 - checkpoints/last.safetensors every epoch (optimiser, average and scaler included), history.csv,
-  a progress bar with steps/s and ETA on a terminal, one plain line per epoch in a log.
+  a progress bar with steps/s and ETA on a terminal, one plain line per epoch in a log;
+- the fingerprint of the data the task trains and validates on (data.fingerprint) in the checkpoints:
+  `--resume` refuses a run whose data changed since it started.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 from ..config import BaseConfig
+from ..data.fingerprint import differences, fingerprint
 from ..errors import TrainingDiverged, UserError
 from ..fileio import remove_leftovers, write_text
 from ..progress import progress_bar
@@ -49,7 +52,9 @@ class Task(Protocol):
 
     model: the network, on its device. columns: the validation metrics `validate` returns, in
     history.csv's order. select: the one of them that picks the best checkpoint; lower_is_better: whether
-    its lowest value wins (a loss, an error) rather than its highest.
+    its lowest value wins (a loss, an error) rather than its highest. Optional: splits, {split name: data}
+    of what the task trains and validates on (an ImageSet or a list of SegImage), for the run's data
+    fingerprint.
     """
 
     model: nn.Module
@@ -243,6 +248,27 @@ def better(score: float, best: float, best_epoch: int) -> bool:
     return best_epoch == 0 or (not math.isnan(score) and (math.isnan(best) or score > best))
 
 
+def trained_splits(task: Task) -> dict:
+    """The data a task trains and validates on, by split (`task.splits`), for the run's data fingerprint; {} for
+    a task that names none."""
+    return dict(getattr(task, "splits", None) or {})
+
+
+def check_same_data(saved: dict | None, current: dict, run: RunDir, console: Console) -> None:
+    """Refuse to resume a run whose data changed since it started (its checkpoint's fingerprint `saved`); a run
+    saved before fingerprints were kept resumes unchecked, with a note."""
+    if not current:
+        return
+    if saved is None:
+        console.print(f"note: {run.out} was started by a medconv that kept no fingerprint of its data: "
+                      "resuming without checking that the data is the same", highlight=False, soft_wrap=True)
+        return
+    changed = differences(saved, current)
+    if changed:
+        raise UserError(f"--resume {run.out}: the data changed since this run started ({'; '.join(changed)}); "
+                        "train a new run with another --out")
+
+
 def epoch_seed(cfg: BaseConfig, epoch: int) -> int:
     """The seed of epoch `epoch`: its shuffling, sampling, augmentation and dropout depend on nothing else."""
     return cfg.seed * 1_000_003 + epoch
@@ -252,10 +278,16 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
         groups: list[dict] | None = None) -> list[dict]:
     """Train `task.model` for cfg.epochs into `run` (resuming run.saved); returns the history rows.
 
-    meta: what the checkpoints carry besides weights (architecture, classes, normalisation, config).
+    meta: what the checkpoints carry besides weights (architecture, classes, normalisation, config); the
+    engine adds "data", the fingerprint of trained_splits(task), and refuses to resume when it changed.
     groups: optimiser parameter groups with `lr_scale` (default: one group). Checkpoints store the selection
     score with higher better (`best_metric`, `val_metric`: the metric, negated when lower is better).
     """
+    data = fingerprint(trained_splits(task))
+    if run.saved is not None:
+        check_same_data(run.saved[1].get("data"), data, run, console)
+    if data:
+        meta = {**meta, "data": data}
     model = task.model
     device = next(model.parameters()).device
     if cfg.precision != "fp32":

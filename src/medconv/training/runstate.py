@@ -1,0 +1,112 @@
+"""What a run directory says about itself: whether its training finished, and the fingerprints of the data it
+was trained and scored on (data.fingerprint). Torch-free: it reads the checkpoints' JSON sidecars, not the
+checkpoints (detect predict runs an ONNX export without torch).
+
+- Finished: the engine's last checkpoint reached the configured epochs and metrics.json was written after it
+  (metrics.json "epochs" = the last checkpoint's epoch). A run killed mid-training, one that diverged, or one
+  resumed with more --epochs and killed again is unfinished; `evaluate`/`predict` refuse it unless told
+  `allow_unfinished`. Runs whose last checkpoint the engine did not write (a fitted head, a lone checkpoint
+  file) have nothing to resume and count as finished.
+- Data: RUN/data.json (every split the final evaluation saw, written by it) and the checkpoints' "data" (what
+  training trained and validated on, written from the first epoch). `--resume` refuses changed data (the
+  engine); `evaluate` warns (`data_warning`).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..data.fingerprint import differences, split_fingerprint
+from ..errors import UserError
+from ..fileio import write_json
+
+DATA_FILE = "data.json"
+
+
+def stderr_line(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def run_folder(run_dir: str | Path) -> Path | None:
+    """The run directory of RUN_DIR or of RUN_DIR/checkpoints/X.safetensors; None for a checkpoint file kept
+    elsewhere."""
+    p = Path(run_dir)
+    if p.suffix == ".safetensors":
+        return p.parent.parent if p.parent.name == "checkpoints" else None
+    return p
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def unfinished(run_dir: str | Path) -> str | None:
+    """Why a run has not finished training ("epoch 3 of 10"), or None when it has (or is no engine run)."""
+    folder = run_folder(run_dir)
+    last = read_json(folder / "checkpoints" / "last.json") if folder is not None else None
+    if last is None or "history" not in last or not isinstance(last.get("epoch"), int):
+        return None  # no engine run here: a fitted head, or no checkpoint at all (loading it says so)
+    epoch, epochs = last["epoch"], (last.get("config") or {}).get("epochs", last["epoch"])
+    metrics = read_json(folder / "metrics.json")
+    if metrics is not None and metrics.get("epochs", epoch) == epoch and epoch >= epochs:
+        return None
+    if epoch >= epochs:
+        return f"epoch {epoch} of {epochs}, not yet evaluated"
+    return f"epoch {epoch} of {epochs}"
+
+
+def check_finished(run_dir: str | Path, allow_unfinished: bool = False, which: str = "best") -> None:
+    """Refuse (UserError) a run that has not finished training, unless `allow_unfinished`."""
+    if allow_unfinished:
+        return
+    state = unfinished(run_dir)
+    if state is not None:
+        raise UserError(f"{run_folder(run_dir)} has not finished training ({state}): --resume it, or pass "
+                        f"--allow-unfinished to use its {which} checkpoint so far")
+
+
+def stored_fingerprints(run_dir: str | Path) -> dict:
+    """{split: fingerprint} a run recorded: its checkpoints' (train, val), updated by RUN/data.json (every split
+    its final evaluation scored)."""
+    folder = run_folder(run_dir)
+    if folder is None:
+        return {}
+    stored = {}
+    for source in (folder / "checkpoints" / "best.json", folder / "checkpoints" / "last.json"):
+        meta = read_json(source)
+        if meta is not None and isinstance(meta.get("data"), dict):
+            stored = dict(meta["data"])
+            break
+    stored.update(read_json(folder / DATA_FILE) or {})
+    return stored
+
+
+def write_fingerprints(run_dir: Path, fingerprints: dict) -> None:
+    """RUN/data.json: the fingerprints of the splits the final evaluation scored."""
+    write_json(Path(run_dir) / DATA_FILE, fingerprints)
+
+
+def data_warning(run_dir: str | Path, split: str, items) -> str | None:
+    """A warning line when split `split` (the loaded data `items`) differs from the data of that split the run
+    was trained and scored on; None when it is the same, or the run recorded no fingerprint of it."""
+    stored = stored_fingerprints(run_dir)
+    if split not in stored:
+        return None
+    changed = differences({split: stored[split]}, {split: split_fingerprint(items)})
+    if not changed:
+        return None
+    return (f"warning: the data changed since {run_folder(run_dir)} was trained ({'; '.join(changed)}): "
+            f"these {split} figures are not comparable with the ones in its metrics.json")
+
+
+def warn_if_data_changed(run_dir: str | Path, split: str, items, log: Callable[[str], None] | None = None) -> None:
+    """data_warning, printed (standard error by default)."""
+    line = data_warning(run_dir, split, items)
+    if line is not None:
+        (log or stderr_line)(line)
