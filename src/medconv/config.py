@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LEGACY_KEYS = ("amp",)  # read from older config.yaml files and ignored (amp: CUDA-only bf16, now --precision)
+SEED_LIMIT = 2 ** 32  # numpy's seeds: 0 .. 2**32 - 1
+DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+# a field's annotation (its first word) -> the Python types its value may have, and what the message asks for
+TYPES = {"int": (int, "a whole number"), "float": ((int, float), "a number"), "bool": (bool, "true or false"),
+         "str": (str, "a string"), "dict": (dict, "a mapping of KEY: VALUE"),
+         "list[float]": (list, "a list of numbers such as [0.5, 0.75]"),
+         "list[str]": ((list, str), "a list of names such as [background, nucleus]")}
+ELEMENTS = {"list[float]": (int, float), "list[str]": str}  # ... and the types of a list's elements
 
 
 def check_ema(decay: float) -> None:
@@ -27,7 +36,25 @@ def check_ema(decay: float) -> None:
 
 
 def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The command-line option of a configuration field (model_options: --model-option, given per KEY=VALUE)."""
+    return "--model-option" if name == "model_options" else "--" + name.replace("_", "-")
+
+
+def check_seed(seed, name: str = "--seed") -> None:
+    """A random seed: a whole number from 0 to 2**32 - 1 (numpy's range), else one clear line."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"{name} must be a whole number from 0 to {SEED_LIMIT - 1}, got {seed!r}")
+
+
+def config_classes() -> list[type]:
+    """The run configurations: BaseConfig's subclasses imported so far (segment.config's SegmentConfig wherever
+    the command line or a segmentation module is loaded)."""
+    found, todo = [], [BaseConfig]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return found
 
 
 @dataclass
@@ -60,13 +87,15 @@ class BaseConfig:
 
     CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
                "precision": PRECISIONS}
+    KIND = "run"  # what the subclass configures, for messages: "classification run (medconv train)"
 
     def validate(self):
-        """Check every field (choices, types, ranges); returns self, or raises UserError with one line."""
+        """Check every field (types, choices, ranges, finite numbers); returns self, or raises UserError with one
+        line. The CLI's options and a YAML file's settings land in these fields, so both are refused alike."""
+        self.check_types()
         for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{option(name)} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        self.check_types()
         for name in ("epochs",):
             if getattr(self, name) < 1:
                 raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
@@ -90,19 +119,35 @@ class BaseConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise UserError(f"{option(name)} must be in (0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError(f"--val-fraction {self.val_fraction} and --test-fraction {self.test_fraction} leave no "
+                            "training images: together they must stay below 1")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"--channels must be 1 or 3 (unset: as the images are), got {self.channels}")
+        check_seed(self.seed)
+        if not DEVICE.fullmatch(self.device):
+            raise UserError(f"--device {self.device!r}: expected auto, cpu, cuda or cuda:N")
         check_ema(self.ema)
         return self
 
-    def check_types(self) -> None:
-        """YAML may hold a string where a number belongs: one line naming the setting."""
+    def check_types(self, source: str | None = None) -> None:
+        """Each field's value of the type its annotation names (YAML may hold a string where a number belongs),
+        and each float finite: one line naming the setting (and `source`, the file it came from)."""
+        where = f"{source}: " if source else ""
         for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), str(f.type).split(" ")[0]
-            if value is None and "None" in str(f.type):
+            value, annotation = getattr(self, f.name), str(f.type)
+            kind = annotation.split(" ")[0]
+            if (value is None and "None" in annotation) or kind not in TYPES:
                 continue
-            expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict,
-                        "list[float]": list}.get(kind)
-            if expected and (not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool))):
-                raise UserError(f"setting {f.name}: expected {kind}, got {value!r}")
+            accepted, wanted = TYPES[kind]
+            element = ELEMENTS.get(kind)
+            wrong = (not isinstance(value, accepted) or (isinstance(value, bool) and kind != "bool")
+                     or (element is not None and isinstance(value, list)
+                         and any(isinstance(v, bool) or not isinstance(v, element) for v in value)))
+            if wrong:
+                raise UserError(f"{where}setting {f.name} ({option(f.name)}): expected {wanted}, got {value!r}")
+            if kind == "float" and not math.isfinite(value):
+                raise UserError(f"{where}{option(f.name)} must be a finite number, got {value}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,8 +158,15 @@ class BaseConfig:
         values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
+            other = next((c for c in config_classes() if c is not cls and not issubclass(cls, c)
+                          and set(values) <= {f.name for f in dataclasses.fields(c)}), None)
+            if other is not None:  # e.g. a classifier's run resumed by segment train
+                where = "" if source == "config" else f"{source}: "
+                raise UserError(f"{where}these are the settings of a {other.KIND}, not of a {cls.KIND}")
             raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**values)
+        cfg = cls(**values)
+        cfg.check_types(source)
+        return cfg
 
     def dump(self) -> str:
         """The config as YAML (config.yaml of a run)."""
@@ -156,6 +208,7 @@ class TrainConfig(BaseConfig):
     CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": TTA_MODES,
                "select_metric": ("auc", "acc", "loss"), "resize_mode": ("nearest", "bilinear"),
                "pretrain": ("none", "rbm", "ae", "cae")}
+    KIND = "classification run (medconv train)"
 
     def validate(self) -> "TrainConfig":
         super().validate()
@@ -183,16 +236,87 @@ class TrainConfig(BaseConfig):
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (math.isfinite(self.mixup) and self.mixup >= 0):
             raise UserError(f"--mixup must be 0 (off) or a positive Beta parameter such as 0.2, got {self.mixup}")
+        check_model_options(self.arch, self.model_options)
         return self
+
+
+# What a model option's value must be, by option name, in every architecture that takes it: (kind, what the
+# message asks for). The model registry checks these where a network is built (with each architecture's own
+# option names, which it alone knows); a configuration checks the values of the names it finds here, without
+# importing torch. A builder's own table (models.registry.register(options=...)) overrides an entry.
+MODEL_OPTIONS: dict[str, tuple] = {
+    "widths": ("ints", "a list of positive whole numbers such as [32,64] (one per block)"),
+    "kernels": ("ints", "a list of positive whole numbers such as [5,4,4] (a kernel side per block)"),
+    "hidden": ("ints0", "a list of positive whole numbers such as [256] (one per hidden layer; [] for none)"),
+    "features": ("ints", "a list of positive whole numbers such as [32,32,64,128,256,32]"),
+    "convs_per_block": ("int", "a positive whole number such as 2"),
+    "pool_kernel": ("int", "a positive whole number such as 2"),
+    "dropout": ("fraction", "a number in [0, 1) such as 0.3"),
+    "dropout_aux": ("fraction", "a number in [0, 1) such as 0.7"),
+    "batch_norm": ("bool", "true or false"),
+    "aux_logits": ("bool", "true or false"),
+    "c3_table": ("bool", "true or false"),
+    "lrn": ("bool", "true or false"),
+    "activation": (("sigmoid", "tanh", "relu"), "one of sigmoid, tanh, relu"),
+    "pool": (("max", "avg"), "max or avg"),
+    "inception": (("reduced", "naive"), "reduced or naive"),
+}
+
+
+def whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_model_option(arch: str, key: str, value, kind: tuple | None) -> None:
+    """One model option's value against its kind: ints (a non-empty list of positive whole numbers, or one, or
+    "32,64"), ints0 (the same, or empty), int (positive), fraction ([0, 1)), bool, or a tuple of choices; None:
+    unchecked."""
+    if kind is None:
+        return
+    what, wanted = kind
+    if what in ("ints", "ints0"):
+        items = (value.split(",") if value.strip() else []) if isinstance(value, str) else \
+            [value] if whole(value) else value
+        try:
+            items = [int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in items]
+        except TypeError:  # not a list at all
+            items = None
+        ok = isinstance(items, list) and all(whole(v) and v >= 1 for v in items) and (bool(items) or what == "ints0")
+    elif what == "int":
+        ok = whole(value) and value >= 1
+    elif what == "fraction":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and 0 <= value < 1
+    elif what == "bool":
+        ok = isinstance(value, bool)
+    else:  # the choices
+        ok = isinstance(value, str) and value in what
+    if not ok:
+        raise UserError(f"model option {key} {value!r} of --arch {arch}: expected {wanted}")
+
+
+def check_model_options(arch: str, options: dict) -> None:
+    """The values of --arch's --model-option settings whose names MODEL_OPTIONS knows (torch-free; the model
+    registry checks the names against the architecture's own when it builds the network)."""
+    if not isinstance(options, dict):
+        raise UserError(f"model options of --arch {arch}: expected a mapping of KEY: VALUE, got {options!r}")
+    for key, value in options.items():
+        check_model_option(arch, key, value, MODEL_OPTIONS.get(key))
 
 
 def load_config(path: str | Path, cls=TrainConfig):
     """Read a config dataclass (TrainConfig by default) from YAML; unknown keys are an error."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise UserError(f"--config {path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"--config {path}: a folder; expected a YAML file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not a text file (not UTF-8); expected YAML") from None
+    except OSError as exc:
+        raise UserError(f"--config {path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise UserError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):

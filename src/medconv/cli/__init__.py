@@ -11,6 +11,7 @@ everything else is imported at module top.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from ..errors import TrainingDiverged, UserError
@@ -21,8 +22,22 @@ __all__ = ["build_parser", "config_from_args", "main"]  # config_from_args: test
 VERBS = (demo, train, evaluate, predict, pretrain, experiment, inspect, transfer, segment, detect, export, taxonomy)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, as a UserError's (the usage is in --help), and which
+    reads -1e-4, -.5 and -inf as the values they are, not as options (argparse knows -1 and -0.5 only); the verbs'
+    parsers are of this class too (add_subparsers makes its parsers of the parent's class)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$",
+                                                   re.IGNORECASE)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medconv", description="CNNs for medical image analysis.")
+    parser = Parser(prog="medconv", description="CNNs for medical image analysis.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
         verb.add_parser(verbs)
@@ -31,15 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(["medconv", args.verb] + ([args.action] if getattr(args, "action", None) else []))
     try:
         args.func(args)
         return 0
     except UserError as exc:
-        print(f"medconv {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it holds
         return 2
     except TrainingDiverged as exc:
-        print(f"medconv {args.verb}: training diverged: {exc}", file=sys.stderr)
+        print(f"{command}: training diverged: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"medconv {args.verb}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130

@@ -8,8 +8,25 @@ import json
 from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
-from .options import (DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, parent, print_csv, run_dir, split,
-                      training_run, tta, verb_actions, verb_parser)
+from .options import (
+    ALLOW_UNFINISHED,
+    DEVICE,
+    JSON,
+    NO_TEST,
+    RESUMABLE,
+    config_options,
+    inputs,
+    number,
+    out_file,
+    parent,
+    print_csv,
+    run_dir,
+    split,
+    training_run,
+    tta,
+    verb_actions,
+    verb_parser,
+)
 
 EXAMPLES = """examples:
   medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det
@@ -24,12 +41,12 @@ EXAMPLES = """examples:
 def tolerance(default: float | None, mpp: bool) -> argparse.ArgumentParser:
     """--tolerance and --tolerance-um (and --mpp where no run configuration gives it)."""
     p, unset = parent(), "the run's" if default is None else default
-    p.add_argument("--tolerance", type=float, default=default, metavar="PX",
+    p.add_argument("--tolerance", type=number(0, low_open=True), default=default, metavar="PX",
                    help=f"match distance in px between a detection and a point (default: {unset})")
-    p.add_argument("--tolerance-um", type=float, default=None, metavar="UM",
+    p.add_argument("--tolerance-um", type=number(0, low_open=True), default=None, metavar="UM",
                    help="match distance in micrometres, in place of --tolerance (needs --mpp)")
     if mpp:
-        p.add_argument("--mpp", type=float, default=None, metavar="UM",
+        p.add_argument("--mpp", type=number(0, low_open=True), default=None, metavar="UM",
                        help="micrometres per pixel of the images (default: the run's --mpp)")
     return p
 
@@ -47,17 +64,19 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_train)
     q = verb_parser(actions, "tune", "choose a trained run's peak parameters and test-time augmentation again on its "
                     "validation images (e.g. for another --tolerance)", EXAMPLES,
-                    [run, tolerance(None, True), tta("none,d4", "default: none,d4", several=True), DEVICE])
+                    [run, tolerance(None, True), tta("none,d4", "default: none,d4", several=True), DEVICE,
+                     ALLOW_UNFINISHED])
     q.set_defaults(func=run_tune)
     q = verb_parser(actions, "predict", "detections of image files as CSV image,x,y,score (1-based x, y)", EXAMPLES,
                     [run, inputs(), classifier, tta(None, "default: the one chosen on validation in training; none "
-                                                          "is fastest"), DEVICE])
-    q.add_argument("--out", default=None, metavar="CSV", help="CSV file to write, a row per detection (default: print)")
-    q.add_argument("--nms-radius", type=float, default=None, metavar="PX",
+                                                          "is fastest"), DEVICE, ALLOW_UNFINISHED])
+    q.add_argument("--out", default=None, metavar="CSV", type=out_file("detections.csv"),
+                   help="CSV file to write, a row per detection (default: print)")
+    q.add_argument("--nms-radius", type=number(0), default=None, metavar="PX",
                    help="drop detections within PX pixels of a higher-scoring one (default: off)")
     q.set_defaults(func=run_predict)
     q = verb_parser(actions, "evaluate", "precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
-                    EXAMPLES, [run, split("val"), tolerance(None, True), classifier, JSON, DEVICE])
+                    EXAMPLES, [run, split("val"), tolerance(None, True), classifier, JSON, DEVICE, ALLOW_UNFINISHED])
     q.set_defaults(func=run_evaluate)
 
 
@@ -68,6 +87,28 @@ def pixels(tolerance: float | None, tolerance_um: float | None, mpp: float | Non
     if not mpp:
         raise UserError("--tolerance-um needs the pixel size: give --mpp (micrometres per pixel)")
     return tolerance_um / mpp
+
+
+def check_classifier(classifier: str | None, run_dir: str) -> None:
+    """--classifier: a classification run whose network takes the images the detector reads (as many channels),
+    checked before any image is read or any file written."""
+    if not classifier:
+        return
+    from pathlib import Path
+
+    from ..training.checkpoint import checkpoint_path, read_checkpoint  # torch: typing the detections needs it
+    if not Path(classifier).exists():
+        raise UserError(f"--classifier {classifier}: not found (expected a run of medconv train --dataset "
+                        "crchistophenotypes)")
+    _, meta = read_checkpoint(checkpoint_path(classifier), tensors=False)
+    if meta.get("task") == "segmentation":
+        raise UserError(f"--classifier {classifier} is a segmentation or detection run; expected a nucleus-type "
+                        "classifier (medconv train --dataset crchistophenotypes)")
+    _, detector = read_checkpoint(checkpoint_path(run_dir), tensors=False)
+    if meta.get("in_channels") != detector.get("in_channels"):
+        raise UserError(f"--classifier {classifier} takes {meta.get('in_channels')}-channel images, but the detector "
+                        f"{run_dir} reads {detector.get('in_channels')}-channel ones: use a classifier trained with "
+                        f"--channels {detector.get('in_channels')}")
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -84,23 +125,26 @@ def run_tune(args: argparse.Namespace) -> None:
     augmentations = tuple(t.strip() for t in args.tta.split(","))
     if not augmentations or set(augmentations) - set(TTA):
         raise UserError(f"--tta {args.tta!r}: expected a comma-separated list of none, flip, d4")
-    pipeline.tune_detector(args.run_dir, distance, tta=augmentations, device=args.device)
+    pipeline.tune_detector(args.run_dir, distance, tta=augmentations, device=args.device,
+                           allow_unfinished=args.allow_unfinished)
 
 
 def run_predict(args: argparse.Namespace) -> None:
     # not the pipeline (torch): an ONNX export predicts through onnxruntime, and this process must not import torch
     from ..detect.predict import predict_detections
+    check_classifier(args.classifier, args.run_dir)
     rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
-                              args.tta)
+                              args.tta, allow_unfinished=args.allow_unfinished)
     if args.out is None and rows:
         print_csv(rows)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..detect import pipeline  # torch: imported here to keep medconv --help fast
+    check_classifier(args.classifier, args.run_dir)
     mpp = args.mpp or (pipeline.run_config(args.run_dir).mpp if args.tolerance_um else None)
     m = pipeline.evaluate_detection(args.run_dir, args.split, pixels(args.tolerance, args.tolerance_um, mpp),
-                                    args.device, classifier=args.classifier)
+                                    args.device, classifier=args.classifier, allow_unfinished=args.allow_unfinished)
     print(json.dumps(m, indent=2, default=float) if args.json else
           f"{args.split} ({m['images']} images, within {m['tolerance']} px): precision {m['precision']:.4f}  "
           f"recall {m['recall']:.4f}  F1 {m['f1']:.4f}  (TP {m['tp']}, FP {m['fp']}, FN {m['fn']})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import CHECKPOINT, DEVICE, JSON, LEVEL, data_root, run_dir, split, tta, verb_parser
+from .options import ALLOW_UNFINISHED, CHECKPOINT, DEVICE, JSON, LEVEL, data_root, run_dir, split, tta, verb_parser
 
 EXAMPLES = "example: medconv evaluate runs/breast --split test --json"
 
@@ -13,14 +13,14 @@ def add_parser(subparsers) -> None:
     p = verb_parser(subparsers, "evaluate", "metrics, predictions and plots of a trained run on one split", EXAMPLES,
                     [run_dir("medconv train"), split("test"), CHECKPOINT, tta(None, "default: as trained"),
                      data_root("folder holding the datasets, in place of the run's data root (default: the run's)"),
-                     JSON, DEVICE, LEVEL])
+                     JSON, DEVICE, LEVEL, ALLOW_UNFINISHED])
     p.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..classify.evaluate import evaluate  # torch: imported here to keep medconv --help fast
     metrics = evaluate(args.run_dir, args.split, args.checkpoint, args.tta, args.data_root, args.device,
-                       level=args.level)
+                       level=args.level, allow_unfinished=args.allow_unfinished)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

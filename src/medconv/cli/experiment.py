@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .options import MEDMNIST, verb_parser
+from .options import MEDMNIST, number, out_folder, verb_parser
 
 EXAMPLES = "example: medconv experiment vanishing-gradient --dataset breastmnist --out runs/vanishing"
 
@@ -16,8 +16,9 @@ def add_parser(subparsers) -> None:
                    "gradient norms of MLPs of growing depth: sigmoid, ReLU, pretrained)")
     p.add_argument("--depths", default="2,4,6,8,10", metavar="N,N,...",
                    help="hidden layer counts, one network each (default: 2,4,6,8,10)")
-    p.add_argument("--epochs", type=int, default=5, metavar="EPOCHS", help="SGD epochs per network (default: 5)")
-    p.add_argument("--out", default="runs/vanishing-gradient", metavar="DIR",
+    p.add_argument("--epochs", type=number(1, whole=True), default=5, metavar="EPOCHS",
+                   help="SGD epochs per network (default: 5)")
+    p.add_argument("--out", default="runs/vanishing-gradient", metavar="DIR", type=out_folder,
                    help="folder for the results and the plot (default: runs/vanishing-gradient)")
     p.set_defaults(func=run_experiment)
 

@@ -7,7 +7,8 @@ import sys
 
 from rich.console import Console
 
-from .options import JSON, add_model_option, parse_model_options, verb_parser
+from ..errors import UserError
+from .options import JSON, add_model_option, number, out_file, parse_model_options, verb_parser
 
 EXAMPLES = """examples:
   medconv inspect --list
@@ -25,28 +26,30 @@ def add_parser(subparsers) -> None:
     p.add_argument("--run", default=None, metavar="RUN_DIR", help="inspect a trained run's network instead")
     p.add_argument("--input", default=None, metavar="CxHxW", help="input shape in channels x px x px (default: "
                    "3x224x224; 3x299x299 for inception_v3; a run's own)")
-    p.add_argument("--classes", type=int, default=1000, metavar="N",
+    p.add_argument("--classes", type=number(1, whole=True), default=1000, metavar="N",
                    help="classes of the network's output layer (default: 1000, as ImageNet)")
     add_model_option(p, "batch_norm=false")
-    p.add_argument("--depth", type=int, default=None, metavar="N",
+    p.add_argument("--depth", type=number(1, whole=True), default=None, metavar="N",
                    help="fold modules below this nesting depth (1: one row per block; default: every module)")
     p.add_argument("--compare-paper", action="store_true",
                    help="googlenet: compare with Table 1 of Szegedy et al. 2014")
-    p.add_argument("--plot-rf", default=None, metavar="OUT.png",
+    p.add_argument("--plot-rf", default=None, metavar="OUT.png", type=out_file("rf.png"),
                    help="draw a layer's receptive field (analytic and empirical) into this PNG file")
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="the layer whose receptive field --plot-rf draws (default: the last spatial layer)")
-    p.add_argument("--filters", default=None, metavar="OUT.png",
+    p.add_argument("--filters", default=None, metavar="OUT.png", type=out_file("filters.png"),
                    help="draw the first-layer kernels and the feature maps of --image into this PNG file")
     p.add_argument("--image", default=None, metavar="FILE|HxW",
                    help="an image file (for the pictures), or a size in px HxW with --fc-vs-conv")
     p.add_argument("--fc-vs-conv", action="store_true",
                    help="count the weights of a fully connected vs locally connected vs convolutional layer")
-    p.add_argument("--hidden", type=int, default=25_000, metavar="N",
+    p.add_argument("--hidden", type=number(1, whole=True), default=25_000, metavar="N",
                    help="--fc-vs-conv: hidden units of the layer (default: 25000)")
-    p.add_argument("--kernel", type=int, default=10, metavar="PX", help="--fc-vs-conv: kernel side in px (default: 10)")
-    p.add_argument("--channels", type=int, default=1, metavar="N", help="--fc-vs-conv: image channels (default: 1)")
-    p.add_argument("--maps", type=int, default=100, metavar="N",
+    p.add_argument("--kernel", type=number(1, whole=True), default=10, metavar="PX",
+                   help="--fc-vs-conv: kernel side in px (default: 10)")
+    p.add_argument("--channels", type=number(1, whole=True), default=1, metavar="N",
+                   help="--fc-vs-conv: image channels (default: 1)")
+    p.add_argument("--maps", type=number(1, whole=True), default=100, metavar="N",
                    help="--fc-vs-conv: feature maps of the convolution (default: 100)")
     p.set_defaults(func=run_inspect)
 
@@ -64,8 +67,10 @@ def run_inspect(args: argparse.Namespace) -> None:
             console.print(f"[bold]{row['name']:<22}[/] {row['summary']}", highlight=False)
         return
     if args.fc_vs_conv:
-        result = fc_vs_conv(parse_shape(args.image or "200x200", 2, "--image"), args.hidden, args.kernel,
-                            args.channels, args.maps)
+        shape = parse_shape(args.image or "200x200", 2, "--image")
+        if args.kernel > min(shape):
+            raise UserError(f"--kernel {args.kernel} is larger than the {shape[0]}x{shape[1]} image (--image)")
+        result = fc_vs_conv(shape, args.hidden, args.kernel, args.channels, args.maps)
         print(json.dumps(result, indent=2) if args.json else result["explanation"])
         return
     result = inspect(args.arch, args.run, args.input, args.classes, parse_model_options(args.model_options),

@@ -6,7 +6,11 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from ..config import TrainConfig, load_config
 from ..errors import UserError
@@ -29,6 +33,100 @@ def parent() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(add_help=False)
 
 
+def number(low: float | None = None, high: float | None = None, low_open: bool = False, whole: bool = False):
+    """An argparse type: a finite number (a whole one with `whole`) from `low` (excluded with `low_open`) to
+    `high`; anything else is argparse's one-line error naming the option and what it expects."""
+    what, shown = ("a whole number" if whole else "a number"), (lambda v: f"{v:d}" if whole else f"{v:g}")
+    if low is not None and high is not None:
+        what += f" in {'(' if low_open else '['}{shown(low)}, {shown(high)}]"
+    elif low is not None:
+        what += f" {'>' if low_open else '>='} {shown(low)}"
+
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        ok = math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def numbers(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers (--milestones); their range is the configuration's to check."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.75, got {text!r}") from None
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why nothing can be written in the existing `folder` (None: it can): permissions, a read-only file system.
+    The probe is a nameless temporary file (nothing is left, nothing is shown)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    return None
+
+
+def check_target(text: str, kind: str, example: str = "") -> Path:
+    """A path to write: kind "folder" (created, or one already there) or "file" (written, or replaced). Refused,
+    with a UserError-style line: '' (it would write into the current folder), a folder where a file goes and
+    the reverse, a path below a file, and a place where nothing can be written."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} would write into the current folder: give a {kind} name")
+    p = Path(text).expanduser().absolute()
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder (to create, or one to continue)")
+    if kind == "file" and p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; expected a file name such as {Path(text) / example}")
+    above = p if p.is_dir() else p.parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {above} is a file, not a folder")
+    reason = cannot_write(above)
+    if reason:
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {above} ({reason})")
+    return Path(text)
+
+
+def out_folder(text: str) -> str:
+    """An argparse type: a folder to write into (check_target)."""
+    check_target(text, "folder")
+    return text
+
+
+def out_file(example: str):
+    """An argparse type: a file to write (check_target); `example`: a file name for the message."""
+    def parse(text: str) -> str:
+        check_target(text, "file", example)
+        return text
+    parse.__name__ = "out_file"
+    return parse
+
+
+def check_not_inside(out: str, inputs: list[str], option: str = "--out") -> None:
+    """Refuse to write into (or below) a folder the command reads its images from: they would be read again."""
+    target = Path(out).expanduser().resolve()
+    for item in inputs:
+        folder = Path(item).expanduser().resolve()
+        if folder.is_dir() and (target == folder or folder in target.parents):
+            raise UserError(f"{option} {out} is inside the input folder {item}, which is read for images: choose a "
+                            "folder outside it")
+
+
 DEVICE = parent()
 DEVICE.add_argument("--device", default="cpu", metavar="DEVICE",
                     help="where the network runs: cpu, cuda or cuda:N (default: cpu)")
@@ -41,9 +139,13 @@ LEVEL = parent()
 LEVEL.add_argument("--level", default=None, help="a level of the run's --taxonomy: leaf probabilities summed up to "
                    "its classes (default: the leaves)")
 RESUMABLE = parent()
-RESUMABLE.add_argument("--out", required=True, metavar="RUN_DIR",
+RESUMABLE.add_argument("--out", required=True, metavar="RUN_DIR", type=out_folder,
                        help="run directory to create (or to continue with --resume)")
 RESUMABLE.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+ALLOW_UNFINISHED = parent()
+ALLOW_UNFINISHED.add_argument("--allow-unfinished", action="store_true",
+                              help="use a run whose training has not finished (killed or still running): its best "
+                                   "checkpoint so far (default: refuse it)")
 NO_TEST = parent()
 NO_TEST.add_argument("--no-test", dest="score_test", action="store_false",
                      help="make every choice on the validation images but leave the test images unscored (an "
@@ -90,7 +192,7 @@ def data_root(unset: str = DATA_ROOT) -> argparse.ArgumentParser:
 MEDMNIST = argparse.ArgumentParser(add_help=False, parents=[data_root()])  # pretrain, experiment: no run config
 MEDMNIST.add_argument("--dataset", default="breastmnist", metavar="NAME",
                       help="MedMNIST 2D flag or 'synthetic' (default: breastmnist)")
-MEDMNIST.add_argument("--seed", type=int, default=0, metavar="N",
+MEDMNIST.add_argument("--seed", type=number(0, 2 ** 32 - 1, whole=True), default=0, metavar="N",
                       help="random seed of the weights and the data order (default: 0)")
 
 
@@ -122,8 +224,7 @@ def config_options(config_class, only: tuple[str, ...] | None = None) -> argpars
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=f"{help_text} (default: {'on' if default else 'off'})")
         elif isinstance(default, list):
-            p.add_argument(flag, default=None, metavar=entry.metavar, help=help_text,
-                           type=lambda s: [float(v) for v in s.split(",")])
+            p.add_argument(flag, default=None, metavar=entry.metavar, help=help_text, type=numbers)
         else:
             kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
             choices = getattr(config_class, "CHOICES", {}).get(f.name, entry.choices)  # validate()'s closed sets
@@ -134,9 +235,10 @@ def config_options(config_class, only: tuple[str, ...] | None = None) -> argpars
 def parse_model_options(items: list[str] | None) -> dict:
     options = {}
     for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--model-option {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
+        key, _, value = item.partition("=")
+        if "=" not in item or not key.strip().isidentifier():
+            raise UserError(f"--model-option {item!r}: expected KEY=VALUE, e.g. widths=[32,64]")
+        key = key.strip()
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

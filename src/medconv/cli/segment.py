@@ -6,8 +6,25 @@ import argparse
 import json
 
 from ..segment.config import SegmentConfig
-from .options import (DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, parent, run_dir, split, training_run, tta,
-                      verb_actions, verb_parser)
+from .options import (
+    ALLOW_UNFINISHED,
+    DEVICE,
+    JSON,
+    NO_TEST,
+    RESUMABLE,
+    check_not_inside,
+    config_options,
+    inputs,
+    number,
+    out_folder,
+    parent,
+    run_dir,
+    split,
+    training_run,
+    tta,
+    verb_actions,
+    verb_parser,
+)
 
 EXAMPLES = """examples:
   medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em
@@ -30,23 +47,24 @@ def add_parser(subparsers) -> None:
     scan.add_argument("--thin", action="store_true", help="membranes (ISBI): grow the cells below a seed threshold "
                       "over the map until they meet, leaving one-pixel membranes (seeds chosen on the validation "
                       "images by Rand error; evaluate adds the thinned Rand error)")
-    run, shared = run_dir("medconv segment train"), [scan, tta("none", "default: none"), DEVICE]
+    run, shared = run_dir("medconv segment train"), [scan, tta("none", "default: none"), DEVICE, ALLOW_UNFINISHED]
     q = verb_parser(actions, "predict", "posterior maps, masks and overlays of image files", EXAMPLES,
                     [run, inputs(), *shared])
-    q.add_argument("--out", required=True, metavar="DIR",
+    q.add_argument("--out", required=True, metavar="DIR", type=out_folder,
                    help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
-    q.add_argument("--threshold", type=float, default=None, metavar="P", help="foreground probability cut, in [0, 1] "
-                   "(default: the one chosen on the run's validation images, else 0.5)")
-    q.add_argument("--closing", type=int, default=0, metavar="PX",
+    q.add_argument("--threshold", type=number(0, 1), default=None, metavar="P",
+                   help="foreground probability cut, in [0, 1] (default: the one chosen on the run's validation "
+                        "images, else 0.5)")
+    q.add_argument("--closing", type=number(0, whole=True), default=0, metavar="PX",
                    help="morphological closing of the mask: radius in px (default: 0, none)")
     q.add_argument("--format", default="png", choices=["png", "tif"],
                    help="probability maps: 16-bit PNG or float32 TIFF (default: png)")
-    q.add_argument("--sigma", type=float, default=0.0, metavar="PX",
+    q.add_argument("--sigma", type=number(0), default=0.0, metavar="PX",
                    help="Gaussian smoothing of the map first: sigma in px (default: 0, none)")
-    q.add_argument("--opening", type=int, default=0, metavar="PX",
+    q.add_argument("--opening", type=number(0, whole=True), default=0, metavar="PX",
                    help="morphological opening of the mask: radius in px (default: 0, none)")
     q.add_argument("--fill-holes", action="store_true", help="fill the holes in the objects of the mask")
-    q.add_argument("--min-size", type=int, default=0, metavar="PX",
+    q.add_argument("--min-size", type=number(0, whole=True), default=0, metavar="PX",
                    help="drop objects of fewer pixels than this (default: 0, keep all)")
     q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
     q.set_defaults(func=run_predict)
@@ -62,15 +80,17 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
+    check_not_inside(args.out, args.inputs)
     from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
     predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma, args.opening,
                          args.fill_holes, args.min_size, args.instances, args.tta, args.device, closing=args.closing,
-                         fmt=args.format, thin=args.thin)
+                         fmt=args.format, thin=args.thin, allow_unfinished=args.allow_unfinished)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..segment.evaluate import evaluate_segmentation, metrics_name  # torch: kept out of medconv --help
-    m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin)
+    m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin,
+                              allow_unfinished=args.allow_unfinished)
     print(json.dumps(m, indent=2) if args.json else
           f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
           + (f"  Rand error {m['rand_error']:.4f}  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import JSON, parent, verb_actions, verb_parser
+from .options import JSON, number, out_file, parent, verb_actions, verb_parser
 
 EXAMPLES = """examples:
   medconv taxonomy partition tree.yaml --counts counts.csv --max-class-size 1000 --out classes.yaml
@@ -18,9 +18,10 @@ def add_parser(subparsers) -> None:
     q = verb_parser(actions, "partition", "split nodes holding more than --max-class-size images into their children",
                     EXAMPLES, [tree, JSON])
     q.add_argument("--counts", required=True, metavar="COUNTS.csv", help="images per node: CSV with header node,images")
-    q.add_argument("--max-class-size", type=int, default=1000, metavar="IMAGES",
+    q.add_argument("--max-class-size", type=number(1, whole=True), default=1000, metavar="IMAGES",
                    help="most images per training class (default: 1000)")
-    q.add_argument("--out", default=None, metavar="NEW_TREE.yaml", help="write the tree cut at the training classes")
+    q.add_argument("--out", default=None, metavar="NEW_TREE.yaml", type=out_file("classes.yaml"),
+                   help="write the tree cut at the training classes")
     q.set_defaults(func=run_partition)
     q = verb_parser(actions, "show", "print the tree, with the leaves under each class of --level", EXAMPLES, [tree])
     q.add_argument("--level", default=None, help="depth, level name or 'leaves' (default: the whole tree)")

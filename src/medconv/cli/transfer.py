@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import TrainConfig
-from .options import DEVICE, config_from_args, config_options, parent, verb_actions, verb_parser
+from .options import DEVICE, config_from_args, config_options, out_folder, parent, verb_actions, verb_parser
 
 EXAMPLES = """examples:
   medconv transfer extract --backbone resnet18 --weights IMAGENET1K_V1 --dataset breastmnist
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_extract)
     q = verb_parser(actions, "fit", "fit a logistic-regression or MLP head on the features; writes a run directory",
                     EXAMPLES, parents)
-    q.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
+    q.add_argument("--out", required=True, metavar="RUN_DIR", type=out_folder, help="run directory to create")
     q.add_argument("--head", default="logreg", choices=["logreg", "mlp"],
                    help="the classifier fitted on the features: logistic regression or an MLP (default: logreg)")
     q.set_defaults(func=run_fit)

@@ -59,10 +59,12 @@ class Taxonomy:
     @classmethod
     def from_yaml(cls, path) -> Taxonomy:
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"taxonomy {path} is a folder; expected a YAML file")
         if not path.is_file():
             raise UserError(f"taxonomy file {path} not found")
         try:
-            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
         except UserError as exc:
             raise UserError(f"taxonomy {path}: {exc}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -240,6 +242,8 @@ def partitioned_taxonomy(taxonomy: Taxonomy, classes) -> Taxonomy:
 def load_counts(path) -> dict[str, int]:
     """CSV with a header (node,images / class,count / ...) then rows NAME,INTEGER -> {name: count}."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"counts file {path} is a folder; expected a CSV file")
     if not path.is_file():
         raise UserError(f"counts file {path} not found")
     try:

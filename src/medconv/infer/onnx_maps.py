@@ -24,12 +24,27 @@ def checkpoint_stamp(path: str | Path) -> dict:
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def read_sidecar(path: Path) -> dict:
+    """RUN/model.json, the export's description; a broken one is one clear line (export again)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        for key, kind in (("checkpoint", str), ("stamp", dict), ("in_channels", int), ("mean", list), ("std", list)):
+            if not isinstance(meta.get(key), kind):
+                raise ValueError(f"no valid {key!r}")
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path} is not a readable export description ({' '.join(str(exc).split())[:120]}): run "
+                        f"medconv export {path.parent} again, or delete {path.name} and {ONNX_NAME}") from None
+    return meta
+
+
 def current_export(run_dir: str | Path) -> Path | None:
     """RUN/model.onnx when it was exported from the checkpoint now in the run, else None."""
     onnx, sidecar = Path(run_dir) / ONNX_NAME, Path(run_dir) / SIDECAR_NAME
     if not (onnx.exists() and sidecar.exists()):
         return None
-    meta = json.loads(sidecar.read_text())
+    meta = read_sidecar(sidecar)
     checkpoint = Path(run_dir) / meta["checkpoint"]
     return onnx if checkpoint.exists() and checkpoint_stamp(checkpoint) == meta["stamp"] else None
 
@@ -41,14 +56,19 @@ class OnnxMaps:
     def __init__(self, onnx_path: str | Path, tta: str = "none", threads: int | None = None):
         import onnxruntime as ort
 
-        self.meta = json.loads((Path(onnx_path).parent / SIDECAR_NAME).read_text())
+        self.meta = read_sidecar(Path(onnx_path).parent / SIDECAR_NAME)
         self.tta, self.in_channels = tta, self.meta["in_channels"]
         self.mean = np.asarray(self.meta["mean"], np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(self.meta["std"], np.float32).reshape(-1, 1, 1)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception classes (InvalidProtobuf, Fail, ...)
+            detail = " ".join(str(exc).split())[:160]
+            raise UserError(f"{onnx_path} is not a readable ONNX model ({detail}): run medconv export "
+                            f"{Path(onnx_path).parent} again, or delete it") from None
 
     def one_view(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[0] != self.in_channels:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from ..config import MODEL_OPTIONS
 from ..errors import UserError
 from .registry import build_model, register
 
@@ -49,7 +50,8 @@ class FeatureHead(nn.Module):
 
 
 @register("feature-head", "a frozen backbone's pooled layer + a fitted head (made by `medconv transfer fit`)",
-          listed=False)
+          listed=False, options={"backbone": None, "layer": None, "features": None, "backbone_options": None,
+                                 "hidden": MODEL_OPTIONS["hidden"]})
 def feature_head(in_channels: int, num_classes: int, input_size: tuple[int, int], backbone: str, layer: str,
                  features: int, backbone_options: dict | None = None, hidden: list[int] | None = None) -> FeatureHead:
     net = build_model(backbone, in_channels, num_classes, input_size, **(backbone_options or {}))

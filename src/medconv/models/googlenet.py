@@ -188,7 +188,8 @@ class GoogLeNet(nn.Module):
 
 
 @register("googlenet", "GoogLeNet as published (Szegedy 2014, 5x5 branches); options inception=reduced|naive, "
-                       "aux_logits, batch_norm (default true), lrn; small-input stem below 96 px")
+                       "aux_logits, batch_norm (default true), lrn; small-input stem below 96 px",
+          options=("inception", "aux_logits", "batch_norm", "lrn", "dropout", "dropout_aux"))
 def googlenet(in_channels: int, num_classes: int, input_size: tuple[int, int], **options) -> GoogLeNet:
     return GoogLeNet(in_channels, num_classes, input_size, **options)
 

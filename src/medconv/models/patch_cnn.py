@@ -75,7 +75,8 @@ def _ints(value) -> tuple[int, ...]:
 
 
 @register("patch-cnn", "patch classifier (Ciresan 2012): valid conv + pool blocks, then FC; exact dense scanning "
-                       "(widths, kernels, pool=max|avg, pool_kernel, hidden, dropout, batch_norm)")
+                       "(widths, kernels, pool=max|avg, pool_kernel, hidden, dropout, batch_norm)",
+          options=("widths", "kernels", "pool", "pool_kernel", "hidden", "dropout", "batch_norm"))
 def patch_cnn(in_channels: int, num_classes: int, input_size: tuple[int, int], **options) -> PatchCNN:
     for key in ("widths", "kernels", "hidden"):
         if key in options:

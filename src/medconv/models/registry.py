@@ -7,11 +7,13 @@ classification models.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
+from ..config import MODEL_OPTIONS, check_model_option
 from ..errors import UserError
 from .torchvision_any import build_torchvision, torchvision_names
 
@@ -22,17 +24,56 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     summary: str
     listed: bool = True  # False: built from a run's metadata only (feature-head), not a choice for --arch
+    options: dict[str, tuple | None] = field(default_factory=dict)  # the options it takes -> (kind, wanted)
+
+
+def builder_options(builder: Callable, names: tuple[str, ...] | dict | None) -> dict[str, tuple | None]:
+    """The options a builder takes and their kinds (None: not checked): `names` where the builder takes
+    **options, else its keyword parameters past (in_channels, num_classes, input_size)."""
+    if isinstance(names, dict):
+        return dict(names)
+    if names is None:
+        parameters = list(inspect.signature(builder).parameters.values())[3:]
+        names = tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return {name: MODEL_OPTIONS.get(name) for name in names}
 
 
 REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, summary: str, listed: bool = True):
-    """Decorator: add a builder `f(in_channels, num_classes, input_size, **options) -> nn.Module`."""
+def register(name: str, summary: str, listed: bool = True, options: tuple[str, ...] | dict | None = None):
+    """Decorator: add a builder `f(in_channels, num_classes, input_size, **options) -> nn.Module`. `options`:
+    the option names it takes when it takes **options (default: its keyword parameters), or a table of
+    name -> (kind, wanted) or None, for options whose kind differs from config.MODEL_OPTIONS'."""
     def wrap(builder):
-        REGISTRY[name] = ModelEntry(name, builder, summary, listed)
+        REGISTRY[name] = ModelEntry(name, builder, summary, listed, builder_options(builder, options))
         return builder
     return wrap
+
+
+def entry(name: str) -> ModelEntry | None:
+    """The registry's entry of --arch `name`; None for a torchvision name; UserError for neither."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if isinstance(name, str) and name in torchvision_names():
+        return None
+    raise UserError(f"unknown --arch '{name}': expected one of {', '.join(available())}, "
+                    "or a torchvision classification model name (e.g. densenet121)")
+
+
+def check_model_options(name: str, options: dict) -> None:
+    """--arch `name` and its options, before anything is built: unknown names, unknown options and values of
+    the wrong kind are one clear line each. Options of torchvision's own models are left to torchvision."""
+    found = entry(name)
+    if not isinstance(options, dict):
+        raise UserError(f"model options of --arch {name}: expected a mapping of KEY: VALUE, got {options!r}")
+    if found is None:  # torchvision's: its own checks
+        return
+    for key, value in options.items():
+        if key not in found.options:
+            takes = ", ".join(found.options) or "none"
+            raise UserError(f"--model-option {key}: not an option of --arch {name} (its options: {takes})")
+        check_model_option(name, key, value, found.options[key])
 
 
 def available() -> list[str]:
@@ -41,15 +82,14 @@ def available() -> list[str]:
 
 def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
                 **options) -> nn.Module:
-    """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits)."""
+    """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits); its options
+    checked first (check_model_options)."""
+    check_model_options(name, options)
     if name not in REGISTRY:
-        if name in torchvision_names():
-            try:
-                return build_torchvision(name, in_channels, num_classes, **options)
-            except TypeError as exc:
-                raise UserError(f"--arch {name}: bad model option ({exc})") from None
-        raise UserError(f"unknown --arch '{name}': expected one of {', '.join(available())}, "
-                        "or a torchvision classification model name (e.g. densenet121)")
+        try:
+            return build_torchvision(name, in_channels, num_classes, **options)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"--arch {name}: bad model option ({' '.join(str(exc).split())})") from None
     try:
         return REGISTRY[name].builder(in_channels=in_channels, num_classes=num_classes,
                                       input_size=tuple(input_size), **options)

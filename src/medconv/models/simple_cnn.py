@@ -38,7 +38,8 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("simple-cnn", "conv-pool blocks + fully connected layers (widths, convs_per_block, hidden, dropout)")
+@register("simple-cnn", "conv-pool blocks + fully connected layers (widths, convs_per_block, hidden, dropout)",
+          options=("widths", "convs_per_block", "hidden", "dropout"))
 def simple_cnn(in_channels: int, num_classes: int, input_size: tuple[int, int], **options) -> SimpleCNN:
     for key in ("widths", "hidden"):
         if key in options and isinstance(options[key], (list, str, int)):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import BaseConfig, option
+from ..config import BaseConfig, check_model_options, option
 from ..data.augment import AugmentConfig, parse_augment
 from ..errors import UserError
 
@@ -48,11 +48,28 @@ class SegmentConfig(BaseConfig):
     CHOICES = {**BaseConfig.CHOICES, "mode": ("patch", "dense"), "balance": ("class", "none"),
                "class_weights": ("none", "balanced"), "select_metric": ("f1", "pixel_error", "detection_f1"),
                "target": ("disc", "proximity")}
+    KIND = "segmentation or detection run (medconv segment train, detect train)"
 
     def validate(self) -> "SegmentConfig":
         if isinstance(self.classes, str):
             self.classes = [c.strip() for c in self.classes.split(",")]
         super().validate()
+        if self.classes is not None and (len(self.classes) < 2 or not all(self.classes)
+                                         or len(set(self.classes)) < len(self.classes)):
+            raise UserError(f"--classes {','.join(self.classes)!r}: expected two or more distinct names in class "
+                            "order, e.g. background,nucleus")
+        if self.value_map is not None:
+            from ..data.segmentation import parse_value_map  # numpy: kept out of medconv --help
+            parse_value_map(self.value_map)
+        if self.mpp is not None and not self.mpp > 0:
+            raise UserError(f"--mpp must be a positive number of micrometres per pixel, got {self.mpp}")
+        if not self.radius > 0:
+            raise UserError(f"--radius must be a positive number of pixels, got {self.radius}")
+        if not 0 < self.hard_fraction <= 1:
+            raise UserError(f"--hard-fraction must be in (0, 1], got {self.hard_fraction}")
+        for name in ("patch", "tile", "samples_per_epoch", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
         point_data = self.dataset == "crchistophenotypes" or bool(self.points)
         if not point_data and (self.target != "disc" or self.select_metric == "detection_f1"):
             raise UserError("--target proximity and --select-metric detection_f1 need point annotations "
@@ -82,6 +99,7 @@ class SegmentConfig(BaseConfig):
             if getattr(self, name) < 1:
                 raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
         tile_augment(self.augment)
+        check_model_options(self.arch, self.model_options)
         return self
 
 

@@ -56,6 +56,8 @@ def resolve_weights(spec: str, arch: str, option: str = "--weights") -> SourceWe
     (`IMAGENET1K_V1`, `DEFAULT`, or `ResNet18_Weights.IMAGENET1K_V1`) for `arch`."""
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not checkpoint_path(path).exists():
+            raise UserError(f"{option} {spec}: a folder but not a medconv run (no checkpoints/best.safetensors)")
         return run_weights(path)
     if path.suffix in (".safetensors", ".pth", ".pt"):
         return file_weights(path, option)
