@@ -8,25 +8,8 @@ import json
 from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
-from .options import (
-    ALLOW_UNFINISHED,
-    DEVICE,
-    JSON,
-    NO_TEST,
-    RESUMABLE,
-    config_options,
-    inputs,
-    number,
-    out_file,
-    parent,
-    print_csv,
-    run_dir,
-    split,
-    training_run,
-    tta,
-    verb_actions,
-    verb_parser,
-)
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, number, out_file,
+                      parent, print_csv, run_dir, split, training_run, tta, verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det

@@ -6,25 +6,8 @@ import argparse
 import json
 
 from ..segment.config import SegmentConfig
-from .options import (
-    ALLOW_UNFINISHED,
-    DEVICE,
-    JSON,
-    NO_TEST,
-    RESUMABLE,
-    check_not_inside,
-    config_options,
-    inputs,
-    number,
-    out_folder,
-    parent,
-    run_dir,
-    split,
-    training_run,
-    tta,
-    verb_actions,
-    verb_parser,
-)
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs,
+                      number, out_folder, parent, run_dir, split, training_run, tta, verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em
