@@ -575,11 +575,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".medconv-lock"}
 
 
-KNOWN_BUGS = {  # case -> where the fix belongs: an expected failure until it is fixed (strict: then drop the entry)
-    "detect-predict-corrupt-detect-json": "detect/peaks.py read_params: a broken detect.json is a JSONDecodeError",
-    "segment-predict-second-image-broken": "segment/evaluate.py predict_segmentation writes each image's maps before "
-                                           "reading the next image: the first image's files are left in --out",
-}
+KNOWN_BUGS: dict[str, str] = {}  # case -> where the fix belongs: an expected failure until fixed (strict)
 
 
 PROGRESS_FIRST = {  # cases that fail on a later input: the lines the earlier ones logged come before the error

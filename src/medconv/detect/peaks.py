@@ -102,4 +102,11 @@ def read_params(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "detect.json"
     if not path.exists():
         raise UserError(f"{path} not found: {run_dir} is not a detection run (made by medconv detect train)")
-    return json.loads(path.read_text())
+    try:
+        params = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} cannot be read ({e}): run medconv detect tune {run_dir} to choose the peak "
+                        "parameters again") from None
+    if not isinstance(params, dict) or not {"sigma", "min_distance", "threshold"} <= set(params):
+        raise UserError(f"{path} lacks the peak parameters: run medconv detect tune {run_dir} to choose them again")
+    return params

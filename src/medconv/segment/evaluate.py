@@ -272,26 +272,42 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     if threshold is None:
         chosen = Path(run_dir) / "threshold.json"
         threshold = json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
-    rows = []
-    for path in image_files(inputs):
-        array = read_image(path)
-        image = prepare_image(array, meta["in_channels"], array.shape[:2])  # (C, H, W), no resizing
-        tic = time.time()
-        probs = maker(image).numpy()
-        seconds = time.time() - tic
-        if probs.shape[0] == 2:
-            fg = smooth(probs[1], sigma) if sigma else probs[1]
-            save_probability(out_dir / f"{path.stem}_prob.{fmt}", fg)
-            mask = (thin_membranes(fg, seeds["seed_threshold"], seeds["min_seed"]) > 0.5 if seeds else
-                    binary_cleanup(fg > threshold, opening=opening, closing=closing, fill_holes=fill_holes,
-                                   min_size=min_size))
-            labels = watershed_instances(mask.astype(float)) if instances else mask.astype(np.uint8)
-        else:
-            labels = probs.argmax(0).astype(np.uint8)
-        save_labels(out_dir / f"{path.stem}_mask.png", labels)
-        picture = image.numpy().transpose(1, 2, 0)
-        overlay(picture[..., 0] if picture.shape[2] == 1 else picture, labels if instances or labels.max() > 1 else labels.astype(bool),
-                out_dir / f"{path.stem}_overlay.png")
-        rows.append({"image": str(path), "seconds": round(seconds, 3), "method": maker.method})
-        console.print(f"{path.name}: {maker.method} posterior map in {seconds:.2f} s -> {out_dir}/{path.stem}_*.png")
+    rows, existed = [], out_dir.exists()
+    try:
+        for path in image_files(inputs):
+            rows.append(predict_one(path, maker, meta, out_dir, fmt, sigma, seeds, threshold, opening, closing,
+                                    fill_holes, min_size, instances, console))
+    except UserError:  # a bad input among them: take back what this call wrote, so nothing is half done
+        for row in rows:
+            for name in (f"_prob.{fmt}", "_mask.png", "_overlay.png"):
+                (out_dir / f"{Path(row['image']).stem}{name}").unlink(missing_ok=True)
+        if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return rows
+
+
+def predict_one(path: Path, maker: MapMaker, meta: dict, out_dir: Path, fmt: str, sigma: float, seeds: dict | None,
+                threshold: float, opening: int, closing: int, fill_holes: bool, min_size: int, instances: bool,
+                console: Console) -> dict:
+    """One image's posterior map, label mask and overlay in out_dir (NAME_prob, NAME_mask, NAME_overlay)."""
+    array = read_image(path)
+    image = prepare_image(array, meta["in_channels"], array.shape[:2])  # (C, H, W), no resizing
+    tic = time.time()
+    probs = maker(image).numpy()
+    seconds = time.time() - tic
+    if probs.shape[0] == 2:
+        fg = smooth(probs[1], sigma) if sigma else probs[1]
+        save_probability(out_dir / f"{path.stem}_prob.{fmt}", fg)
+        mask = (thin_membranes(fg, seeds["seed_threshold"], seeds["min_seed"]) > 0.5 if seeds else
+                binary_cleanup(fg > threshold, opening=opening, closing=closing, fill_holes=fill_holes,
+                               min_size=min_size))
+        labels = watershed_instances(mask.astype(float)) if instances else mask.astype(np.uint8)
+    else:
+        labels = probs.argmax(0).astype(np.uint8)
+    save_labels(out_dir / f"{path.stem}_mask.png", labels)
+    picture = image.numpy().transpose(1, 2, 0)
+    overlay(picture[..., 0] if picture.shape[2] == 1 else picture, labels if instances or labels.max() > 1 else labels.astype(bool),
+            out_dir / f"{path.stem}_overlay.png")
+    console.print(f"{path.name}: {maker.method} posterior map in {seconds:.2f} s -> {out_dir}/{path.stem}_*.png")
+    return {"image": str(path), "seconds": round(seconds, 3), "method": maker.method}
