@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,24 @@ def stamped(row: dict, path: Path | None = None) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def mean(rows: list[dict], key: str) -> float:
+    """The mean of `key` over result rows."""
+    return statistics.mean(r[key] for r in rows)
+
+
+def cell(rows: list[dict], key: str, digits: int = 3) -> str:
+    """A table cell: mean ± sd of `key` over the rows (the mean alone for one row), or — when a row lacks it."""
+    if not rows or not all(key in r for r in rows):
+        return "—"
+    m, s = mean_sd([r[key] for r in rows])
+    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if len(rows) > 1 else "")
 
 
 def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:

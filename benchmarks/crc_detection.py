@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RUNS, hardware, stamped, write_results
+from common import RUNS, cell, hardware, mean, stamped, write_results
 
 from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
@@ -147,18 +147,6 @@ def predict_timing(first: Path, seed: int) -> tuple[dict, str]:
                                                 for engine, t in timed.items())
                 + " (onnxruntime: the network exported by `medconv export`, torch not imported).")
     return figures, sentence
-
-
-def mean(rows: list[dict], key: str) -> float:
-    return statistics.mean(r[key] for r in rows)
-
-
-def sd(rows: list[dict], key: str) -> float:
-    return statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0.0
-
-
-def cell(rows: list[dict], key: str) -> str:
-    return f"{mean(rows, key):.3f} ± {sd(rows, key):.3f}" if all(key in r for r in rows) else "—"
 
 
 def main() -> None:

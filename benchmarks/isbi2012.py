@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 from pathlib import Path
 
-from common import PROVENANCE, RUNS, hardware, recorded_runs, stamped, write_results
+from common import PROVENANCE, RUNS, cell, hardware, mean, recorded_runs, stamped, write_results
 
 from medconv.segment.config import SegmentConfig
 from medconv.segment.evaluate import evaluate_segmentation, metrics_name, thinning_path
@@ -176,18 +175,6 @@ def add_test(group: dict) -> None:
         row.update(scored(out, "test", row["tta"]))
 
 
-def mean(rows: list[dict], key: str) -> float:
-    return statistics.mean(r[key] for r in rows)
-
-
-def cell(rows: list[dict], key: str) -> str:
-    """Mean ± std over the rows, or — when a row lacks the figure."""
-    if not rows or not all(key in r for r in rows):
-        return "—"
-    values = [r[key] for r in rows]
-    return f"{statistics.mean(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
-
-
 def plot_sizes(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -231,31 +218,33 @@ def markdown(sweep: list[dict], groups: dict[str, dict], labels: dict[str, str],
              "challenge's thinning | V_info, challenge's thinning | test-time aug. | seeds | train time / run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sweep:
-        figures = " | ".join(cell([r], k) for k in val_cols)
+        figures = " | ".join(cell([r], k, 4) for k in val_cols)
         lines.append(f"| patch-cnn {r['name'][5:]} px (sweep){mark([r])} | {figures} | none | 1 | "
                      f"{r['train_seconds'] / 60:.1f} min |")
     for name, group in groups.items():
         rows = group["rows"]
         lines.append(f"| {'**' + labels[name] + '** (selected)' if name == winner else labels[name]}{mark(rows)} | "
-                     + " | ".join(cell(rows, k) for k in val_cols) + f" | {rows[0]['tta']} | {len(rows)} | "
+                     + " | ".join(cell(rows, k, 4) for k in val_cols) + f" | {rows[0]['tta']} | {len(rows)} | "
                      f"{mean(rows, 'train_seconds') / 60:.1f} min |")
     best = groups[winner]["rows"]
     lines += ["", f"### Test slices 25-29: the selected method, {labels[winner]} (test-time augmentation "
               f"{best[0]['tta']})\n",
               "| maps scored | Rand error (2012) | V_rand | V_info | pixel error (ISBI) | pixels wrong at 0.5 | "
               "membrane F1 |", "|---|---|---|---|---|---|---|",
-              f"| raw, each score at its best threshold on these maps | {cell(best, 'test_rand_error')} | "
-              f"{cell(best, 'test_v_rand')} | {cell(best, 'test_v_info')} | {cell(best, 'test_isbi_pixel_error')} | "
-              f"{cell(best, 'test_pixel_error')} | {cell(best, 'test_f1')} |",
-              f"| raw, at the threshold chosen on validation | {cell(best, 'test_at_val_rand_error')} | "
-              f"{cell(best, 'test_at_val_v_rand')} | {cell(best, 'test_at_val_v_info')} | | | |",
+              f"| raw, each score at its best threshold on these maps | {cell(best, 'test_rand_error', 4)} | "
+              f"{cell(best, 'test_v_rand', 4)} | {cell(best, 'test_v_info', 4)} | "
+              f"{cell(best, 'test_isbi_pixel_error', 4)} | "
+              f"{cell(best, 'test_pixel_error', 4)} | {cell(best, 'test_f1', 4)} |",
+              f"| raw, at the threshold chosen on validation | {cell(best, 'test_at_val_rand_error', 4)} | "
+              f"{cell(best, 'test_at_val_v_rand', 4)} | {cell(best, 'test_at_val_v_info', 4)} | | | |",
               f"| thinned by our seeded watershed (parameters chosen on validation) | "
-              f"{cell(best, 'test_thinned_rand_error')} | {cell(best, 'test_thinned_v_rand')} | "
-              f"{cell(best, 'test_thinned_v_info')} | | | |",
+              f"{cell(best, 'test_thinned_rand_error', 4)} | {cell(best, 'test_thinned_v_rand', 4)} | "
+              f"{cell(best, 'test_thinned_v_info', 4)} | | | |",
               f"| the challenge's thinning, best threshold on these maps (the leaderboard's figure) | | "
-              f"{cell(best, 'test_challenge_v_rand')} | {cell(best, 'test_challenge_v_info')} | | | |",
+              f"{cell(best, 'test_challenge_v_rand', 4)} | {cell(best, 'test_challenge_v_info', 4)} | | | |",
               f"| the challenge's thinning, at the threshold chosen on validation | | "
-              f"{cell(best, 'test_challenge_at_val_v_rand')} | {cell(best, 'test_challenge_at_val_v_info')} | | | |",
+              f"{cell(best, 'test_challenge_at_val_v_rand', 4)} | "
+              f"{cell(best, 'test_challenge_at_val_v_info', 4)} | | | |",
               "", "### Published (context: other images, other protocol)\n",
               "| method | warping error | Rand error (2012) | pixel error | V_rand / V_info |", "|---|---|---|---|---|",
               *[f"| {name} | {warp:.6f} | {rand:.4f} | {pixel:.4f} | not cited |"

@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 import torch
-from common import PROVENANCE, RUNS, committed_results, hardware, provenance, recorded_runs, stamped, write_results
+from common import (PROVENANCE, RUNS, committed_results, hardware, mean_sd, provenance, recorded_runs, stamped,
+                    write_results)
 
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
@@ -279,12 +280,8 @@ def report(parts: list[tuple[str, str]], seeds: list[int]) -> tuple[dict, list[d
                 else recorded_row(dataset, recipe, s, kind, tta) for s in row_seeds]
         runs += rows
         for metric in ("auc", "acc"):
-            summary[f"{dataset}_{kind}_{metric}"] = round(mean_std([r[f"test_{metric}"] for r in rows])[0], 4)
+            summary[f"{dataset}_{kind}_{metric}"] = round(mean_sd([r[f"test_{metric}"] for r in rows])[0], 4)
     return summary, runs, selection, missing
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main() -> None:
@@ -349,8 +346,8 @@ def markdown(runs: list[dict], selection: dict, missing: list[str], parts: list[
             rs = [r for r in mine if r["kind"] == kind]
             if not rs:
                 continue
-            auc, auc_sd = mean_std([r["test_auc"] for r in rs])
-            acc, acc_sd = mean_std([r["test_acc"] for r in rs])
+            auc, auc_sd = mean_sd([r["test_auc"] for r in rs])
+            acc, acc_sd = mean_sd([r["test_acc"] for r in rs])
             label = (f"medconv best: {rs[0]['recipe']} ({rs[0]['arch']}, TTA {rs[0]['tta']})" if kind == "best"
                      else f"medconv reference: ResNet-18 (28), published recipe, {rs[0]['epochs']} epochs")
             if rs[0]["device"] != "cpu":
@@ -372,7 +369,7 @@ def markdown(runs: list[dict], selection: dict, missing: list[str], parts: list[
         best = [r for r in mine if r["kind"] == "best"]
         if best:
             target_auc, target_acc = best_published(dataset)
-            auc, acc = (mean_std([r[f"test_{m}"] for r in best])[0] for m in ("auc", "acc"))
+            auc, acc = (mean_sd([r[f"test_{m}"] for r in best])[0] for m in ("auc", "acc"))
             lines.append(f"\nTarget (best published row per metric): AUC >= {target_auc:.3f} "
                          f"({'met' if auc >= target_auc else f'missed by {target_auc - auc:.3f}'}), ACC >= {target_acc:.3f} "
                          f"({'met' if acc >= target_acc else f'missed by {target_acc - acc:.3f}'}); mean of {len(best)} seed(s).")

@@ -21,7 +21,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RUNS, hardware, recorded_runs, stamped, write_results
+from common import RUNS, hardware, mean_sd, recorded_runs, stamped, write_results
 
 from medconv.config import TrainConfig
 from medconv.classify.evaluate import evaluate
@@ -93,10 +93,6 @@ def origin(rows: list[dict]) -> str:
         return "Trained by this command.\n"
     places = sorted({f"{r['commit'][:7]} ({r['date'][:10]}; {r['hardware'].split(';')[0]})" for r in rows})
     return f"Recorded: these rows are the committed ones, computed at {', '.join(places)}.\n"
-
-
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def plot_learning_curve(runs: list[dict], path: Path) -> None:
