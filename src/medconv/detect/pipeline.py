@@ -161,26 +161,28 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance,
                                 score_test=score_test)
     device = str(resolve_device((overrides or {}).get("device") or cfg.device))
-    result["detect_val"] = tune_detector(out, tolerance, console, tta, device, allow_unfinished=True)  # just trained
-    data = load_data(run_config(out)) if score_test else None  # as trained (a resumed run keeps its config)
-    if data and any(im.points is not None for im in data[1].get("test", [])):
-        r = result["detect_test"] = evaluate_detection(out, "test", tolerance, device, data=data, allow_unfinished=True)
+    data = load_data(run_config(out))  # as trained (a resumed run keeps its config), read once for both
+    result["detect_val"] = tune_detector(out, tolerance, console, tta, device, data=data)
+    if score_test and any(im.points is not None for im in data[1].get("test", [])):
+        r = result["detect_test"] = evaluate_detection(out, "test", tolerance, device, data=data)
         console.print(f"test detections: precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f} "
                       f"({r['images']} images no choice saw)")
     return result
 
 
 def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console | None = None,
-                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu", allow_unfinished: bool = False) -> dict:
+                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu", allow_unfinished: bool = False,
+                  data=None) -> dict:
     """Choose a trained detector's peak parameters, and whether to average its maps over the `tta` test-time
     augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json).
-    A run that has not finished training is refused unless `allow_unfinished`."""
+    A run that has not finished training is refused unless `allow_unfinished`. `data`: the run's (info,
+    splits) when the caller has loaded them."""
 
     console = console or Console(stderr=True)
     out = Path(run_dir)
     check_finished(out, allow_unfinished)
     model, meta = load_segmenter(out, device=device)
-    info, splits = load_data(SegmentConfig.from_dict(meta["config"]))
+    info, splits = data or load_data(SegmentConfig.from_dict(meta["config"]))
     val = [im for im in splits["val"] if im.points is not None]
     if not val:
         raise UserError(f"{out}: no validation images with points to choose the peak parameters on")

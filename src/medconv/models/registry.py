@@ -61,9 +61,10 @@ def entry(name: str) -> ModelEntry | None:
                     "or a torchvision classification model name (e.g. densenet121)")
 
 
-def check_model_options(name: str, options: dict) -> None:
+def check_arch_options(name: str, options: dict) -> None:
     """--arch `name` and its options, before anything is built: unknown names, unknown options and values of
-    the wrong kind are one clear line each. Options of torchvision's own models are left to torchvision."""
+    the wrong kind are one clear line each (config.check_model_options checks the values alone, torch-free,
+    when a configuration is validated). Options of torchvision's own models are left to torchvision."""
     found = entry(name)
     if not isinstance(options, dict):
         raise UserError(f"model options of --arch {name}: expected a mapping of KEY: VALUE, got {options!r}")
@@ -83,8 +84,8 @@ def available() -> list[str]:
 def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
                 **options) -> nn.Module:
     """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits); its options
-    checked first (check_model_options)."""
-    check_model_options(name, options)
+    checked first (check_arch_options)."""
+    check_arch_options(name, options)
     if name not in REGISTRY:
         try:
             return build_torchvision(name, in_channels, num_classes, **options)

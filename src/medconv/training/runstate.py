@@ -9,24 +9,19 @@ checkpoints (detect predict runs an ONNX export without torch).
   file) have nothing to resume and count as finished.
 - Data: RUN/data.json (every split the final evaluation saw, written by it) and the checkpoints' "data" (what
   training trained and validated on, written from the first epoch). `--resume` refuses changed data (the
-  engine); `evaluate` warns (`data_warning`).
+  engine); `evaluate` warns (`warn_if_data_changed`).
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 from ..data.fingerprint import differences, split_fingerprint
 from ..errors import UserError
 from ..fileio import write_json
 
 DATA_FILE = "data.json"
-
-
-def stderr_line(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def run_folder(run_dir: str | Path) -> Path | None:
@@ -92,21 +87,12 @@ def write_fingerprints(run_dir: Path, fingerprints: dict) -> None:
     write_json(Path(run_dir) / DATA_FILE, fingerprints)
 
 
-def data_warning(run_dir: str | Path, split: str, items) -> str | None:
-    """A warning line when split `split` (the loaded data `items`) differs from the data of that split the run
-    was trained and scored on; None when it is the same, or the run recorded no fingerprint of it."""
+def warn_if_data_changed(run_dir: str | Path, split: str, items) -> None:
+    """One warning line on standard error when split `split` (the loaded data `items`) differs from the data of
+    that split the run was trained and scored on; silent when it is the same or the run recorded no fingerprint
+    of it."""
     stored = stored_fingerprints(run_dir)
-    if split not in stored:
-        return None
-    changed = differences({split: stored[split]}, {split: split_fingerprint(items)})
-    if not changed:
-        return None
-    return (f"warning: the data changed since {run_folder(run_dir)} was trained ({'; '.join(changed)}): "
-            f"these {split} figures are not comparable with the ones in its metrics.json")
-
-
-def warn_if_data_changed(run_dir: str | Path, split: str, items, log: Callable[[str], None] | None = None) -> None:
-    """data_warning, printed (standard error by default)."""
-    line = data_warning(run_dir, split, items)
-    if line is not None:
-        (log or stderr_line)(line)
+    changed = split in stored and differences({split: stored[split]}, {split: split_fingerprint(items)})
+    if changed:
+        print(f"warning: the data changed since {run_folder(run_dir)} was trained ({'; '.join(changed)}): "
+              f"these {split} figures are not comparable with the ones in its metrics.json", file=sys.stderr)
