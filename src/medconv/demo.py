@@ -11,6 +11,7 @@ from rich.table import Table
 from .config import TrainConfig
 from .data.medmnist import data_root, load_medmnist
 from .errors import UserError
+from .progress import make_console
 from .published import MEDMNIST_V2
 from .classify.train import train
 
@@ -34,7 +35,7 @@ def choose_dataset(root: str | None, download: bool, console: Console) -> str:
 def demo(out: str | Path | None = None, data_root_dir: str | None = None, epochs: int = 25,
          download: bool = True, console: Console | None = None) -> dict:
     """Train simple-cnn (about 100K weights) and print test AUC/ACC beside the published MedMNIST rows."""
-    console = console or Console()
+    console = console or make_console(stderr=False)
     dataset = choose_dataset(data_root_dir, download, console)
     if dataset == "breastmnist":
         console.print(f"Training on BreastMNIST (real breast ultrasound, 546 training images) from {data_root(data_root_dir)}")

@@ -1,4 +1,5 @@
-"""Progress bars for long work: steps done, steps/s, elapsed time and ETA on a terminal; nothing in a log."""
+"""Consoles and progress bars for long work: steps done, steps/s, elapsed time and ETA on a terminal; nothing in a
+log. A message printed to a log file or a pipe stays one line, however long (rich wraps at 80 columns there)."""
 from __future__ import annotations
 
 from rich.console import Console
@@ -13,14 +14,29 @@ from rich.progress import (
 )
 from rich.text import Text
 
+PIPED_WIDTH = 160  # columns of tables printed to a file or a pipe (rich's default there: 80)
+
+
+def make_console(stderr: bool = True, **options) -> Console:
+    """A rich Console on standard error (standard output with stderr=False); `options` as Console's. On a stream
+    that is not a terminal it wraps and crops nothing (soft wrap) and lays tables out on PIPED_WIDTH columns, so
+    a line in a log or a captured output is the line printed."""
+    console = Console(stderr=stderr, **options)
+    if not console.is_terminal:
+        console.soft_wrap = True
+        if "width" not in options:
+            console.width = max(console.width, PIPED_WIDTH)
+    return console
+
 
 class StepsPerSecond(ProgressColumn):
     def render(self, task) -> Text:
         return Text(f"{task.speed:.1f} steps/s" if task.speed else "", style="progress.data.speed")
 
 
-def progress_bar(console: Console) -> Progress:
-    """A rich Progress whose tasks carry a `status` field; disabled when the console is not a terminal."""
+def progress_bar(console: Console, disable: bool = False) -> Progress:
+    """A rich Progress whose tasks carry a `status` field; disabled when the console is not a terminal (or with
+    `disable`: e.g. for a single step, which its own log line covers)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), StepsPerSecond(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False, disable=not console.is_terminal)
+                    console=console, transient=False, disable=disable or not console.is_terminal)

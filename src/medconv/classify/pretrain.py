@@ -11,6 +11,7 @@ from ..data.transforms import channel_stats
 from ..errors import UserError
 from ..fileio import write_text
 from ..models.registry import build_model
+from ..progress import make_console
 from ..report.stack_plots import plot_filter_grid, plot_rows
 from ..training.checkpoint import save_checkpoint
 from ..training.pretrain import pixel_matrix, pretrain_mlp, write_pretrain_json
@@ -23,7 +24,7 @@ def pretrain_stack(cfg, out: str | Path, console: Console | None = None) -> dict
     Writes OUT/checkpoints/pretrained.safetensors (+ .json; the MLP with pretrained hidden layers and an
     untrained output layer), OUT/pretrain.json and OUT/plots/{filters,reconstructions[,gibbs]}.png.
     """
-    console = console or Console(stderr=True)
+    console = console or make_console()
     cfg.arch = "mlp"
     cfg.validate()
     if cfg.pretrain == "none":

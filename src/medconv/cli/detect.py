@@ -8,8 +8,9 @@ import json
 from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
-from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, config_options, inputs, number, out_file,
-                      parent, print_csv, run_dir, split, training_run, tta, verb_actions, verb_parser)
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, device,
+                      inputs, number, out_file, parent, print_csv, run_dir, split, training_run, tta, verb_actions,
+                      verb_parser)
 
 EXAMPLES = """examples:
   medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det
@@ -50,11 +51,17 @@ def add_parser(subparsers) -> None:
                     [run, tolerance(None, True), tta("none,d4", "default: none,d4", several=True), DEVICE,
                      ALLOW_UNFINISHED])
     q.set_defaults(func=run_tune)
-    q = verb_parser(actions, "predict", "detections of image files as CSV image,x,y,score (1-based x, y)", EXAMPLES,
-                    [run, inputs(), classifier, tta(None, "default: the one chosen on validation in training; none "
-                                                          "is fastest"), DEVICE, ALLOW_UNFINISHED])
+    q = verb_parser(actions, "predict", "detections of image files as CSV image,x,y,score (1-based x, y), and "
+                    "each image with its detections circled (with --out)", EXAMPLES,
+                    [run, inputs(), classifier, tta(None, "default: none, the fastest; a line names the one the run "
+                                                          "chose on validation, if another"), device(exported=True),
+                     ALLOW_UNFINISHED])
     q.add_argument("--out", default=None, metavar="CSV", type=out_file("detections.csv"),
-                   help="CSV file to write, a row per detection (default: print)")
+                   help="CSV file to write, a row per detection, and beside it a folder of the images with their "
+                        "detections circled (detections.csv: detections_overlays/) (default: print the CSV, no "
+                        "overlays)")
+    q.add_argument("--no-overlays", dest="overlays", action="store_false",
+                   help="write the CSV file of --out only, not the pictures of the detections beside it")
     q.add_argument("--nms-radius", type=number(0), default=None, metavar="PX",
                    help="drop detections within PX pixels of a higher-scoring one (default: off)")
     q.set_defaults(func=run_predict)
@@ -114,10 +121,14 @@ def run_tune(args: argparse.Namespace) -> None:
 
 def run_predict(args: argparse.Namespace) -> None:
     # not the pipeline (torch): an ONNX export predicts through onnxruntime, and this process must not import torch
+    from ..detect.overlays import overlay_folder
     from ..detect.predict import predict_detections
     check_classifier(args.classifier, args.run_dir)
+    if args.out is not None and args.overlays:  # read again as images by the next run on that folder
+        check_not_inside(str(overlay_folder(args.out)), args.inputs, "--out's overlay folder",
+                         "write the CSV outside it, or add --no-overlays")
     rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
-                              args.tta, allow_unfinished=args.allow_unfinished)
+                              args.tta, allow_unfinished=args.allow_unfinished, overlays=args.overlays)
     if args.out is None and rows:
         print_csv(rows)
 

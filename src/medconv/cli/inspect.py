@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-
-from rich.console import Console
 
 from ..errors import UserError
+from ..progress import make_console
 from .options import JSON, add_model_option, number, out_file, parse_model_options, verb_parser
 
 EXAMPLES = """examples:
@@ -58,7 +56,7 @@ def run_inspect(args: argparse.Namespace) -> None:
     from ..analysis import fc_vs_conv  # torch: imported here to keep medconv --help fast
     from ..analysis.inspect import inspect, list_architectures, parse_shape
 
-    console = Console(width=None if sys.stdout.isatty() else 160)  # piped tables keep their columns
+    console = make_console(stderr=False)  # piped: tables keep their columns, lines are not wrapped
     if args.list:
         rows = list_architectures()
         if args.json:

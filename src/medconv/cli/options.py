@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..config import DEVICE as DEVICE_NAME
 from ..config import TrainConfig, load_config
 from ..errors import UserError
 from .fields import DATA_ROOT, TTA, Field, field_help
@@ -117,19 +118,46 @@ def out_file(example: str):
     return parse
 
 
-def check_not_inside(out: str, inputs: list[str], option: str = "--out") -> None:
+def check_not_inside(out: str, inputs: list[str], option: str = "--out",
+                     remedy: str = "choose a folder outside it") -> None:
     """Refuse to write into (or below) a folder the command reads its images from: they would be read again."""
     target = Path(out).expanduser().resolve()
     for item in inputs:
         folder = Path(item).expanduser().resolve()
         if folder.is_dir() and (target == folder or folder in target.parents):
-            raise UserError(f"{option} {out} is inside the input folder {item}, which is read for images: choose a "
-                            "folder outside it")
+            raise UserError(f"{option} {out} is inside the input folder {item}, which is read for images: {remedy}")
 
 
-DEVICE = parent()
-DEVICE.add_argument("--device", default="cpu", metavar="DEVICE",
-                    help="where the network runs: cpu, cuda or cuda:N (default: cpu)")
+def device_name(text: str) -> str:
+    """An argparse type: a device name as a run configuration takes one (auto, cpu, cuda, cuda:N, ...), refused
+    with the configuration's line; "auto" stays to be resolved."""
+    if not DEVICE_NAME.fullmatch(text):
+        raise argparse.ArgumentError(None, f"--device {text!r}: expected auto, cpu, cuda or cuda:N")  # as train's
+    return text
+
+
+def resolved_device(text: str) -> str:
+    """An argparse type: a device name (device_name) resolved as training resolves it: auto becomes cuda when
+    there is one, else cpu; cuda on a machine without it is refused. Imports torch, hence only here."""
+    from ..training.engine import resolve_device  # torch: not while the parser is built (medconv --help)
+    try:
+        return str(resolve_device(device_name(text)))
+    except UserError as exc:
+        raise argparse.ArgumentError(None, str(exc)) from None
+
+
+def device(exported: bool = False) -> argparse.ArgumentParser:
+    """--device, default auto, resolved while parsing; with `exported` (detect predict) only checked then, and
+    resolved by the verb, which runs a run's ONNX export on cpu without importing torch."""
+    p = parent()
+    note = "; with auto or cpu, a run's current ONNX export (medconv export) runs with onnxruntime" if exported else ""
+    p.add_argument("--device", default="auto", metavar="DEVICE", type=device_name if exported else resolved_device,
+                   help=f"where the network runs: auto (default): cuda if available, else cpu; or cpu, cuda, "
+                        f"cuda:N{note}")
+    return p
+
+
+DEVICE = device()
 JSON = parent()
 JSON.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
 CHECKPOINT = parent()

@@ -24,6 +24,7 @@ from ..data.segmentation import SegImage
 from ..data.types import ImageSet
 from ..errors import UserError
 from ..fileio import write_json
+from ..progress import make_console
 from ..segment.config import SegmentConfig
 from ..segment.data import load_data
 from ..segment.evaluate import load_segmenter
@@ -35,6 +36,7 @@ from ..training.runstate import check_finished, warn_if_data_changed
 from ..transfer.weights import native_side
 from .hard_negatives import centre_maps, detection_maps
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
+from .overlays import draw_marks
 from .peaks import find_peaks, read_params
 from .targets import point_parts
 from .tuning import THRESHOLDS, tune
@@ -53,7 +55,8 @@ def tune_run(run_dir: Path, maps: dict[str, list[np.ndarray]], val: list[SegImag
         console.print(f"test-time augmentation {tta}: best validation F1 {tuned[-1]['f1']:.4f}")
     best = max(tuned, key=lambda t: t["f1"] - (TTA_MIN_GAIN if t["tta"] != "none" else 0.0))  # ties: the first
     params = {k: best[k] for k in ("sigma", "min_distance", "threshold", "tta")}
-    write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"]})
+    write_json(run_dir / "detect.json", {**params, "tolerance": tolerance, "val_f1": best["f1"], "sweep": best["sweep"],
+                                         "tta_f1": {t["tta"]: t["f1"] for t in tuned}})  # detect predict's note
     console.print(f"chosen on validation: sigma {params['sigma']}, min distance {params['min_distance']}, threshold "
                   f"{params['threshold']}, test-time augmentation {params['tta']} (val F1 {best['f1']:.4f})")
     return params
@@ -135,19 +138,11 @@ def plot_pr(sweep: list[dict], chosen: float, path: Path) -> None:
 
 def draw(im: SegImage, found: np.ndarray, tolerance: float, path: Path) -> None:
     """The image with true positives (green), false positives (red) and missed centres (blue) marked."""
-    from PIL import Image, ImageDraw
-
     pairs, *_ = match(found, im.points, tolerance)
     matched_pred, matched_truth = {i for i, _ in pairs}, {j for _, j in pairs}
-    rgb = (np.clip(im.image if im.image.shape[0] == 3 else np.repeat(im.image, 3, 0), 0, 1) * 255).astype(np.uint8)
-    picture = Image.fromarray(rgb.transpose(1, 2, 0))
-    pen = ImageDraw.Draw(picture)
     marks = [(p, (0, 200, 0) if i in matched_pred else (230, 0, 0)) for i, p in enumerate(found)]
     marks += [(t, (0, 90, 255)) for j, t in enumerate(im.points) if j not in matched_truth]
-    for (y, x), colour in marks:
-        pen.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    draw_marks(im.image, marks, path)
 
 
 def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = False,
@@ -157,7 +152,7 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
     device it trained on (every choice on the validation images); then, with `score_test` and test images
     with points, score the finished detector on them once (RUN/detect_test.json)."""
 
-    console = console or Console(stderr=True)
+    console = console or make_console()
     result = train_segmentation(cfg, out, resume=resume, console=console, overrides=overrides, tolerance=tolerance,
                                 score_test=score_test)
     device = str(resolve_device((overrides or {}).get("device") or cfg.device))
@@ -178,7 +173,7 @@ def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console 
     A run that has not finished training is refused unless `allow_unfinished`. `data`: the run's (info,
     splits) when the caller has loaded them."""
 
-    console = console or Console(stderr=True)
+    console = console or make_console()
     out = Path(run_dir)
     check_finished(out, allow_unfinished)
     model, meta = load_segmenter(out, device=device)

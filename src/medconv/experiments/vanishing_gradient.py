@@ -21,6 +21,7 @@ from ..data.transforms import channel_stats, normalise
 from ..fileio import write_json
 from ..models.mlp import layer_gradient_norms
 from ..models.registry import build_model
+from ..progress import make_console
 from ..training.pretrain import pretrain_mlp
 
 
@@ -59,7 +60,7 @@ def vanishing_gradient(dataset: str = "breastmnist", data_root: str | None = Non
                        depths: tuple[int, ...] = (2, 4, 6, 8, 10), epochs: int = 5, seed: int = 0,
                        console: Console | None = None) -> dict:
     """All runs, written to OUT/vanishing_gradient.json and OUT/vanishing_gradient.png."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     info, sets = load_dataset(TrainConfig(dataset=dataset, data_root=data_root))
     images, labels = sets["train"].images, sets["train"].labels
     settings = [(a, "random") for a in ("sigmoid", "tanh", "relu")] + [("sigmoid", "rbm"), ("sigmoid", "ae")]

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..fileio import write_json
 from ..models.autoencoder import Autoencoder, fit_stack
 from ..models.rbm import BernoulliRBM
+from ..progress import make_console
 
 
 def make_layer(method: str, width: int, epochs: int, seed: int, device: str):
@@ -49,7 +50,7 @@ def pretrain_mlp(model, images: torch.Tensor, mean: list[float], std: list[float
     """Pretrain `model.hidden_layers` in place; returns (fitted layers, per-layer summary)."""
     if getattr(model, "activation", None) != "sigmoid":
         raise UserError(f"--pretrain {method} initialises sigmoid hidden units: add --activation sigmoid")
-    console = console or Console(stderr=True)
+    console = console or make_console()
     x = pixel_matrix(images)
     widths = [layer.out_features for layer in model.hidden_layers]
     tic = time.time()

@@ -15,6 +15,7 @@ from torch import nn
 from ..data.transforms import normalise
 from ..data.types import unit_float
 from ..errors import UserError
+from ..progress import make_console
 
 
 def conv_inputs(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -52,7 +53,7 @@ def pretrain_conv(conv: nn.Conv2d, inputs: torch.Tensor, epochs: int, lr: float 
 def pretrain_convolutions(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], epochs: int,
                           seed: int = 0, max_images: int = 2000, console: Console | None = None) -> list[dict]:
     """Pretrain every nn.Conv2d of `model` in forward order on (up to max_images of) images (N, C, H, W)."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     generator = torch.Generator().manual_seed(seed)
     order: list[nn.Conv2d] = []
     hooks = [m.register_forward_pre_hook(lambda m, _a: order.append(m) if m not in order else None)

@@ -29,6 +29,7 @@ from ..data.types import DatasetInfo, unit_float
 from ..fileio import atomic_write
 from ..models.registry import build_model
 from ..models.feature_head import LayerFeatures, graph_nodes
+from ..progress import make_console
 from .weights import apply_weights, head_name, prepare_source, source_normalisation
 
 
@@ -91,7 +92,7 @@ def extract_features(cfg: TrainConfig, layer: str | None = None, cache_dir: str 
                      device: str = "cpu", console: Console | None = None) -> Features:
     """Features of every split of cfg's dataset at `layer` of backbone cfg.arch with weights cfg.init_from,
     read from the cache when this exact extraction was done before."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     cfg.validate()
     source = prepare_source(cfg, "--weights")
     info, sets = load_dataset(cfg)

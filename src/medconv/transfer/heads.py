@@ -25,6 +25,7 @@ from ..classify.train import run_meta
 from ..fileio import write_json, write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.feature_head import FeatureHead, LayerFeatures, make_head
+from ..progress import make_console
 from ..training.checkpoint import save_checkpoint
 from .features import Features, extract_features
 
@@ -73,7 +74,7 @@ def fit_head(cfg: TrainConfig, out: str | Path, head: str = "logreg", layer: str
              cache_dir: str | Path | None = None, device: str = "cpu", console: Console | None = None) -> dict:
     """Fit a head on cached features of backbone cfg.arch (weights cfg.init_from); write run directory `out`."""
 
-    console = console or Console(stderr=True)
+    console = console or make_console()
     out = Path(out)
     if (out / "metrics.json").exists() or (out / "checkpoints").exists():
         raise UserError(f"{out} already holds a run: choose another --out")
