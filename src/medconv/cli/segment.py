@@ -71,12 +71,10 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from ..segment.evaluate import evaluate_segmentation, metrics_name  # torch: kept out of medconv --help
+    from ..segment.evaluate import evaluate_segmentation, metrics_name, summary_figures  # torch: not in --help
     m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin,
                               allow_unfinished=args.allow_unfinished)
     print(json.dumps(m, indent=2) if args.json else
-          f"{args.split} ({m['n']} images, {m['method']}): pixel error {m['pixel_error']:.4f}  F1 {m['f1']:.4f}"
-          + (f"  Rand error {m['rand_error']:.4f}  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}"
-             if "rand_error" in m else "")
+          f"{args.split} ({m['n']} images, {m['method']}): {summary_figures(m)}"
           + (f"  thinned Rand error {m['thinned']['rand_error']:.4f}" if "thinned" in m else "")
           + f"  -> {args.run_dir}/{metrics_name(args.split, args.tta)}")

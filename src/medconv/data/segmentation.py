@@ -3,7 +3,10 @@
 Sources: a CSV manifest ``image,mask[,roi][,split]``, folders ``images/`` + ``masks/`` [+ ``roi/``]
 matched by file stem, or ``dataset="isbi2012"`` (ISBI 2012 EM membranes, fixed protocol split).
 Images are read by :func:`read_image` (float in [0, 1]); masks keep their exact integer values and
-are mapped to class indices by a value map (``"255:0,0:1"``) or the defaults in :func:`to_classes`.
+are read as one of three mask types (:func:`read_classes`): labels (class indices, mapped by a value map
+``"255:0,0:1"`` or the defaults in :func:`to_classes`), binary (non-zero = foreground) or instances (object
+ids: foreground for training, the ids kept for the object metrics). Unset, masks that look like object ids
+are refused (:func:`refuse_object_ids`) rather than trained as hundreds of classes.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 ISBI_CLASSES = ["cell", "membrane"]
 ISBI_VALUE_MAP = "255:0,0:1"  # label 255 = cell interior -> 0, 0 = membrane -> 1 (foreground)
+MASK_NOTES = {"binary": "binary masks: any non-zero value is foreground",
+              "instances": "instance masks: each non-zero value is an object id, trained as foreground (the ids are "
+                           "kept for the object metrics)"}
+MAX_LABEL_VALUES = 10  # unset mask type, no class names: more distinct mask values than this look like object ids
 
 
 @dataclass
@@ -109,7 +116,8 @@ def to_classes(raw: dict[str, np.ndarray], value_map: dict[int, int] | None,
         k = len(classes) if classes else max(seen, default=1) + 1
         if not classes and seen and seen != set(range(k)):
             raise UserError(f"mask values {sorted(seen)} are not class indices 0..{k - 1}; give a value "
-                            "map (PIXEL:CLASS pairs) or the class names")
+                            "map (PIXEL:CLASS pairs), the class names, or --mask-type binary (non-zero = "
+                            "foreground) or instances (object ids)")
         value_map = {v: v for v in range(k)}
         expected = f"expected class indices 0..{k - 1}, or give a value map (e.g. 255:1,0:0)"
     else:
@@ -126,6 +134,49 @@ def to_classes(raw: dict[str, np.ndarray], value_map: dict[int, int] | None,
     if k > len(classes) or len(classes) < 2:
         raise UserError(f"class names {classes} do not cover class indices 0..{k - 1} (need at least 2)")
     return out, classes
+
+
+def refuse_object_ids(raw: dict[str, np.ndarray], classes: list[str] | None) -> None:
+    """UserError when masks {file: (H, W) values} of unset type look like object ids, not class indices: more
+    distinct values over all masks than 2 + the class names given, or than MAX_LABEL_VALUES without names."""
+    values = {f: np.unique(m) for f, m in raw.items()}
+    seen = np.unique(np.concatenate(list(values.values()))) if values else np.array([])
+    if seen.size <= (len(classes) + 2 if classes else MAX_LABEL_VALUES):
+        return
+    worst = max(values, key=lambda f: values[f].size)
+    raise UserError(f"mask {worst} has {values[worst].size} distinct values ({seen.size} in all masks): too many "
+                    "for class indices; pass --mask-type instances (object ids) or --mask-type binary (non-zero = "
+                    "foreground) or a --value-map (or --mask-type labels if they are classes)")
+
+
+def two_classes(classes: list[str] | None, mask_type: str) -> list[str]:
+    """The class names of binary and instance masks: background, foreground (or the two names given)."""
+    if classes is not None and len(classes) != 2:
+        raise UserError(f"--mask-type {mask_type} gives two classes (background, foreground), but --classes "
+                        f"names {len(classes)}: {','.join(classes)}")
+    return list(classes) if classes else ["background", "foreground"]
+
+
+def read_classes(raw: dict[str, np.ndarray], value_map: dict[int, int] | None, classes: list[str] | None,
+                 mask_type: str | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    """Raw masks {file: (H, W) int64 values} -> (class masks {file: (H, W) int64}, object ids {file: (H, W)
+    int64} of instance masks (else empty), class names), as `mask_type` reads them: labels (to_classes),
+    binary (non-zero = class 1), instances (each non-zero value an object id: class 1, ids kept), or None
+    (labels, unless the masks look like object ids: refuse_object_ids)."""
+    if mask_type in ("binary", "instances"):
+        if value_map is not None:
+            raise UserError(f"--value-map maps class labels: use it with --mask-type labels, not {mask_type}")
+        negative = next((f for f, m in raw.items() if m.size and m.min() < 0), None)
+        if mask_type == "instances" and negative is not None:
+            raise UserError(f"mask {negative} has negative values: object ids must be 0 (background) or positive")
+        mapped = {f: (m != 0).astype(np.int64) for f, m in raw.items()}
+        return mapped, (raw if mask_type == "instances" else {}), two_classes(classes, mask_type)
+    if mask_type not in (None, "labels"):
+        raise UserError(f"--mask-type {mask_type!r}: expected one of labels, binary, instances")
+    if mask_type is None and value_map is None:
+        refuse_object_ids(raw, classes)
+    mapped, classes = to_classes(raw, value_map, classes)
+    return mapped, {}, classes
 
 
 def _manifest_rows(manifest: Path) -> list[dict]:
@@ -227,11 +278,15 @@ def random_splits(n: int, val_fraction: float, test_fraction: float, seed: int) 
 
 def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=None, data_root=None,
                       value_map=None, classes=None, channels=None, val_fraction=0.2, test_fraction=0.2,
-                      seed=0) -> tuple[SegInfo, dict[str, list[SegImage]]]:
-    """Read a segmentation dataset -> (SegInfo, {"train", "val", "test": [SegImage, ...]})."""
+                      seed=0, mask_type=None) -> tuple[SegInfo, dict[str, list[SegImage]]]:
+    """Read a segmentation dataset -> (SegInfo, {"train", "val", "test": [SegImage, ...]}). `mask_type`: how
+    the masks of a manifest or folders are read (read_classes); the built-in datasets know their own."""
     if channels not in (None, 1, 3):
         raise UserError(f"channels must be 1 or 3 (or left unset), got {channels}")
     notes: list[str] = []
+    if dataset is not None and mask_type is not None:
+        raise UserError(f"--mask-type describes the masks of --images/--masks or --manifest; --dataset {dataset} "
+                        "reads its own")
     if dataset is not None:
         if str(dataset).lower() in ("cpm15", "cpm15_nuclei"):
             rows, name, classes = _cpm15_rows(data_root), "cpm15", classes or ["background", "nucleus"]
@@ -258,11 +313,16 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
     channels = channels or (3 if any(a.shape[2] == 3 for a in pics) else 1)
     raw = {str(r["mask"]): read_mask(r["mask"]) for r in rows if r["mask"] is not None}
     instances = {str(r["instances"]): read_mask(r["instances"]) for r in rows if r.get("instances")}
-    mapped, classes = to_classes(raw, parse_value_map(value_map), classes) if raw else ({}, classes)
+    mapped, object_ids, classes = (read_classes(raw, parse_value_map(value_map), classes, mask_type) if raw
+                                   else ({}, {}, classes))
     mapped.update({key: (ids > 0).astype(np.int64) for key, ids in instances.items()})
+    instances.update(object_ids)
     for r in rows:
         if r.get("instances"):
             r["mask"] = r["instances"]
+        elif str(r["mask"]) in object_ids:
+            r["instances"] = r["mask"]
+    notes += [MASK_NOTES[mask_type]] if mask_type in MASK_NOTES else []
     out: dict[str, list[SegImage]] = {s: [] for s in SPLITS}
     for r, a in zip(rows, pics):
         size = a.shape[:2]

@@ -7,6 +7,8 @@ from ..config import BaseConfig, check_model_options, option
 from ..data.augment import AugmentConfig, parse_augment
 from ..errors import UserError
 
+MASK_TYPES = ("labels", "binary", "instances")
+
 
 @dataclass
 class SegmentConfig(BaseConfig):
@@ -21,6 +23,9 @@ class SegmentConfig(BaseConfig):
     masks: str | None = None
     roi: str | None = None
     value_map: str | None = None      # mask value -> class, e.g. "255:0,0:1"
+    mask_type: str | None = None      # labels (class indices, or --value-map), binary (non-zero = foreground) or
+                                      # instances (object ids: foreground, ids kept for AJI); None: labels, but
+                                      # masks that look like object ids are refused
     classes: list[str] | None = None
     val_fraction: float = 0.2
     # model
@@ -71,6 +76,7 @@ class SegmentConfig(BaseConfig):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
         point_data = self.dataset == "crchistophenotypes" or bool(self.points)
+        self.check_mask_type(point_data)
         if not point_data and (self.target != "disc" or self.select_metric == "detection_f1"):
             raise UserError("--target proximity and --select-metric detection_f1 need point annotations "
                             "(--points CSV or --dataset crchistophenotypes)")
@@ -101,6 +107,23 @@ class SegmentConfig(BaseConfig):
         tile_augment(self.augment)
         check_model_options(self.arch, self.model_options)
         return self
+
+    def check_mask_type(self, point_data: bool) -> None:
+        """--mask-type: one of MASK_TYPES, for masks of --images/--masks or --manifest, with --value-map only
+        as labels, and two classes when binary or instances."""
+        kind = self.mask_type
+        if kind is None:
+            return
+        if kind not in MASK_TYPES:
+            raise UserError(f"--mask-type {kind!r}: expected one of {', '.join(MASK_TYPES)}")
+        if self.dataset is not None or point_data:
+            raise UserError(f"--mask-type describes the masks of --images/--masks or --manifest; "
+                            f"{'--points' if self.points else '--dataset ' + str(self.dataset)} brings its own")
+        if kind != "labels" and self.value_map is not None:
+            raise UserError(f"--value-map maps class labels: use it with --mask-type labels, not {kind}")
+        if kind != "labels" and self.classes is not None and len(self.classes) != 2:
+            raise UserError(f"--mask-type {kind} gives two classes (background, foreground), but --classes "
+                            f"names {len(self.classes)}: {','.join(self.classes)}")
 
 
 def tile_augment(spec: str) -> AugmentConfig:

@@ -3,9 +3,11 @@
 Metrics (pooled over the split's images): pixel error, per-class Dice/F1 and IoU, and, where class 1
 is a boundary class (ISBI's membranes), the challenge's 2012 Rand error (1 - best foreground-restricted
 Rand F-score over thresholds, pooled) and the current leaderboard's V_rand and V_info (slice means; with --thin
-also after thinning); where the data has object ids (CPM-15), the Aggregated Jaccard Index and
-object-level Dice of watershed-separated predicted objects (mean over images). Outputs of predict: NAME_prob.png (16-bit foreground probability, or
-.tif float32), NAME_mask.png (labels after post-processing), NAME_overlay.png.
+also after thinning); where the data has object ids (CPM-15, --mask-type instances), the Aggregated Jaccard
+Index and object-level Dice of watershed-separated predicted objects (mean over images). Every metric, and
+every choice made on validation (threshold, thinning seeds), counts only the pixels inside each image's roi.
+Outputs of predict: NAME_prob.png (16-bit foreground probability, or .tif float32), NAME_mask.png (labels
+after post-processing), NAME_overlay.png.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ..errors import UserError
 from ..fileio import image_files, write_json
 from ..training.checkpoint import load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
+from ..progress import make_console
 from .config import SegmentConfig
 from .data import load_data
 from .maps import MapMaker
@@ -87,15 +90,32 @@ def split_metrics(labelled: list[SegImage], probs: list[np.ndarray], classes: li
         out["f1"] = per_class[1]["dice"]
         if objects and classes[1] in BOUNDARY_CLASSES:
             maps, membranes = [p[1] for p in probs], [im.mask == 1 for im in labelled]
-            out.update(isbi_scores(maps, membranes))
-            out.update(isbi_pixel_error(maps, membranes))
+            out.update(isbi_scores(maps, membranes, roi=rois(labelled)))
+            out.update(isbi_pixel_error(maps, membranes, roi=rois(labelled)))
         if objects and all(im.instances is not None for im in labelled):  # objects: separated by watershed, then matched
-            found = [watershed_instances(p[1], threshold) for p in probs]
-            out["aji"] = float(np.mean([aggregated_jaccard_index(f, im.instances) for f, im in zip(found, labelled)]))
-            out["object_dice"] = float(np.mean([object_dice(f, im.instances) for f, im in zip(found, labelled)]))
+            out.update(object_scores(labelled, probs, threshold))
     else:
         out["f1"] = float(np.nanmean([per_class[c]["dice"] for c in range(1, len(classes))]))
     return out
+
+
+def rois(labelled: list[SegImage]) -> list[np.ndarray | None]:
+    """Each image's region of interest, (H, W) bool or None (all of it)."""
+    return [im.roi for im in labelled]
+
+
+def in_roi(labels: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    """An (H, W) instance map with the objects' pixels outside the roi set to 0 (background)."""
+    return labels if roi is None else np.where(roi, labels, 0)
+
+
+def object_scores(labelled: list[SegImage], probs: list[np.ndarray], threshold: float = 0.5) -> dict:
+    """AJI and object Dice (means over the images) of the objects a watershed separates in foreground =
+    probability > `threshold` against the images' object ids, both cut to each image's roi."""
+    found = [in_roi(watershed_instances(p[1], threshold), im.roi) for p, im in zip(probs, labelled)]
+    truth = [in_roi(im.instances, im.roi) for im in labelled]
+    return {"aji": float(np.mean([aggregated_jaccard_index(f, t) for f, t in zip(found, truth)])),
+            "object_dice": float(np.mean([object_dice(f, t) for f, t in zip(found, truth)]))}
 
 
 def metrics_name(split: str, tta: str = "none") -> str:
@@ -144,7 +164,8 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
         threshold = json.loads(chosen.read_text())["threshold"]
         at = split_metrics(labelled, probs, meta["classes"], objects=not boundary, threshold=threshold)
         if boundary:  # the Rand error, V_rand and V_info at the validation's threshold, not at their best on these maps
-            scores = isbi_scores([p[1] for p in probs], [im.mask == 1 for im in labelled], thresholds=[threshold])
+            scores = isbi_scores([p[1] for p in probs], [im.mask == 1 for im in labelled], thresholds=[threshold],
+                                 roi=rois(labelled))
             at.update({k: v for k, v in scores.items() if not k.endswith("threshold")})
         metrics["at_threshold"] = {"threshold": threshold, **at}
     if thin:
@@ -166,9 +187,9 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
 
 def choose_foreground_threshold(out: Path, classes: list[str], labelled: list[SegImage], probs: list) -> dict:
     """The foreground threshold with the best score on these (validation) maps (Rand for boundary classes,
-    else F1), saved as RUN/threshold.json for `segment predict`."""
+    else F1), counting the pixels inside each image's roi; saved as RUN/threshold.json for `segment predict`."""
     metric = "rand" if classes[1] in BOUNDARY_CLASSES else "f1"
-    chosen = choose_threshold([p[1] for p in probs], [im.mask == 1 for im in labelled], metric)
+    chosen = choose_threshold([p[1] for p in probs], [im.mask == 1 for im in labelled], metric, rois=rois(labelled))
     chosen = {"threshold": chosen["threshold"], "metric": metric, "val_score": chosen["score"]}
     write_json(out / "threshold.json", chosen)
     return chosen
@@ -181,8 +202,9 @@ def thinning_path(out: Path, tta: str = "none") -> Path:
 def choose_seeds(out: Path, tta: str, labelled: list[SegImage], probs: list[np.ndarray]) -> dict:
     """Every thinning parameter, chosen on these (validation) maps: thin_membranes' seed threshold and minimum seed
     size with the lowest Rand error, and the threshold at which the challenge's thinning gives the best V_rand
-    (challenge_thinned); saved as RUN/thinning[_tta-T].json (maps of another test-time augmentation get their own)."""
-    chosen = choose_thinning([p[1] for p in probs], [im.mask == 1 for im in labelled])
+    (challenge_thinned); saved as RUN/thinning[_tta-T].json (maps of another test-time augmentation get their own).
+    Only the pixels inside each image's roi count."""
+    chosen = choose_thinning([p[1] for p in probs], [im.mask == 1 for im in labelled], rois=rois(labelled))
     seeds = {k: chosen[k] for k in ("seed_threshold", "min_seed")}
     seeds["challenge_threshold"] = challenge_thinned(labelled, probs)["v_rand_threshold"]
     write_json(thinning_path(out, tta), seeds)
@@ -194,7 +216,7 @@ def thinned_scores(out: Path, tta: str, labelled: list[SegImage], probs: list[np
     thin_membranes with the seeds in RUN/thinning[_tta-T].json (a binary map: no threshold to sweep)."""
     seeds = json.loads(thinning_path(out, tta).read_text())
     thin = [thin_membranes(p[1], seeds["seed_threshold"], seeds["min_seed"]) for p in probs]
-    scores = isbi_scores(thin, [im.mask == 1 for im in labelled], thresholds=[0.5])
+    scores = isbi_scores(thin, [im.mask == 1 for im in labelled], thresholds=[0.5], roi=rois(labelled))
     return {"seed_threshold": seeds["seed_threshold"], "min_seed": seeds["min_seed"],
             **{k: v for k, v in scores.items() if not k.endswith("threshold")}}
 
@@ -205,11 +227,12 @@ def challenge_thinned(labelled: list[SegImage], probs: list[np.ndarray], thresho
     grows them over the membrane pixels until they meet, leaving one-pixel lines (thin_membranes of the binary
     map). Each figure is its best over t, as the leaderboard's scorer takes it (Fiji's RandError /
     VariationOfInformation getMaximalV{Rand,Info}AfterThinning, slice means; its own watershed may place a line a
-    pixel away from skimage's). `threshold` (one chosen on validation): "at_threshold", the figures at that t."""
+    pixel away from skimage's). `threshold` (one chosen on validation): "at_threshold", the figures at that t. Only
+    the pixels inside each image's roi count."""
     membranes = [im.mask == 1 for im in labelled]
     grid = list(ISBI_THRESHOLDS) + ([threshold] if threshold is not None and threshold not in ISBI_THRESHOLDS else [])
     by_t = {t: isbi_scores([thin_membranes((p[1] >= t).astype(np.float32), 0.5) for p in probs], membranes,
-                           thresholds=[0.5]) for t in grid}
+                           thresholds=[0.5], roi=rois(labelled)) for t in grid}
     best = {key: max(ISBI_THRESHOLDS, key=lambda t: sign * by_t[t][key])  # ties: the first threshold
             for key, sign in (("v_rand", 1), ("v_info", 1), ("rand_error", -1))}
     out = {"v_rand": by_t[best["v_rand"]]["v_rand"], "v_rand_threshold": best["v_rand"],
@@ -239,12 +262,31 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
     if any(im.target is not None for ims in splits.values() for im in ims):  # soft (proximity) targets: pixel
         summary = "proximity maps: the detection scores follow"  # figures at 0.5 would say nothing of detection
     else:
-        summary = ", ".join(f"{s} F1 {result[s]['f1']:.4f} pixel error {result[s]['pixel_error']:.4f}"
-                            + (f" Rand error {result[s]['rand_error']:.4f} ISBI pixel error "
-                               f"{result[s]['isbi_pixel_error']:.4f}" if "rand_error" in result[s] else "")
-                            for s in ("val", "test") if s in result)
+        scored = [s for s in ("val", "test") if s in result]  # one threshold (or none) for both: said once
+        summary = ", ".join(f"{s} {summary_figures(result[s], say=i == 0)}" for i, s in enumerate(scored))
     console.print(f"best epoch {result['best_epoch']}: {summary}  ->  {out}", highlight=False, soft_wrap=True)
     return result
+
+
+def summary_figures(m: dict, say: bool = True) -> str:
+    """One split's figures for a printed summary line, from its metrics `m`: at the threshold `segment predict`
+    uses, the one chosen on validation (m["at_threshold"], from RUN/threshold.json) when there is one, else at 0.5
+    (two classes) or the argmax; with `say`, followed by which (threshold_said). Then the ISBI pixel error, a best
+    over thresholds by definition."""
+    at = m.get("at_threshold", m)
+    best = "" if "at_threshold" in m else " (best threshold)"  # without a chosen threshold: the best on these maps
+    return (f"pixel error {at['pixel_error']:.4f}  F1 {at['f1']:.4f}"
+            + (f"  Rand error{best} {at['rand_error']:.4f}" if "rand_error" in at else "")
+            + (f"  AJI {at['aji']:.4f}  object Dice {at['object_dice']:.4f}" if "aji" in at else "")
+            + (f" {threshold_said(m)}" if say else "")
+            + (f"  ISBI pixel error (1 - best cell F) {m['isbi_pixel_error']:.4f}" if "isbi_pixel_error" in m else ""))
+
+
+def threshold_said(m: dict) -> str:
+    """Which threshold summary_figures(m) are at, in words."""
+    if "at_threshold" in m:
+        return f"at threshold {m['at_threshold']['threshold']:g} (chosen on validation, as segment predict uses)"
+    return "at threshold 0.5" if len(m["per_class"]) == 2 else "at the argmax"
 
 
 def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | Path, method: str = "auto",
@@ -257,7 +299,7 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation. A run that
     has not finished training is refused unless `allow_unfinished`."""
 
-    console = console or Console(stderr=True)
+    console = console or make_console()
     check_finished(run_dir, allow_unfinished)
     model, meta = load_segmenter(run_dir, device=device)
     maker = MapMaker(model, meta, method, tta, device)

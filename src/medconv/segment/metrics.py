@@ -83,7 +83,7 @@ def pixel_error(prob_or_pred, truth, threshold: float = 0.5, roi=None) -> float:
     return float(wrong.mean())
 
 
-def isbi_pixel_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS) -> dict:
+def isbi_pixel_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS, roi=None) -> dict:
     """ISBI 2012 leaderboard pixel error: 1 - the best F-score of cell pixels over thresholds.
 
     prob: (H, W) membrane probability (or (N, H, W) / list for a stack); truth_membrane: same shape,
@@ -93,14 +93,16 @@ def isbi_pixel_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_TH
     probability ``1 - prob > t``; true positives, false positives and false negatives are pooled over
     the slices; F = 2 TP / (2 TP + FP + FN), 0 where nothing is predicted. Because cells are 78% of
     ISBI's pixels, this is well below the fraction of wrong pixels (pixel_error). Returns
-    {"isbi_pixel_error", "pixel_best_threshold"} (ties: the first threshold).
+    {"isbi_pixel_error", "pixel_best_threshold"} (ties: the first threshold). `roi` (see roi_slices): only the
+    pixels inside count.
     """
     probs, membranes = _membrane_stack(prob, truth_membrane, "isbi_pixel_error")
-    cells = [~m for m in membranes]
+    rois = roi_slices(roi, probs, "isbi_pixel_error")
+    cells = [~m & r for m, r in zip(membranes, rois)]
     n_cells = sum(int(c.sum()) for c in cells)
     best = None
     for t in thresholds:
-        predicted = [(1 - p) > t for p in probs]
+        predicted = [((1 - p) > t) & r for p, r in zip(probs, rois)]
         tp = sum(int((q & c).sum()) for q, c in zip(predicted, cells))
         called = sum(int(q.sum()) for q in predicted)
         f = 2 * tp / (called + n_cells) if tp else 0.0  # 2 TP / (2 TP + FP + FN)
@@ -204,6 +206,20 @@ def _membrane_stack(prob, truth_membrane, caller: str) -> tuple[list[np.ndarray]
     return probs, [_binary(t, "truth_membrane", _MEMBRANE_HINT) for t in truths]
 
 
+def roi_slices(roi, like: list[np.ndarray], caller: str) -> list[np.ndarray]:
+    """Regions of interest as one (H, W) bool mask per slice of `like`: roi None (every pixel), one (H, W) mask
+    (a single slice), an (N, H, W) stack, or a list with one mask or None per slice."""
+    if roi is None:
+        return [np.ones(a.shape, bool) for a in like]
+    items = list(roi) if isinstance(roi, (list, tuple)) or np.ndim(roi) == 3 else [roi]
+    if len(items) != len(like):
+        raise UserError(f"{caller}: {len(like)} maps but {len(items)} regions of interest")
+    out = [np.ones(a.shape, bool) if r is None else _binary(r, "roi") for r, a in zip(items, like)]
+    for r, a in zip(out, like):
+        _check_shapes(r, a, f"{caller} roi and map")
+    return out
+
+
 def _slices(x, name: str) -> list[np.ndarray]:
     """(H, W), (N, H, W) or a list of (H, W) arrays as a list of 2-D arrays."""
     items = list(x) if isinstance(x, (list, tuple)) or np.ndim(x) == 3 else [x]
@@ -213,14 +229,17 @@ def _slices(x, name: str) -> list[np.ndarray]:
     return items
 
 
-def _sweep(prob, truth_membrane, thresholds: Iterable[float], connectivity: int, caller: str) -> list[tuple]:
+def _sweep(prob, truth_membrane, thresholds: Iterable[float], connectivity: int, caller: str,
+           roi=None) -> list[tuple]:
     """[(t, [_counts of each slice])] for each threshold: cells ``prob < t`` and the true cells ``~truth_membrane``,
-    each labelled into connected components in 2-D (see rand_error)."""
+    each labelled into connected components in 2-D (see rand_error); true-cell pixels outside the `roi` (see
+    roi_slices) become 0, so they are not counted."""
     if connectivity not in _STRUCTURE:
         raise UserError(f"connectivity must be 4 or 8, got {connectivity}")
     probs, membranes = _membrane_stack(prob, truth_membrane, caller)
     structure = _STRUCTURE[connectivity]
-    truths = [ndimage.label(~m, structure=structure)[0].ravel() for m in membranes]
+    truths = [(ndimage.label(~m, structure=structure)[0] * r).ravel()
+              for m, r in zip(membranes, roi_slices(roi, probs, caller))]
     sweep = [(float(t), [_counts(ndimage.label(p < t, structure=structure)[0].ravel(), g)
                          for p, g in zip(probs, truths)]) for t in thresholds]
     if not sweep:
@@ -241,7 +260,7 @@ def _best(sweep: list[tuple], sums, score, per_slice: bool) -> tuple[tuple[float
 
 
 def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS,
-               connectivity: int = 4, per_slice: bool = False) -> dict:
+               connectivity: int = 4, per_slice: bool = False, roi=None) -> dict:
     """ISBI 2012 Rand error: 1 - the best foreground-restricted Rand F-score V_rand over thresholds.
 
     prob: (H, W) membrane probability (or (N, H, W) / list for a stack); truth_membrane: same
@@ -266,9 +285,10 @@ def rand_error(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOL
 
     The leaderboard scores thinned maps (see segment.evaluate.challenge_thinned); this function scores the map
     it is given. Returns {"rand_error", "v_rand" (= 1 - rand_error), "best_threshold", "v_rand_split",
-    "v_rand_merge"} at the best threshold (ties: the first in ``thresholds``).
+    "v_rand_merge"} at the best threshold (ties: the first in ``thresholds``). `roi` (see roi_slices): only the
+    true-cell pixels inside count (the cells are labelled on the whole slice first).
     """
-    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "rand_error")
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "rand_error", roi)
     return _rand_result(*_best(sweep, _rand_sums, _v_rand, per_slice))
 
 
@@ -278,7 +298,7 @@ def _rand_result(score: tuple[float, float, float], t: float) -> dict:
 
 
 def info_score(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS,
-               connectivity: int = 4, per_slice: bool = True) -> dict:
+               connectivity: int = 4, per_slice: bool = True, roi=None) -> dict:
     """The ISBI 2012 leaderboard's information-theoretic score V_info: its best over thresholds.
 
     prob: (H, W) membrane probability, or (N, H, W) / a list of (H, W) for a stack; truth_membrane: the same shapes,
@@ -289,22 +309,25 @@ def info_score(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOL
     V_info_split = I(S;T) / H(S) (below 1 when true cells are split), V_info_merge = I(S;T) / H(T) (below 1 when
     they are merged), V_info = their harmonic mean. Fiji averages the slices' V_info (``per_slice=True``, the
     default); ``per_slice=False`` scores the stack as one partition whose segments never span slices.
-    Returns {"v_info", "v_info_split", "v_info_merge", "best_threshold"} (ties: the first threshold).
+    Returns {"v_info", "v_info_split", "v_info_merge", "best_threshold"} (ties: the first threshold). `roi`: as
+    rand_error.
     """
-    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "info_score")
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "info_score", roi)
     (f, split, merge), t = _best(sweep, _info_sums, _v_info, per_slice)
     return {"v_info": f, "v_info_split": split, "v_info_merge": merge, "best_threshold": t}
 
 
-def isbi_scores(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS, connectivity: int = 4) -> dict:
+def isbi_scores(prob, truth_membrane, thresholds: Iterable[float] = ISBI_THRESHOLDS, connectivity: int = 4,
+                roi=None) -> dict:
     """The 2012 Rand error and the current leaderboard's V_rand and V_info of membrane maps, from one labelling.
 
     prob, truth_membrane: as rand_error. Returns rand_error's keys for the 2012 figure (stack pooled: "rand_error",
     "best_threshold", "v_rand_split", "v_rand_merge"), then the leaderboard's, each the mean of the slices' scores
     at its own best threshold: "v_rand", "v_rand_threshold", "v_info", "v_info_split", "v_info_merge",
-    "v_info_threshold". For one slice "v_rand" is 1 - "rand_error"; for a stack it may differ.
+    "v_info_threshold". For one slice "v_rand" is 1 - "rand_error"; for a stack it may differ. `roi`: as
+    rand_error.
     """
-    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "isbi_scores")
+    sweep = _sweep(prob, truth_membrane, thresholds, connectivity, "isbi_scores", roi)
     out = _rand_result(*_best(sweep, _rand_sums, _v_rand, per_slice=False))
     (v_rand, _, _), v_rand_t = _best(sweep, _rand_sums, _v_rand, per_slice=True)
     (f, split, merge), t = _best(sweep, _info_sums, _v_info, per_slice=True)

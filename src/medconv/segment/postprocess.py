@@ -15,7 +15,7 @@ from skimage import color, feature, morphology, segmentation
 
 from medconv.errors import UserError
 from medconv.fileio import atomic_write
-from medconv.segment.metrics import ISBI_THRESHOLDS, _binary, _check_shapes, rand_error
+from medconv.segment.metrics import ISBI_THRESHOLDS, _binary, _check_shapes, rand_error, roi_slices
 
 _CONNECTIVITY = {4: 1, 8: 2}
 
@@ -27,13 +27,15 @@ def smooth(prob: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def choose_threshold(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], metric: str = "f1",
-                     candidates: Sequence[float] | None = None) -> dict:
+                     candidates: Sequence[float] | None = None,
+                     rois: Sequence[np.ndarray | None] | None = None) -> dict:
     """Threshold that maximises a metric over validation images (lists of (H, W) arrays).
 
     metric "f1": F1 of ``prob > t`` against the binary truths, TP/FP/FN pooled over the images;
     default candidates 0.05, 0.10, ..., 0.95. metric "rand": probs are membrane probabilities,
     truths membrane masks, score = pooled foreground-restricted Rand F-score (see rand_error);
-    default candidates the ISBI grid. Returns {"threshold", "score", "scores": {t: score}}.
+    default candidates the ISBI grid. `rois`: None, or per image an (H, W) bool region of interest
+    (or None: all of it); only the pixels inside count. Returns {"threshold", "score", "scores": {t: score}}.
     """
     probs = [np.asarray(p, dtype=np.float64) for p in probs]
     truths = [_binary(t, "truth") for t in truths]
@@ -41,23 +43,28 @@ def choose_threshold(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], 
         raise UserError(f"choose_threshold: {len(probs)} probability maps but {len(truths)} truths")
     for p, t in zip(probs, truths):
         _check_shapes(p, t, "choose_threshold probability map and truth")
+    rois = roi_slices(list(rois) if rois is not None else None, probs, "choose_threshold")
     if metric == "f1":
         candidates = np.round(np.arange(0.05, 1.0, 0.05), 10) if candidates is None else candidates
-        scores = {}
-        for t in candidates:
-            tp = sum(float(((p > t) & y).sum()) for p, y in zip(probs, truths))
-            fp = sum(float(((p > t) & ~y).sum()) for p, y in zip(probs, truths))
-            fn = sum(float(((p <= t) & y).sum()) for p, y in zip(probs, truths))
-            scores[float(t)] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        inside = [(p[r], y[r]) for p, y, r in zip(probs, truths, rois)]  # (n,) in-roi pixels of each image
+        scores = {float(t): _f1(inside, t) for t in candidates}
     elif metric == "rand":
         candidates = ISBI_THRESHOLDS if candidates is None else candidates
-        scores = {float(t): 1 - rand_error(probs, truths, thresholds=[t])["rand_error"] for t in candidates}
+        scores = {float(t): 1 - rand_error(probs, truths, thresholds=[t], roi=rois)["rand_error"] for t in candidates}
     else:
         raise UserError(f"choose_threshold: unknown metric {metric!r}; expected 'f1' or 'rand'")
     if not scores:
         raise UserError("choose_threshold: candidates is empty")
     best = max(scores, key=scores.get)  # first of equal scores
     return {"threshold": best, "score": scores[best], "scores": scores}
+
+
+def _f1(pixels: Sequence[tuple[np.ndarray, np.ndarray]], t: float) -> float:
+    """F1 of ``prob > t`` over (probabilities (n,), bool truths (n,)) pairs, TP/FP/FN pooled; 1 when both are empty."""
+    tp = sum(float(((p > t) & y).sum()) for p, y in pixels)
+    fp = sum(float(((p > t) & ~y).sum()) for p, y in pixels)
+    fn = sum(float(((p <= t) & y).sum()) for p, y in pixels)
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
 
 
 def binary_cleanup(mask: np.ndarray, opening: int = 0, closing: int = 0, fill_holes: bool = False,
@@ -145,13 +152,16 @@ def thin_membranes(prob: np.ndarray, seed_threshold: float, min_seed: int = 0) -
 
 
 def choose_thinning(probs: Sequence[np.ndarray], membranes: Sequence[np.ndarray],
-                    thresholds: Sequence[float] = SEED_THRESHOLDS, min_seeds: Sequence[int] = MIN_SEED_SIZES) -> dict:
+                    thresholds: Sequence[float] = SEED_THRESHOLDS, min_seeds: Sequence[int] = MIN_SEED_SIZES,
+                    rois: Sequence[np.ndarray | None] | None = None) -> dict:
     """The seed threshold and minimum seed size of thin_membranes with the lowest pooled Rand error on these
-    (validation) maps: {"seed_threshold", "min_seed", "rand_error"} (ties: the first in the grids)."""
+    (validation) maps, counting the pixels inside `rois` (per image (H, W) bool or None; None: all):
+    {"seed_threshold", "min_seed", "rand_error"} (ties: the first in the grids)."""
     best = None
     for min_seed in min_seeds:
         for t in thresholds:
-            error = rand_error([thin_membranes(p, t, min_seed) for p in probs], membranes, thresholds=[0.5])["rand_error"]
+            thinned = [thin_membranes(p, t, min_seed) for p in probs]
+            error = rand_error(thinned, membranes, thresholds=[0.5], roi=rois)["rand_error"]
             if best is None or error < best["rand_error"]:
                 best = {"seed_threshold": float(t), "min_seed": int(min_seed), "rand_error": error}
     if best is None:

@@ -25,6 +25,7 @@ from ..detect.tuning import tune
 from ..errors import UserError
 from ..fileio import write_text
 from ..models.registry import build_model
+from ..progress import make_console
 from ..training.engine import fit, open_run, resolve_device
 from .config import SegmentConfig, tile_augment
 from .data import load_data, pixel_stats
@@ -198,7 +199,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
     `score_test`: an exploration that must not look at the test images). With
     `resume`, the saved configuration is used; `overrides` may extend --epochs or change the device.
     `tolerance`: point data, the match distance in px of --select-metric detection_f1 and --hard-negatives."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
     with run:
         info, splits = load_data(cfg)
