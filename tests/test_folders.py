@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from medconv.data.folders import load_image_folder, load_manifest
+from medconv.data.reading import Reading
 from medconv.data.images import prepare_image, read_image
 from medconv.errors import UserError
 
@@ -95,17 +96,19 @@ def test_tiff_16bit_and_float(tmp_path):
                                atol=1e-6)
 
 
-def test_dicom_monochrome1_rescale_and_multiframe(tmp_path):
+def test_dicom_monochrome1_by_its_bit_depth_and_multiframe_refused(tmp_path):
     frame = np.array([[0, 100], [300, 400]], dtype=np.uint16)
     _dicom(tmp_path / "m1.dcm", frame[None], "MONOCHROME1", slope=2.0, intercept=-100.0)
     x = read_image(tmp_path / "m1.dcm")
     assert x.shape == (2, 2, 1)
-    # rescaled -100, 100, 500, 700 -> min-max 0, .25, .75, 1 -> MONOCHROME1 inverted
-    np.testing.assert_allclose(x[..., 0], [[1.0, 0.75], [0.25, 0.0]], atol=1e-6)
+    # rescaled -100, 100, 500, 700 within the 16 bits' rescaled range -100..131,070 -> MONOCHROME1 inverted
+    span = 2.0 * 65535
+    np.testing.assert_allclose(x[..., 0], 1 - (frame * 2.0) / span, atol=1e-6)
 
     frames = np.stack([frame, frame[::-1]])
     _dicom(tmp_path / "mf.dcm", frames, "MONOCHROME2")
-    np.testing.assert_allclose(read_image(tmp_path / "mf.dcm")[..., 0], frame / 400.0, atol=1e-6)
+    with pytest.raises(UserError, match="holds 2 frames"):
+        read_image(tmp_path / "mf.dcm")
 
 
 def test_bad_files_raise_one_line_user_errors(tmp_path):
@@ -164,7 +167,7 @@ def test_class_folder_layout(tmp_path):
     root = tmp_path / "skin"
     _class_tree(root, {"nevus": 10, "benign": 15, "melanoma": 5})
     (root / "benign" / "readme.txt").write_text("ignored")
-    info, sets = load_image_folder(root, size=(8, 8), seed=1)
+    info, sets = load_image_folder(root, reading=Reading(size=(8, 8)), seed=1)
     assert info.classes == ["benign", "melanoma", "nevus"]
     assert info.task == "multi-class" and info.channels == 1 and info.name == "skin"
     assert sum(len(s) for s in sets.values()) == 30
@@ -179,7 +182,7 @@ def test_class_folder_layout(tmp_path):
         assert set(sets[split].labels[:, 0].tolist()) == {0, 1, 2}
 
     _class_tree(tmp_path / "mixed", {"a": 5, "b": 5}, rgb_first="b")
-    info, sets = load_image_folder(tmp_path / "mixed", size=(10, 12))
+    info, sets = load_image_folder(tmp_path / "mixed", reading=Reading(size=(10, 12)))
     assert info.channels == 3 and info.task == "binary-class"
     assert sets["train"].images.shape[1:] == (3, 10, 12)
 
@@ -189,7 +192,7 @@ def test_split_folder_layout(tmp_path):
     _class_tree(root / "train", {"normal": 6, "pneumonia": 4})
     _class_tree(root / "validation", {"normal": 2, "pneumonia": 1})
     _class_tree(root / "test", {"normal": 3, "pneumonia": 3})
-    info, sets = load_image_folder(root, size=(10, 12), channels=3)
+    info, sets = load_image_folder(root, reading=Reading(size=(10, 12), channels=3))
     assert info.classes == ["normal", "pneumonia"] and info.channels == 3
     assert {k: len(v) for k, v in sets.items()} == {"train": 10, "val": 3, "test": 6}
     assert all(Path(p).parts[-3] == "validation" for p in sets["val"].paths)
@@ -200,7 +203,7 @@ def test_split_folder_layout(tmp_path):
     only = tmp_path / "two"
     _class_tree(only / "train", {"a": 10, "b": 10})
     _class_tree(only / "test", {"a": 2, "b": 2})
-    info, sets = load_image_folder(only, size=(8, 8))
+    info, sets = load_image_folder(only, reading=Reading(size=(8, 8)))
     assert len(sets["test"]) == 4 and len(sets["train"]) + len(sets["val"]) == 20
     assert len(sets["val"]) == 2
     assert all("/train/" in p for p in sets["val"].paths)
@@ -241,7 +244,7 @@ def test_manifest_groups_never_straddle_splits(tmp_path):
     group_of = {str(tmp_path / r[0]): r[2] for r in rows}
     seen_splits = set()
     for seed in range(5):
-        info, sets = load_manifest(csv_path, size=(6, 6), seed=seed)
+        info, sets = load_manifest(csv_path, reading=Reading(size=(6, 6)), seed=seed)
         assert info.classes == ["normal", "tumour"] and info.task == "binary-class"
         groups = {k: {group_of[p] for p in s.paths} for k, s in sets.items()}
         assert all(len(g) > 0 for g in groups.values())
@@ -259,7 +262,7 @@ def test_manifest_labels_splits_and_errors(tmp_path):
     split = ["train", "train", "validation", "test", "train", "test"]
     csv_path = _write_csv(tmp_path / "m.csv", ["path", "label", "split"],
                           [[f"{i}.png", [10, 2][i % 2], split[i]] for i in range(6)])
-    info, sets = load_manifest(csv_path, size=(4, 4))
+    info, sets = load_manifest(csv_path, reading=Reading(size=(4, 4)))
     assert info.classes == ["2", "10"]  # numeric order, not string order
     assert {k: len(v) for k, v in sets.items()} == {"train": 3, "val": 1, "test": 2}
     assert sets["train"].labels[:, 0].tolist() == [1, 0, 1]
@@ -273,7 +276,7 @@ def test_manifest_labels_splits_and_errors(tmp_path):
 
     info, _ = load_manifest(_write_csv(tmp_path / "ok.csv", ["path", "label"],
                                        [[f"{i}.png", i % 2] for i in range(6)]),
-                            size=(4, 4), classes=["benign", "malignant"])
+                            reading=Reading(size=(4, 4)), classes=["benign", "malignant"])
     assert info.classes == ["benign", "malignant"]
 
     with pytest.raises(UserError, match="missing column"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .data.augment import TTA_MODES, parse_augment
+from .data.images import parse_window
 from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -93,8 +94,9 @@ class BaseConfig:
         """Check every field (types, choices, ranges, finite numbers); returns self, or raises UserError with one
         line. The CLI's options and a YAML file's settings land in these fields, so both are refused alike."""
         self.check_types()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name, allowed in self.CHOICES.items():
-            if getattr(self, name) not in allowed:
+            if getattr(self, name) not in allowed and not (getattr(self, name) is None is defaults[name]):
                 raise UserError(f"{option(name)} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         for name in ("epochs",):
             if getattr(self, name) < 1:
@@ -182,9 +184,12 @@ class TrainConfig(BaseConfig):
     images: str | None = None         # folder of class sub-folders (optionally under train/val/test)
     manifest: str | None = None       # CSV: path,label[,split][,group]
     download: bool = False
-    size: int = 28                    # input side in pixels (MedMNIST: 28, 64, 128, 224)
+    size: int | None = None           # input side in pixels; unset: image files at the size they share, MedMNIST at 28
     resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
-    resize_mode: str = "nearest"      # nearest (as MedMNIST's "(224)" baselines) or bilinear
+    resize_mode: str | None = None    # resize, pad, crop, nearest, bilinear; unset: resize for --size, nearest for --resize
+    window: str | None = None         # grey values shown as CENTER,WIDTH or a CT preset (lung, bone, ...)
+    loading: str = "auto"             # image files: memory (read once), lazy (read as needed), auto (memory if it fits)
+    workers: int | None = None        # processes reading files for lazy loading (unset: one per core but one, at most 4)
     patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
     train_fraction: float = 1.0       # keep this stratified fraction of the training labels
     # model
@@ -206,16 +211,21 @@ class TrainConfig(BaseConfig):
     select_metric: str = "auc"        # validation metric that picks the best checkpoint: auc, acc, loss (lowest)
 
     CHOICES = {**BaseConfig.CHOICES, "class_weights": ("none", "balanced"), "tta": TTA_MODES,
-               "select_metric": ("auc", "acc", "loss"), "resize_mode": ("nearest", "bilinear"),
+               "select_metric": ("auc", "acc", "loss"),
+               "resize_mode": ("resize", "pad", "crop", "nearest", "bilinear"), "loading": ("auto", "memory", "lazy"),
                "pretrain": ("none", "rbm", "ae", "cae")}
     KIND = "classification run (medconv train)"
 
     def validate(self) -> "TrainConfig":
         super().validate()
         parse_augment(self.augment, task="classification")
-        for name in ("pretrain_epochs", "size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
+        if self.pretrain_epochs < 1:
+            raise UserError(f"--pretrain-epochs must be at least 1, got {self.pretrain_epochs}")
+        if self.size is not None and self.size < 1:
+            raise UserError(f"--size must be at least 1, got {self.size}")
+        parse_window(self.window)
+        if self.workers is not None and self.workers < 0:
+            raise UserError(f"--workers must be 0 (read in the training process) or more, got {self.workers}")
         if self.pretrain in ("rbm", "ae") and self.arch != "mlp":
             raise UserError(f"--pretrain {self.pretrain} pretrains the hidden layers of --arch mlp, not {self.arch}")
         if self.patch < 5 or self.patch % 2 == 0:

@@ -73,13 +73,14 @@ def write_csv(path: str | Path, rows: list[dict], fields: list[str] | None = Non
 def image_files(inputs: list[str]) -> list[Path]:
     """Image files named directly or found (recursively, sorted) in the folders named."""
     from .data.images import SUPPORTED_EXTENSIONS
+    from .data.readers import suffix
     from .errors import UserError
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in SUPPORTED_EXTENSIONS)
+            files += sorted(f for f in p.rglob("*") if suffix(f) in SUPPORTED_EXTENSIONS)
         elif p.is_file():
             files.append(p)
         else:

@@ -5,11 +5,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch import nn
 
 from ..config import TrainConfig
 from ..data import resized
-from ..data.images import prepare_image, read_image
+from ..data.datasets import fit_mode
+from ..data.reading import Reading, read_images
+from ..data.images import parse_window
+from ..data.summary import ReadLog
 from ..data.transforms import normalise, tta_views
 from ..data.types import ImageSet, unit_float
 from ..fileio import image_files, write_csv
@@ -36,22 +40,29 @@ def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], st
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def load_like_training(files: list[Path], meta: dict) -> torch.Tensor:
-    """Image files as the run's training images were made: read at the dataset's size, stored as uint8,
-    then resized as --resize did. Returns (N, C, H, W) uint8."""
+def load_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, ReadLog]:
+    """Image files as the run's training images were made: read with its window, brought to the size its files
+    were (or its dataset's side) by its --resize-mode, stored as uint8 when 8-bit, then resized as --resize did.
+    Returns (N, C, H, W) uint8 or float32 in [0, 1], and what reading found (ReadLog.changes: other sizes, alpha)."""
     cfg = meta["config"]
-    side = native_side(TrainConfig.from_dict(cfg))  # the dataset's side (a nucleus patch: --patch), before --resize
-    batch = torch.stack([prepare_image(read_image(f), meta["in_channels"], (side, side)) for f in files])
-    batch = batch.mul(255).round_().to(torch.uint8)
-    if cfg.get("resize") and cfg["resize"] != side:
-        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg["resize"], cfg["resize_mode"]).images
-    return batch
+    config = TrainConfig.from_dict(cfg)
+    side = native_side(config)  # the dataset's side (a nucleus patch: --patch), before --resize
+    size = tuple(meta.get("file_size") or (side, side))
+    reading = Reading(size=size, fit_mode=fit_mode(config.resize_mode, "size"), window=parse_window(config.window),
+                      channels=meta["in_channels"])
+    tensors, _, log = read_images(files, reading, size)
+    batch = torch.stack(tensors)
+    if cfg.get("resize") and cfg["resize"] != size[0]:
+        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg["resize"],
+                        fit_mode(config.resize_mode, "resize")).images
+    return batch, log
 
 
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
                   tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None,
-                  allow_unfinished: bool = False) -> list[dict]:
-    """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given.
+                  allow_unfinished: bool = False, console: Console | None = None) -> list[dict]:
+    """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given; what
+    reading changed (other sizes, alpha) is said on `console` (default stderr).
     `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
     to that level of the run's --taxonomy. A run that has not finished training is refused unless
     `allow_unfinished`."""
@@ -59,9 +70,15 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)
     tta = tta or meta["config"].get("tta", "none")
-    scores = np.concatenate([predict_scores(model, load_like_training(files[i:i + chunk], meta), meta["mean"],
-                                            meta["std"], meta["task"], device, tta=tta)
-                             for i in range(0, len(files), chunk)])
+    parts, found = [], ReadLog()
+    for i in range(0, len(files), chunk):
+        batch, log = load_like_training(files[i:i + chunk], meta)
+        parts.append(predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta))
+        found.merge(log)
+    size = tuple(meta.get("file_size") or batch.shape[-2:])
+    for line in found.changes(size, fit_mode(TrainConfig.from_dict(meta["config"]).resize_mode, "size")):
+        (console or Console(stderr=True)).print(f"note: {line}", highlight=False, soft_wrap=True)
+    scores = np.concatenate(parts)
     classes, task = meta["classes"], meta["task"]
     if level:
         scores, _, classes, task = at_level(meta, level, scores)

@@ -17,12 +17,14 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 from ..config import TrainConfig
 from ..data import load_dataset
 from ..data.augment import parse_augment
+from ..data.reading import LazyPairs, is_lazy, reading_workers
 from ..data.transforms import augment, channel_stats, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
 from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
 from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.registry import build_model
+from ..progress import make_console
 from ..training.engine import fit, open_run, resolve_device
 from ..training.pretrain import pretrain_mlp, write_pretrain_json
 from ..training.pretrain_cae import pretrain_convolutions
@@ -78,7 +80,9 @@ def run_meta(cfg: TrainConfig, info: DatasetInfo, mean: list[float], std: list[f
     """What load_model and predict need besides the weights."""
     return {"arch": cfg.arch, "model_options": cfg.model_options, "in_channels": info.channels,
             "num_classes": info.num_outputs, "input_size": list(info.size), "classes": info.classes,
-            "task": info.task, "dataset": info.name, "mean": mean, "std": std, "config": cfg.to_dict()}
+            "task": info.task, "dataset": info.name, "mean": mean, "std": std, "config": cfg.to_dict(),
+            **({"file_size": list(info.file_size), "native_sizes": [list(s) for s in info.native_sizes[:20]]}
+               if info.file_size else {})}
 
 
 class ClassificationTask:
@@ -93,7 +97,9 @@ class ClassificationTask:
         self.select, self.lower_is_better = f"val_{cfg.select_metric}", cfg.select_metric == "loss"
         self.loss_fn = make_loss(cfg, info, sets["train"], device)
         self.aug = parse_augment(cfg.augment)
-        self.data = TensorDataset(sets["train"].images.to(device), targets(sets["train"].labels, info.task).to(device))
+        images, labels = sets["train"].images, targets(sets["train"].labels, info.task)
+        self.lazy = is_lazy(images)  # files read per batch by worker processes, else one tensor on the device
+        self.data = LazyPairs(images, labels) if self.lazy else TensorDataset(images.to(device), labels.to(device))
         self.val = sets["val"]
         self.splits = {"train": sets["train"], "val": sets["val"]}  # the run's data fingerprint (the engine)
 
@@ -103,10 +109,16 @@ class ClassificationTask:
         set_trainable(self.model, self.cfg.finetune, self.cfg.unfreeze_every, epoch)
         n, size = len(self.data), self.cfg.batch_size
         order = RandomSampler(range(n), generator=generator)
-        return DataLoader(self.data, sampler=BatchSampler(order, size, drop_last=n % size == 1), batch_size=None)
+        batches = BatchSampler(order, size, drop_last=n % size == 1)
+        if not self.lazy:
+            return DataLoader(self.data, sampler=batches, batch_size=None)
+        workers = reading_workers(self.cfg.workers)
+        return DataLoader(self.data, sampler=batches, batch_size=None, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          prefetch_factor=4 if workers else None)
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
-        x, y = batch
+        x, y = (t.to(self.device, non_blocking=True) for t in batch)
         x = normalise(augment(unit_float(x), self.aug), self.mean, self.std)
         x, criterion = mixed_batch(x, y, self.loss_fn, self.cfg.mixup)
         loss = criterion(model(x).float())
@@ -166,11 +178,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     validation, the best checkpoint and the metrics use the weight average; last keeps both (resumable).
     Without `score_test` the test split is left unscored (an exploration or a candidate that must not look at it).
     """
-    console = console or Console(stderr=True)
+    console = console or make_console()
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
     with run:
         source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
         info, sets = load_dataset(cfg)
+        if info.summary:
+            console.print("\n".join(f"data: {line}" for line in info.summary), highlight=False, soft_wrap=True)
         check_selectable(cfg, info, sets["val"])
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -183,6 +197,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             console.print(f"initialised from {source.description}; "
                           + "; ".join(notes + [f"input mean {mean} std {std}"]))
         if cfg.pretrain != "none" and run.saved is None:
+            if is_lazy(sets["train"].images):
+                raise UserError(f"--pretrain {cfg.pretrain} needs the training images in memory; use --loading memory")
             pretrain(cfg, model, sets["train"].images, mean, std, device, run.out, console)
         write_text(run.out / "config.yaml", cfg.dump())
         if info.notes:

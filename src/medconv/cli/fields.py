@@ -60,10 +60,22 @@ CLASSIFY = {  # medconv train, transfer
     "images": Field("folder of class sub-folders (optionally under train/ val/ test/)", metavar="DIR"),
     "manifest": Field("CSV with columns path,label[,split][,group]", metavar="CSV"),
     "download": Field("download the MedMNIST file when it is missing"),
-    "size": Field("side in px of the images loaded (MedMNIST files come at 28, 64, 128 and 224)", metavar="PX"),
+    "size": Field("side in px of the network input (unset: image files at the size they all share, which differing "
+                  "sizes must choose; MedMNIST at 28, its files come at 28, 64, 128 and 224)", metavar="PX"),
     "resize": Field("upsample images to this side in px, e.g. 224 (MedMNIST '(224)') or 299 for inception_v3 "
                     "(unset with --init-from: the size the weights were trained at)", metavar="PX"),
-    "resize_mode": Field("interpolation of --resize: nearest (as MedMNIST's '(224)' baselines) or bilinear"),
+    "resize_mode": Field("how images are brought to --size or --resize: resize (scale each axis, antialiased "
+                         "bilinear; unset with --size), pad (no scaling: zero-pad, or crop when larger, around the "
+                         "centre), crop (keep the aspect ratio: scale the shorter side, crop the centre), nearest "
+                         "(unset with --resize, as MedMNIST's '(224)' baselines) or bilinear (= resize)"),
+    "loading": Field("image files: memory (read once, held decoded), lazy (read as each batch needs them, by --workers "
+                     "processes: cohorts larger than memory) or auto (memory when the decoded images fit in a quarter "
+                     "of this machine's memory)"),
+    "workers": Field("processes reading image files with --loading lazy (0: the training process; unset: one per "
+                     "CPU core but one, at most 4)", metavar="N"),
+    "window": Field("grey values to input: CENTER,WIDTH (e.g. 40,400 in Hounsfield units for DICOM CT) or a CT "
+                    "preset (brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone); unset: CT in HU "
+                    "-1024..3071, other files by their bit depth", metavar="C,W|PRESET"),
     "patch": Field("crchistophenotypes: side in px of the square RGB patch centred on each nucleus (odd, >= 5)",
                    metavar="PX"),
     "train_fraction": Field("use this stratified fraction of the training labels, in (0, 1]", metavar="FRACTION"),
@@ -107,6 +119,9 @@ SEGMENT = {  # medconv segment train, detect train
     "masks": Field("folder of label masks, one per image of --images", metavar="DIR"),
     "roi": Field("folder of region-of-interest masks (outside: not trained or scored)", metavar="DIR"),
     "value_map": Field("mask value -> class, e.g. 255:0,0:1", metavar="V:C,..."),
+    "mask_type": Field("mask values are labels (class indices, or --value-map), binary (non-zero = foreground) or "
+                       "instances (object ids: trained as foreground, kept for AJI) (unset: labels; masks that look "
+                       "like object ids are refused)", ("labels", "binary", "instances")),
     "classes": Field("class names in class order, e.g. background,nucleus", metavar="A,B"),
     "mode": Field("patch (classify the patch around each pixel) or dense (a U-Net on tiles)"),
     "arch": Field("patch-cnn (patch mode) or unet (dense mode) (unset: the one of --mode)", metavar="NAME"),

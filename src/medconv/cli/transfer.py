@@ -10,7 +10,7 @@ EXAMPLES = """examples:
   medconv transfer extract --backbone resnet18 --weights IMAGENET1K_V1 --dataset breastmnist
   medconv transfer fit --backbone simple-cnn --weights runs/pneumonia --dataset breastmnist --out runs/breast-frozen
   medconv evaluate runs/breast-frozen --split test"""
-FIELDS = ("dataset", "images", "manifest", "data_root", "download", "size", "resize", "resize_mode", "patch",
+FIELDS = ("dataset", "images", "manifest", "data_root", "download", "size", "resize", "resize_mode", "window", "patch",
           "channels", "val_fraction", "test_fraction", "train_fraction", "model_options", "seed", "select_metric")
 
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from .folders import load_image_folder, load_manifest
-from .images import LUMA
+from .reading import Reading, is_lazy
+from .images import LUMA, fit, parse_window
 from .levels import relabelled
 from .medmnist import load_medmnist
 from .nuclei import load_nuclei
@@ -17,17 +18,18 @@ from .types import DatasetInfo, ImageSet
 
 def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
     """The train/val/test ImageSets a TrainConfig names, with `train_fraction` applied."""
-    size = (cfg.size, cfg.size)
     if cfg.images or cfg.manifest:
-        common = dict(size=size, channels=cfg.channels, val_fraction=cfg.val_fraction,
-                      test_fraction=cfg.test_fraction, seed=cfg.seed)
+        reading = Reading(size=(cfg.size, cfg.size) if cfg.size else None, fit_mode=fit_mode(cfg.resize_mode, "size"),
+                          window=parse_window(cfg.window), channels=cfg.channels)
+        common = dict(reading=reading, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,
+                      loading=cfg.loading)
         info, sets = load_manifest(cfg.manifest, **common) if cfg.manifest else load_image_folder(cfg.images, **common)
     elif cfg.dataset == "crchistophenotypes":
         info, sets = load_nuclei(cfg.data_root, patch=cfg.patch)
     elif cfg.dataset == "synthetic":
-        info, sets = load_synthetic(size=cfg.size)
+        info, sets = load_synthetic(size=cfg.size or 28)
     else:
-        info, sets = load_medmnist(cfg.dataset, size=cfg.size, root=cfg.data_root, download=cfg.download)
+        info, sets = load_medmnist(cfg.dataset, size=cfg.size or 28, root=cfg.data_root, download=cfg.download)
     if cfg.channels and cfg.channels != info.channels:
         sets = {name: with_channels(s, cfg.channels) for name, s in sets.items()}
         info.notes.append(f"images converted from {info.channels} to {cfg.channels} channel(s)")
@@ -37,13 +39,23 @@ def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
     elif cfg.train_level:
         raise UserError("--train-level needs --taxonomy TREE.yaml")
     if cfg.resize and (cfg.resize, cfg.resize) != tuple(info.size):
-        sets = {name: resized(s, cfg.resize, cfg.resize_mode) for name, s in sets.items()}
-        info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({cfg.resize_mode})")
+        if is_lazy(sets["train"].images):
+            raise UserError(f"--resize {cfg.resize} with images read as needed (--loading lazy): use --size "
+                            f"{cfg.resize} instead, which brings each file to that size as it is read")
+        mode = fit_mode(cfg.resize_mode, "resize")
+        sets = {name: resized(s, cfg.resize, mode) for name, s in sets.items()}
+        info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({mode})")
         info.size = (cfg.resize, cfg.resize)
     if cfg.train_fraction < 1:
         sets["train"] = subsample(sets["train"], cfg.train_fraction, cfg.seed)
         info.notes.append(f"trained on {len(sets['train'])} training images ({cfg.train_fraction:.0%}, stratified)")
     return info, sets
+
+
+def fit_mode(resize_mode: str | None, option: str) -> str:
+    """The --resize-mode in use: as given, else resize for --size (image files) and nearest for --resize (as
+    MedMNIST's '(224)' baselines)."""
+    return resize_mode or ("resize" if option == "size" else "nearest")
 
 
 def with_channels(s: ImageSet, channels: int) -> ImageSet:
@@ -58,12 +70,16 @@ def with_channels(s: ImageSet, channels: int) -> ImageSet:
 
 
 def resized(s: ImageSet, side: int, mode: str, chunk: int = 256) -> ImageSet:
-    """s with images (N, C, side, side), same dtype; resized in chunks to bound memory."""
-
+    """s with images (N, C, side, side), same dtype; `mode` nearest or bilinear (interpolation), or resize, pad,
+    crop (data.images.fit); in chunks to bound memory."""
     parts = []
     for start in range(0, len(s), chunk):
-        x = F.interpolate(s.images[start:start + chunk].float(), size=(side, side), mode=mode,
-                          **({} if mode == "nearest" else {"align_corners": False, "antialias": True}))
+        x = s.images[start:start + chunk].float()
+        if mode in ("nearest", "bilinear"):
+            x = F.interpolate(x, size=(side, side), mode=mode,
+                              **({} if mode == "nearest" else {"align_corners": False, "antialias": True}))
+        else:
+            x = fit(x, (side, side), mode)
         parts.append(x.round().clamp(0, 255).to(torch.uint8) if s.images.dtype == torch.uint8 else x)
     return ImageSet(torch.cat(parts), s.labels, s.paths)
 
@@ -78,4 +94,5 @@ def subsample(s: ImageSet, fraction: float, seed: int) -> ImageSet:
         keep.extend(rng.choice(idx, max(1, round(fraction * len(idx))), replace=False).tolist())
     keep_t = torch.tensor(sorted(keep))
     paths = [s.paths[i] for i in keep_t.tolist()] if s.paths else None
-    return ImageSet(s.images[keep_t], s.labels[keep_t], paths)
+    images = s.images.subset(keep_t) if is_lazy(s.images) else s.images[keep_t]
+    return ImageSet(images, s.labels[keep_t], paths)

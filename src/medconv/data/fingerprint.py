@@ -6,11 +6,11 @@ while swapped labels or an edited image change it. Torch-free: tensors are read 
 
 The fingerprint of a split is a small dict::
 
-    {"scheme": "blake2b-1", "n": 120, "images": "9f...", "labels": "0c...",  # every kind of data
+    {"scheme": "blake2b-2", "n": 120, "images": "9f...", "labels": "0c...",  # every kind of data
      "names": "...", "annotations": "..."}                                   # segmentation images only
 
-- classification (an ImageSet, or a pair (images, labels) such as a TensorDataset's tensors): the images'
-  bytes, and the labels as float64 (class indices (N, 1) and the targets (N,) they train with hash alike);
+- classification (an ImageSet, or a pair (images, labels) such as a TensorDataset's tensors): the images as
+  float32 in [0, 1], chunk by chunk (held in memory or read when indexed alike), and the labels as float64 (class indices (N, 1) and the targets (N,) they train with hash alike);
 - segmentation and detection (a list of SegImage): the images; `labels` the masks; `names` the image names;
   `annotations` the regions of interest, object ids, points and soft targets. Items without these attributes
   (e.g. a patch sampler's images and masks) leave the field out, and only fields both sides have are compared.
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-SCHEME = "blake2b-1"
+SCHEME = "blake2b-2"
 FIELDS = {"images": "images", "labels": "labels", "names": "image names", "annotations": "annotations"}
 ANNOTATIONS = ("roi", "instances", "points", "target")
 
@@ -49,9 +49,17 @@ def digest(values: Iterable) -> str:
     return h.hexdigest()
 
 
+def unit_chunks(images, n: int = 256) -> Iterable[np.ndarray]:
+    """(N, C, H, W) images as float32 chunks of n in [0, 1]: the same bytes whether held as uint8 (/ 255) or
+    float32, or read from their files when indexed (data.reading.LazyImages)."""
+    for start in range(0, len(images), n):
+        a = as_array(images[start:start + n])
+        yield a.astype(np.float32) / np.float32(255) if a.dtype == np.uint8 else a.astype(np.float32, copy=False)
+
+
 def _classification(images, labels) -> dict:
     labels = as_array(labels).astype(np.float64).reshape(-1)  # (N, 1) indices and (N,) targets alike
-    return {"scheme": SCHEME, "n": int(len(images)), "images": digest([images]), "labels": digest([labels])}
+    return {"scheme": SCHEME, "n": int(len(images)), "images": digest(unit_chunks(images)), "labels": digest([labels])}
 
 
 def _segmentation(items: Sequence) -> dict:

@@ -8,12 +8,14 @@ Layouts read here:
 - a CSV manifest ``path,label[,split][,group]`` (paths relative to the CSV's folder; rows of one
   group, e.g. one patient, always land in the same split)
 
-Every image is read to float (H, W, C) in [0, 1] by :func:`read_image`, brought to the dataset's
-channel count and size by :func:`prepare_image`, and stored as uint8 (N, C, H, W).
+Every image is read to float (H, W, C) in [0, 1] by :func:`load_image` (by its bit depth, or a window), brought
+to the dataset's channel count and size by :func:`prepare_image` (the size the images share unless one is
+chosen), and stored (N, C, H, W) as uint8 when every file holds 8 bits or fewer, else as float32.
 """
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +24,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medconv.data.images import (
-    SUPPORTED_EXTENSIONS,
-    one_line,
-    prepare_image,
-    read_image,
-)
+from medconv.data.images import SUPPORTED_EXTENSIONS, one_line
+from medconv.data.readers import suffix
+from medconv.data.reading import LazyImages, Reading, headers, read_images, shared_size
+from medconv.data.summary import split_lines
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.errors import UserError
 
 SPLITS = ("train", "val", "test")
+SUMMARY_SAMPLE = 64  # lazy loading: files read at the start for the data summary
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
-_PROGRESS_ABOVE = 500
 
 
 # ----------------------------------------------------------------------------- rows -> splits
@@ -96,56 +96,58 @@ def _assign_splits(rows: Sequence[_Row], val_fraction: float, test_fraction: flo
     return out
 
 
-def _read_all(rows: Sequence[_Row], channels: int | None, size: tuple[int, int]
-              ) -> tuple[list[torch.Tensor], int]:
-    """Read and prepare every row's image -> uint8 (C, H, W) tensors and the channel count used."""
-    items: Sequence[_Row] = rows
-    if len(rows) > _PROGRESS_ABOVE:
-        from rich.console import Console
-        from rich.progress import track
-
-        items = track(rows, description=f"Reading {len(rows)} images", total=len(rows),
-                      console=Console(stderr=True), transient=True)
-    out = []
-    for row in items:
-        try:
-            a = read_image(row.path)
-        except UserError as exc:
-            raise (UserError(f"{row.where}: {exc}") if row.where else exc) from None
-        x = prepare_image(a, channels or a.shape[2], size)  # channels=None: keep native for now
-        out.append(x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
-    if channels is None:  # 3 if any image is colour, else 1; gray ones repeated (exact on uint8)
-        channels = 3 if any(t.shape[0] == 3 for t in out) else 1
-        out = [t.expand(3, -1, -1) if t.shape[0] < channels else t for t in out]
-    return out, channels
+def loading_mode(loading: str, n: int, size: tuple[int, int], channels: int) -> tuple[str, str]:
+    """("memory" or "lazy", why): auto holds the images in memory when their decoded float32 size is within a
+    quarter of this machine's memory ($MEDCONV_MEMORY_MB to set another budget), else reads them when needed."""
+    need = n * channels * size[0] * size[1] * 4 / 2**20
+    if loading != "auto":
+        return loading, f"--loading {loading}, {n} images, {need:,.0f} MB decoded"
+    budget = float(os.environ.get("MEDCONV_MEMORY_MB") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20)
+    how = "memory" if need <= budget else "lazy"
+    return how, f"--loading auto: {n} images, {need:,.0f} MB decoded, {'within' if how == 'memory' else 'above'} " \
+                f"the {budget:,.0f} MB budget"
 
 
-def _build_dataset(rows: Sequence[_Row], classes: list[str], name: str, source: str,
-                   size: tuple[int, int], channels: int | None, val_fraction: float,
-                   test_fraction: float, seed: int) -> tuple[DatasetInfo, dict[str, ImageSet]]:
-    """Shared by both loaders: split rows, read images, return (DatasetInfo, {split: ImageSet})."""
+def _build_dataset(rows: Sequence[_Row], classes: list[str], name: str, source: str, reading: Reading,
+                   val_fraction: float, test_fraction: float, seed: int, loading: str = "auto"
+                   ) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Shared by both loaders: split rows, read images (or make them LazyImages), return (DatasetInfo,
+    {split: ImageSet})."""
     if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
         raise UserError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be "
                         "above 0 and sum to less than 1")
-    if channels not in (None, 1, 3):
-        raise UserError(f"channels must be 1 or 3 (or left unset), got {channels}")
-    if len(size) != 2 or min(int(s) for s in size) < 1:
+    if reading.channels not in (None, 1, 3):
+        raise UserError(f"channels must be 1 or 3 (or left unset), got {reading.channels}")
+    size = reading.size
+    if size is not None and (len(size) != 2 or min(int(s) for s in size) < 1):
         raise UserError(f"image size must be two positive integers (height, width), got {size}")
-    size = (int(size[0]), int(size[1]))
     if len(classes) < 2:
         raise UserError(f"{source}: need at least 2 classes, found {len(classes)} ({', '.join(classes)})")
     splits = _assign_splits(rows, val_fraction, test_fraction, seed, source)
-    tensors, channels = _read_all(rows, channels, size)
-    sets = {}
-    for split, idx in splits.items():
-        sets[split] = ImageSet(
-            images=torch.stack([tensors[i] for i in idx]),
-            labels=torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
-            paths=[str(rows[i].path) for i in idx],
-        )
+    paths, wheres = [r.path for r in rows], [r.where for r in rows]
+    shapes = headers(paths, wheres) if size is None or loading != "memory" else None
+    size = (int(size[0]), int(size[1])) if size is not None else shared_size(paths, shapes, source)
+    how, why = loading_mode(loading, len(rows), size, reading.channels or max(c for *_, c in shapes or [(0, 0, 3)]))
+    if how == "memory":
+        tensors, channels, log = read_images(paths, reading, size, wheres)
+        stacked = {split: torch.stack([tensors[i] for i in idx]) for split, idx in splits.items()}
+    else:  # read when indexed; the summary from a sample of the files
+        channels = reading.channels or (3 if any(c == 3 for *_, c in shapes) else 1)
+        lazy = LazyImages(paths, reading, size, channels, wheres)
+        sample = sorted(set(np.linspace(0, len(rows) - 1, min(len(rows), SUMMARY_SAMPLE)).round().astype(int)))
+        log = read_images([paths[i] for i in sample], Reading(size, reading.fit_mode, reading.window, channels),
+                          size, [wheres[i] for i in sample])[2]
+        stacked = {split: lazy.subset(idx) for split, idx in splits.items()}
+        why += f"; the summary below from {len(sample)} of them, read now"
+    sets = {split: ImageSet(images=stacked[split], labels=torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
+                            paths=[str(rows[i].path) for i in idx]) for split, idx in splits.items()}
     task = "binary-class" if len(classes) == 2 else "multi-class"
-    info = DatasetInfo(name=name, task=task, classes=list(classes), channels=channels, size=size,
-                       source=source)
+    counts = {split: np.bincount([rows[i].label for i in idx], minlength=len(classes)).tolist()
+              for split, idx in splits.items()}
+    info = DatasetInfo(name=name, task=task, classes=list(classes), channels=channels, size=size, source=source,
+                       summary=[f"loading: {how} ({why})"] + log.lines(size, reading.fit_mode, channels)
+                       + split_lines(list(classes), counts),
+                       native_sizes=sorted(log.native_sizes()), file_size=size)
     return info, sets
 
 
@@ -159,16 +161,17 @@ def _subdirs(folder: Path) -> list[Path]:
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith("."))
+                  if p.is_file() and suffix(p) in SUPPORTED_EXTENSIONS and not p.name.startswith("."))
 
 
-def load_image_folder(root: str | Path, size: tuple[int, int] = (28, 28), channels: int | None = None,
-                      val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+def load_image_folder(root: str | Path, reading: Reading | None = None, val_fraction: float = 0.1,
+                      test_fraction: float = 0.2, seed: int = 0, loading: str = "auto"
                       ) -> tuple[DatasetInfo, dict[str, ImageSet]]:
     """Read ``root/CLASS/*`` or ``root/{train,val,test}/CLASS/*`` -> (info, {"train","val","test"}).
 
-    Images: uint8 (N, channels, H, W); labels: int64 (N, 1) indexes into the sorted class names.
-    channels=None picks 3 if any image is colour, else 1.
+    Images: (N, channels, H, W), uint8 for 8-bit files, else float32 in [0, 1] (see _read_all); labels: int64
+    (N, 1) indexes into the sorted class names. `reading`: size, fit, window and channels (Reading); `loading`:
+    memory, lazy (data.reading.LazyImages: files read when indexed) or auto (loading_mode).
     """
     root = Path(root)
     if not root.is_dir():
@@ -207,8 +210,8 @@ def load_image_folder(root: str | Path, size: tuple[int, int] = (28, 28), channe
     classes = sorted({c for _, c, _ in found})
     index = {c: i for i, c in enumerate(classes)}
     rows = [_Row(path=f, label=index[c], split=s) for s, c, f in found]
-    return _build_dataset(rows, classes, root.resolve().name, str(root), size, channels,
-                          val_fraction, test_fraction, seed)
+    return _build_dataset(rows, classes, root.resolve().name, str(root), reading or Reading(),
+                          val_fraction, test_fraction, seed, loading)
 
 
 # ----------------------------------------------------------------------------- CSV manifests
@@ -216,9 +219,9 @@ def load_image_folder(root: str | Path, size: tuple[int, int] = (28, 28), channe
 _INT = re.compile(r"^[+-]?\d+$")
 
 
-def load_manifest(csv_path: str | Path, size: tuple[int, int] = (28, 28), channels: int | None = None,
-                  val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-                  classes: Sequence[str] | None = None) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_fraction: float = 0.1,
+                  test_fraction: float = 0.2, seed: int = 0, classes: Sequence[str] | None = None,
+                  loading: str = "auto") -> tuple[DatasetInfo, dict[str, ImageSet]]:
     """Read a CSV ``path,label[,split][,group]`` -> (info, {"train","val","test"}), like load_image_folder.
 
     Paths are relative to the CSV's folder. Labels are class names or integers; integer labels index
@@ -282,5 +285,5 @@ def load_manifest(csv_path: str | Path, size: tuple[int, int] = (28, 28), channe
         labels = [lookup[str(int(r[2]))] if numeric else lookup[r[2]] for r in raw]
     rows = [_Row(path=p, label=y, split=s, group=g, where=w)
             for (w, p, _, s, g), y in zip(raw, labels)]
-    return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), size, channels,
-                          val_fraction, test_fraction, seed)
+    return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), reading or Reading(),
+                          val_fraction, test_fraction, seed, loading)

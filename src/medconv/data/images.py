@@ -1,126 +1,70 @@
-"""Reading one image file (PNG, JPEG, BMP, TIFF, DICOM) and bringing it to a model's input shape."""
+"""One image file -> network input: stored values to [0, 1] by the file's bit depth or a window, channels,
+and the fit to a network's input size. Readers per format: `data.readers`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medconv.data.readers import READERS, ImageMeta, suffix
 from medconv.errors import UserError
 
 if TYPE_CHECKING:
     import torch
 
 LUMA = (0.299, 0.587, 0.114)
+SUPPORTED_EXTENSIONS = tuple(READERS)
+# CT windows (center, width) in Hounsfield units, as radiology viewers name them.
+WINDOW_PRESETS = {"brain": (40.0, 80.0), "subdural": (75.0, 215.0), "stroke": (40.0, 40.0),
+                  "lung": (-600.0, 1500.0), "mediastinum": (50.0, 350.0), "abdomen": (40.0, 400.0),
+                  "liver": (30.0, 150.0), "bone": (400.0, 1800.0)}
+FULL_HU = (1023.5, 4095.0)  # -1024..3071 HU, the 12-bit CT range: CT without --window
+FIT_MODES = ("resize", "pad", "crop")
 
 
-def _to_unit(a: np.ndarray) -> np.ndarray:
-    """Any numeric array -> float64 in [0, 1]: integers by their dtype's max, floats min-max if needed."""
-    if a.dtype == bool:
-        return a.astype(np.float64)
-    if np.issubdtype(a.dtype, np.unsignedinteger):
-        return a.astype(np.float64) / np.iinfo(a.dtype).max
-    if np.issubdtype(a.dtype, np.signedinteger) and a.size and a.min() >= 0:
-        return a.astype(np.float64) / np.iinfo(a.dtype).max
-    a = np.nan_to_num(a.astype(np.float64))
-    if a.size and (a.min() < 0 or a.max() > 1):
-        return _minmax(a)
-    return a
-
-
-def _minmax(a: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] by the array's own range; a constant array is clipped to [0, 1] instead."""
-    a = np.nan_to_num(a.astype(np.float64))
-    lo, hi = float(a.min()), float(a.max())
-    return (a - lo) / (hi - lo) if hi > lo else np.clip(a, 0.0, 1.0)
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        mode = img.mode
-        if mode == "P" or mode == "PA":
-            rgb = np.asarray(img.convert("RGB"))
-            gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-            return _to_unit(rgb[..., 0] if gray else rgb)
-        if mode in ("1", "LA", "La"):
-            img = img.convert("L")
-        elif mode.startswith("I;16"):
-            return _to_unit(np.asarray(img).astype(np.uint16))
-        elif mode == "I":
-            a = np.asarray(img)
-            if a.size and a.min() >= 0 and a.max() <= 65535:  # 16-bit PNGs may open as mode I
-                a = a.astype(np.uint16)
-            return _to_unit(a)
-        elif mode not in ("L", "RGB", "F"):
-            img = img.convert("RGB")  # RGBA, CMYK, YCbCr, ...: colour without alpha
-        return _to_unit(np.asarray(img))
-
-
-def max_pixels() -> int:
-    """The most pixels one image may declare before it is decoded: Pillow's decompression-bomb limit
-    (2 x 89,478,485), or $MEDCONV_MAX_PIXELS."""
-    value = os.environ.get("MEDCONV_MAX_PIXELS", "178956970")
+def parse_window(spec: str | None) -> tuple[float, float] | None:
+    """"CENTER,WIDTH" (e.g. "40,400") or a preset name (WINDOW_PRESETS) -> (center, width); None stays None."""
+    if spec is None or spec == "":
+        return None
+    text = str(spec).strip().lower()
+    if text in WINDOW_PRESETS:
+        return WINDOW_PRESETS[text]
+    parts = text.split(",")
     try:
-        return int(value)
+        center, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
     except ValueError:
-        raise UserError(f"MEDCONV_MAX_PIXELS must be a whole number of pixels, got {value!r}") from None
+        center = width = None
+    if center is None or not np.isfinite([center, width]).all() or width <= 0:
+        raise UserError(f"--window {spec!r}: expected CENTER,WIDTH with a positive width (e.g. 40,400) or one of "
+                        f"{', '.join(WINDOW_PRESETS)}")
+    return center, width
 
 
-def check_pixels(path: Path, shape: tuple[int, ...]) -> None:
-    """Refuse an image whose declared shape holds more than max_pixels() values, before allocating it."""
-    count = int(np.prod([int(s) for s in shape], dtype=np.float64))
-    if count > max_pixels():
-        raise UserError(f"cannot read image {path}: it declares {' x '.join(map(str, shape))} = {count:,} values, "
-                        f"above the limit of {max_pixels():,} (a decompression bomb?); set MEDCONV_MAX_PIXELS "
-                        "to raise it")
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        check_pixels(path, page.shape)
-        a = page.asarray()
-        axes, inverted = page.axes, page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
-        if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
-            a, axes = page.colormap.T[a], axes + "S"
-    if a.ndim == 3 and axes.startswith("S"):  # planar configuration: samples first
-        a = np.moveaxis(a, 0, -1)
-    while a.ndim > 3:
-        a = a[0]
-    x = _to_unit(a)
-    return 1.0 - x if inverted else x
-
-
-def _read_dicom(path: Path) -> np.ndarray:
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    if "PixelData" not in ds:
-        raise UserError(f"cannot read image {path}: DICOM file has no pixel data")
-    check_pixels(path, (int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("Rows", 0) or 0),
-                        int(ds.get("Columns", 0) or 0), int(ds.get("SamplesPerPixel", 1) or 1)))
-    a = ds.pixel_array
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        a = a[0]
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
-        return _to_unit(a)  # colour: keep the hue balance, scale by the dtype
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    x = _minmax(a.astype(np.float64) * slope + intercept)
-    return 1.0 - x if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1" else x
-
-
-_READERS: dict[str, Callable[[Path], np.ndarray]] = {
-    ".png": _read_pillow, ".jpg": _read_pillow, ".jpeg": _read_pillow, ".bmp": _read_pillow,
-    ".tif": _read_tiff, ".tiff": _read_tiff, ".dcm": _read_dicom,
-}
-SUPPORTED_EXTENSIONS = tuple(_READERS)
+def to_unit(a: np.ndarray, meta: ImageMeta, window: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
+    """Stored values -> float32 in [0, 1] and how: a window (center, width) when given, for CT without one the
+    full -1024..3071 HU range; integers by the range their bit depth holds (meta.value_range); floats
+    as they are when in [0, 1], else by the image's own range (said in the returned text). MONOCHROME1
+    DICOM is inverted (displayed white-on-black like the others)."""
+    if window is None and meta.units == "HU":
+        window = FULL_HU
+    if window is not None:
+        center, width = window
+        x, how = (a.astype(np.float64) - (center - width / 2)) / width, f"window {center:g},{width:g}"
+    elif meta.value_range is not None:
+        lo, hi = meta.value_range
+        x, how = (a.astype(np.float64) - lo) / (hi - lo), f"{meta.bits}-bit range {lo:g}..{hi:g}"
+    else:
+        x = np.nan_to_num(a.astype(np.float64))
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
+        if lo < 0 or hi > 1:
+            x, how = ((x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)), "float values outside [0, 1]: each image by its own min-max"
+        else:
+            how = "float values in [0, 1] as they are"
+    x = np.clip(x, 0.0, 1.0)
+    if meta.photometric == "MONOCHROME1":
+        x = 1.0 - x
+    return x.astype(np.float32), how
 
 
 def one_line(exc: BaseException) -> str:
@@ -128,32 +72,42 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG, JPEG, BMP, TIFF or DICOM file as float32 (H, W, C) in [0, 1], C = 1 or 3.
-
-    Alpha is dropped; integer pixels are divided by their dtype's max, floats outside [0, 1] are
-    min-max scaled; DICOM gets RescaleSlope/Intercept, min-max scaling and MONOCHROME1 inversion,
-    and multi-frame files give their first frame. Any failure raises a one-line UserError.
-    """
+def read_stored(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """The file's stored values (frames, H, W, C) and metadata (data.readers); failures are one-line UserErrors."""
     path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
+    reader = READERS.get(suffix(path))
     if reader is None:
         raise UserError(f"cannot read image {path}: unsupported file type "
-                        f"'{path.suffix or '(none)'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+                        f"'{suffix(path) or '(none)'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
     if not path.is_file():
         raise UserError(f"cannot read image {path}: file not found")
     try:
-        a = reader(path)
+        a, meta = reader(path)
     except (UserError, MemoryError):
         raise
     except Exception as exc:  # any decoder failure means the file is not a readable image
         raise UserError(f"cannot read image {path}: {one_line(exc)}") from exc
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] not in (1, 2, 3, 4):
+    if a.ndim != 4 or 0 in a.shape[1:3] or a.shape[3] not in (1, 3):
         raise UserError(f"cannot read image {path}: unsupported pixel array shape {a.shape}")
-    a = a[..., :1] if a.shape[2] == 2 else a[..., :3]  # gray+alpha -> gray, RGBA -> RGB
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return a, meta
+
+
+def load_image(path: str | Path, window: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageMeta, str]:
+    """A 2D image file -> float32 (H, W, C) in [0, 1] (C = 1 or 3), its metadata and how values were scaled
+    (to_unit). A file of several frames or pages is refused: a 2D image is one frame."""
+    a, meta = read_stored(path)
+    if meta.frames > 1:
+        raise UserError(f"cannot read image {path}: it holds {meta.frames} frames (pages); a 2D image is one frame: "
+                        "save each frame as its own file, or read the file as a volume")
+    if a.size:
+        meta.observed = (float(np.nanmin(a)), float(np.nanmax(a)))
+    x, how = to_unit(a[0], meta, window)
+    return np.ascontiguousarray(x), meta, how
+
+
+def read_image(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
+    """A PNG, JPEG, BMP, TIFF, DICOM or (one-slice) NIfTI file -> float32 (H, W, C) in [0, 1], C = 1 or 3 (load_image)."""
+    return load_image(path, window)[0]
 
 
 def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
@@ -174,18 +128,31 @@ def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W, C) or (H, W) float in [0, 1] -> float32 tensor (channels, size[0], size[1]) in [0, 1].
+def fit(x: torch.Tensor, size: tuple[int, int], mode: str = "resize") -> torch.Tensor:
+    """(..., C, H, W) float -> (..., C, size[0], size[1]), by torchvision's functional transforms:
+    resize  scales each axis to size (antialiased bilinear; the aspect ratio changes when it differs);
+    pad     no scaling: pads with zeros, or crops when larger, around the centre;
+    crop    keeps the aspect ratio: scales the shorter side to fit, then crops the centre."""
+    import torchvision.transforms.functional as TF
 
-    Channels as to_channels; the image is resized with antialiased bilinear interpolation when its shape
-    differs from `size` (H, W).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(to_channels(array, channels))
     size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[1:]) != size:
-        x = F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", align_corners=False,
-                          antialias=True)[0]
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "resize":
+        return TF.resize(x, list(size), antialias=True)
+    if mode == "crop":
+        scale = max(size[0] / x.shape[-2], size[1] / x.shape[-1])
+        x = TF.resize(x, [max(size[0], round(x.shape[-2] * scale)), max(size[1], round(x.shape[-1] * scale))],
+                      antialias=True)
+    elif mode != "pad":
+        raise ValueError(f"fit mode must be one of {', '.join(FIT_MODES)}, got {mode!r}")
+    return TF.center_crop(x, list(size))
+
+
+def prepare_image(array: np.ndarray, channels: int, size: tuple[int, int], mode: str = "resize") -> torch.Tensor:
+    """(H, W, C) or (H, W) float in [0, 1] -> float32 tensor (channels, size[0], size[1]) in [0, 1]:
+    channels as to_channels, brought to `size` (H, W) by fit(mode) when its shape differs."""
+    import torch
+
+    x = fit(torch.from_numpy(to_channels(array, channels)), size, mode)
     return x.clamp(0.0, 1.0).contiguous()

@@ -50,11 +50,18 @@ def normalise(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Ten
     return (x - m) / s
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of (N, C, H, W) images in [0, 1] (uint8 scaled)."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    x = x.transpose(0, 1).reshape(x.shape[1], -1)
-    return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
+def channel_stats(images: torch.Tensor, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (N, C, H, W) images in [0, 1] (uint8 scaled), summed in float64 chunk by
+    chunk: the same for a tensor and for images read when indexed (data.reading.LazyImages)."""
+    total = torch.zeros(3, images.shape[1], dtype=torch.float64)  # count, sum, sum of squares per channel
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk]
+        x = (x.double() / 255.0 if x.dtype == torch.uint8 else x.double()).transpose(0, 1).reshape(x.shape[1], -1)
+        total += torch.stack([torch.full((x.shape[0],), float(x.shape[1]), dtype=torch.float64), x.sum(1),
+                              x.pow(2).sum(1)])
+    n, s, q = total
+    var = (q - s * s / n) / (n - 1).clamp_min(1)
+    return (s / n).tolist(), var.clamp_min(0).sqrt().clamp_min(1e-3).tolist()
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

@@ -43,6 +43,9 @@ class DatasetInfo:
     size: tuple[int, int]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # the data summary of image files (data.summary)
+    native_sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) of image files before the fit
+    file_size: tuple[int, int] | None = None  # (H, W) image files were brought to, before any --resize
 
     @property
     def num_outputs(self) -> int:

@@ -210,9 +210,12 @@ def apply_weights(model: nn.Module, source: SourceWeights, arch: str, reset_head
     return notes
 
 
-def native_side(cfg) -> int:
-    """Side of the dataset's images before any --resize."""
-    return cfg.patch if cfg.dataset == "crchistophenotypes" and not (cfg.images or cfg.manifest) else cfg.size
+def native_side(cfg) -> int | None:
+    """Side of the dataset's images before any --resize (None: image files at the size they share, known once
+    read)."""
+    if cfg.images or cfg.manifest:
+        return cfg.size
+    return cfg.patch if cfg.dataset == "crchistophenotypes" else cfg.size or 28
 
 
 def prepare_source(cfg, option: str = "--init-from") -> SourceWeights | None:

@@ -1,0 +1,178 @@
+"""Image files -> network input tensors, all at once (read_images) or when indexed (LazyImages), the way a
+run reads them (Reading): size, fit, window, channels. Formats: data.readers; values to [0, 1]: data.images."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from medconv.data.images import load_image, prepare_image
+from medconv.data.readers import ImageMeta, image_header
+from medconv.data.summary import ReadLog
+from medconv.data.types import unit_float
+from medconv.errors import UserError
+
+PROGRESS_ABOVE = 500  # images: a progress bar when reading more
+
+
+@dataclass
+class Reading:
+    """How image files become network input: size (H, W) or None for the size they share, fit_mode (how other
+    sizes are brought to it: data.images.fit), window (center, width) for grey values, channels (None: 3 if any
+    image is colour, else 1)."""
+
+    size: tuple[int, int] | None = None
+    fit_mode: str = "resize"
+    window: tuple[float, float] | None = None
+    channels: int | None = None
+
+
+def _named(error: UserError, where: str | None) -> UserError:
+    return UserError(f"{where}: {error}") if where else error
+
+
+def headers(paths: Sequence[Path], wheres: Sequence[str | None]) -> list[tuple[int, int, int]]:
+    """(H, W, channels) of each file from its header; a file whose header does not say is read (a broken one
+    fails here, named)."""
+    out = []
+    for path, where in zip(paths, wheres):
+        found = image_header(path)
+        if found is None:
+            try:
+                _, meta, _ = load_image(path)
+            except UserError as exc:
+                raise _named(exc, where) from None
+            found = (*meta.shape, meta.channels)
+        out.append(found)
+    return out
+
+
+def shared_size(paths: Sequence[Path], shapes: Sequence[tuple[int, int, int]], source: str) -> tuple[int, int]:
+    """The (H, W) every file shares; differing sizes are refused in one line that lists them and the choices."""
+    sizes: dict[tuple[int, int], list[Path]] = {}
+    for path, (h, w, _) in zip(paths, shapes):
+        sizes.setdefault((h, w), []).append(path)
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    common = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
+    listed = ", ".join(f"{h}x{w} ({len(files)} image{'s' * (len(files) > 1)}, e.g. {files[0].name})"
+                       for (h, w), files in common[:4])
+    more = f" and {len(common) - 4} more" if len(common) > 4 else ""
+    raise UserError(f"{source}: images differ in size: {listed}{more}; choose the network input with --size N and how "
+                    "images are brought to it with --resize-mode resize (scale each axis), pad (pad or crop around "
+                    "the centre, no scaling) or crop (scale the shorter side to N, crop the centre)")
+
+
+def read_one(path: Path, reading: Reading, size: tuple[int, int], where: str | None = None
+             ) -> tuple[torch.Tensor, ImageMeta, str]:
+    """One file -> (C, H, W) at `size`: uint8 when the file holds 8 bits or fewer scaled by their range, else
+    float32 in [0, 1]; its metadata and how values were scaled. C: reading.channels, else the file's own."""
+    try:
+        a, meta, how = load_image(path, reading.window)
+    except UserError as exc:
+        raise _named(exc, where) from None
+    x = prepare_image(a, reading.channels or a.shape[2], size, reading.fit_mode)
+    eight_bit = meta.bits <= 8 and how.startswith(f"{meta.bits}-bit range")
+    return (x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8) if eight_bit else x), meta, how
+
+
+def read_images(paths: Sequence[Path], reading: Reading, size: tuple[int, int], where: Sequence[str | None] = ()
+                ) -> tuple[list[torch.Tensor], int, ReadLog]:
+    """Read and prepare every file -> (C, H, W) tensors at `size` (uint8 when every file holds 8 bits or fewer
+    and no window applies, else float32 in [0, 1]), the channel count used and what reading found. `where`:
+    per file, a prefix for its read errors (e.g. "labels.csv line 7")."""
+    wheres = list(where) or [None] * len(paths)
+    items: Sequence = list(zip(paths, wheres))
+    if len(items) > PROGRESS_ABOVE:
+        from rich.console import Console
+        from rich.progress import track
+
+        items = track(items, description=f"Reading {len(items)} images", total=len(items),
+                      console=Console(stderr=True), transient=True)
+    out, log = [], ReadLog()
+    for path, w in items:
+        x, meta, how = read_one(Path(path), reading, size, w)
+        log.add(meta, how)
+        out.append(x)
+    if any(t.dtype != torch.uint8 for t in out):  # one dtype for the set: float when any image needs it
+        out = [unit_float(t) for t in out]
+    channels = reading.channels
+    if channels is None:  # 3 if any image is colour, else 1; gray ones repeated (exact)
+        channels = 3 if any(t.shape[0] == 3 for t in out) else 1
+        out = [t.expand(3, -1, -1) if t.shape[0] < channels else t for t in out]
+    return out, channels, log
+
+
+def is_lazy(images) -> bool:
+    """Whether an ImageSet's images are LazyImages (read when indexed) rather than a tensor."""
+    return isinstance(images, LazyImages)
+
+
+class LazyImages:
+    """Images (N, C, H, W) read from their files each time they are indexed, never held together: the images of
+    an ImageSet whose cohort does not fit in memory. images[i] is (C, H, W); a slice, list or tensor of indices
+    gives (B, C, H, W); float32 in [0, 1], the values read_images gives (its uint8 / 255)."""
+
+    dtype = torch.float32
+
+    def __init__(self, paths: Sequence[Path], reading: Reading, size: tuple[int, int], channels: int,
+                 where: Sequence[str | None] = ()):
+        self.paths, self.size, self.where = [Path(p) for p in paths], tuple(size), list(where) or [None] * len(paths)
+        self.reading = Reading(tuple(size), reading.fit_mode, reading.window, channels)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.paths), self.reading.channels, *self.size))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> torch.Tensor:
+        return unit_float(read_one(self.paths[i], self.reading, self.size, self.where[i])[0])
+
+    def _indices(self, index) -> list[int]:
+        if isinstance(index, slice):
+            return list(range(len(self)))[index]
+        return [int(i) for i in (index.tolist() if hasattr(index, "tolist") else index)]
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, int):
+            return self.read(index)
+        picked = self._indices(index)
+        return torch.stack([self.read(i) for i in picked]) if picked else torch.zeros((0, *self.shape[1:]))
+
+    def subset(self, index) -> "LazyImages":
+        picked = self._indices(index)
+        return LazyImages([self.paths[i] for i in picked], self.reading, self.size, self.reading.channels,
+                          [self.where[i] for i in picked])
+
+    def chunks(self, n: int = 256) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self), n):
+            yield self[start:start + n]
+
+    def to(self, *args, **kwargs) -> "LazyImages":  # stays on the CPU; batches are moved as they are read
+        return self
+
+
+class LazyPairs(torch.utils.data.Dataset):
+    """(LazyImages, targets (N, ...)) indexed by a list of indices -> (images (B, C, H, W), targets (B, ...)):
+    a batch is read by one DataLoader worker."""
+
+    def __init__(self, images: LazyImages, targets: torch.Tensor):
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.targets[index]
+
+
+def reading_workers(workers: int | None) -> int:
+    """DataLoader worker processes for lazy loading: as given, else one per CPU core but one, at most 4."""
+    if workers is not None:
+        return workers
+    return min(4, max(0, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1))
