@@ -183,6 +183,26 @@ def test_mixed_sizes_need_a_size_and_then_say_what_was_done(tmp_path):
     assert "12 of 12 images brought to it by --resize-mode crop" in "\n".join(info.summary)
 
 
+def test_mixed_sizes_without_size_are_one_line_and_exit_2(tmp_path):
+    root = _folder(tmp_path / "mixed", {"a": [(30, 30)] * 5, "b": [(30, 30)] * 4 + [(40, 30)]})
+    done = run_in_process("train", "--images", root, *TINY, "--out", tmp_path / "run")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "differ in size" in done.stderr and "--size" in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_segmentation_nifti_mask_of_another_shape_is_refused(tmp_path):
+    for folder, shape in (("images", (20, 24)), ("masks", (20, 20))):
+        (tmp_path / folder).mkdir()
+        for i in range(4):
+            data = np.zeros((*shape[::-1], 1), np.uint8)  # (i, j, k): columns, rows, one slice
+            data[2:6, 3:8] = 1
+            nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / folder / f"case{i}.nii.gz")
+    done = run_in_process("segment", "train", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                          "--patch", "9", "--epochs", "1", "--out", tmp_path / "run")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "case0.nii.gz is 20x24 but mask" in done.stderr and "is 20x20" in done.stderr
+
+
 def test_a_corrupt_file_among_good_ones_is_named(tmp_path):
     root = _folder(tmp_path / "set", {"a": [(20, 20)] * 5, "b": [(20, 20)] * 5})
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))

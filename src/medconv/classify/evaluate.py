@@ -8,6 +8,7 @@ from rich.console import Console
 
 from ..config import TrainConfig
 from ..data import load_dataset
+from ..data.given import given_data
 from ..data.fingerprint import fingerprint
 from ..data.types import DatasetInfo, ImageSet
 from ..errors import UserError
@@ -22,19 +23,22 @@ from .predict import predict_scores
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
              data_root: str | None = None, device: str = "cpu",
-             data: tuple[DatasetInfo, dict[str, ImageSet]] | None = None, level: str | None = None,
+             data: tuple[DatasetInfo, dict[str, ImageSet]] | dict | None = None, level: str | None = None,
              allow_unfinished: bool = False) -> dict:
     """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots.
     `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level}).
     A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
-    from the split the run was trained and scored on gets a warning on standard error."""
+    from the split the run was trained and scored on gets a warning on standard error. `data`: (info, sets) as
+    loaded, or splits given in Python (a dict, as medconv.train's data=), checked against the run's data."""
     run_dir = Path(run_dir)
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
     if data_root:
         cfg.data_root = data_root
-    info, sets = data if data is not None else load_dataset(cfg)
+    given = isinstance(data, dict)
+    info, sets = given_data(data) if given else load_dataset(cfg) if data is None else data
+    data = None if given else data
     if split not in sets:
         raise UserError(f"--split {split}: expected one of {', '.join(sets)}")
     if info.num_outputs != meta["num_classes"]:

@@ -10,9 +10,10 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data import resized
-from ..data.datasets import fit_mode
+from ..data.datasets import fit_mode, with_channels
+from ..data.given import as_images
 from ..data.reading import Reading, read_images
-from ..data.images import parse_window
+from ..data.images import fit, parse_window
 from ..data.summary import ReadLog
 from ..data.transforms import normalise, tta_views
 from ..data.types import ImageSet, unit_float
@@ -21,6 +22,7 @@ from ..metrics import predicted_labels, scores_from_logits
 from ..training.checkpoint import load_model
 from ..training.runstate import check_finished
 from ..data.levels import at_level
+from ..progress import make_console
 from ..transfer.weights import native_side
 
 
@@ -58,6 +60,28 @@ def load_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, Rea
     return batch, log
 
 
+def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = None, device: str = "cpu",
+            level: str | None = None, allow_unfinished: bool = False) -> np.ndarray:
+    """Class probabilities (N, K) for images given in Python: (N, C, H, W), (N, H, W, C) or (N, H, W) arrays or
+    tensors, uint8 or floats in [0, 1] (data.given.as_images). They are brought to the run's channels and input
+    size (its --resize-mode; a note says so on stderr) and normalised as in training. `level`: summed up to that
+    level of the run's --taxonomy."""
+    check_finished(run_dir, allow_unfinished, which)
+    model, meta = load_model(run_dir, which, device)
+    x = as_images(images)
+    if x.shape[1] != meta["in_channels"]:
+        x = with_channels(ImageSet(x, torch.zeros(len(x), 1)), meta["in_channels"]).images
+    size = tuple(meta["input_size"])
+    if tuple(x.shape[-2:]) != size:
+        mode = fit_mode(TrainConfig.from_dict(meta["config"]).resize_mode, "size")
+        make_console().print(f"note: {len(x)} images of {x.shape[-2]}x{x.shape[-1]} brought to the network's "
+                             f"{size[0]}x{size[1]} by --resize-mode {mode}", highlight=False, soft_wrap=True)
+        x = fit(unit_float(x), size, mode).clamp_(0, 1)
+    scores = predict_scores(model, x, meta["mean"], meta["std"], meta["task"], device,
+                            tta=tta or meta["config"].get("tta", "none"))
+    return at_level(meta, level, scores)[0] if level else scores
+
+
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
                   tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None,
                   allow_unfinished: bool = False, console: Console | None = None) -> list[dict]:
@@ -77,7 +101,7 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
         found.merge(log)
     size = tuple(meta.get("file_size") or batch.shape[-2:])
     for line in found.changes(size, fit_mode(TrainConfig.from_dict(meta["config"]).resize_mode, "size")):
-        (console or Console(stderr=True)).print(f"note: {line}", highlight=False, soft_wrap=True)
+        (console or make_console()).print(f"note: {line}", highlight=False, soft_wrap=True)
     scores = np.concatenate(parts)
     classes, task = meta["classes"], meta["task"]
     if level:

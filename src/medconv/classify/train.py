@@ -17,6 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 from ..config import TrainConfig
 from ..data import load_dataset
 from ..data.augment import parse_augment
+from ..data.given import PYTHON
 from ..data.reading import LazyPairs, is_lazy, reading_workers
 from ..data.transforms import augment, channel_stats, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
@@ -168,7 +169,7 @@ def pretrain(cfg: TrainConfig, model: nn.Module, images: torch.Tensor, mean: lis
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Console | None = None,
-          overrides: dict | None = None, score_test: bool = True) -> dict:
+          overrides: dict | None = None, score_test: bool = True, data: dict | None = None) -> dict:
     """Train per `cfg` into run directory `out`; returns metrics.json's content.
 
     With `resume`, the configuration saved in the last checkpoint is used; `overrides` (options the
@@ -177,12 +178,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     then metrics.json (val and test metrics of the best checkpoint), plots and predictions. With `cfg.ema`,
     validation, the best checkpoint and the metrics use the weight average; last keeps both (resumable).
     Without `score_test` the test split is left unscored (an exploration or a candidate that must not look at it).
+    `data`: splits given in Python instead of by cfg, {"train", "val"[, "test"][, "classes"]} (data.given: arrays,
+    tensors or torch Datasets); the run's config then says dataset "python".
     """
     console = console or make_console()
+    if data is not None:
+        cfg.dataset = PYTHON
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
     with run:
         source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
-        info, sets = load_dataset(cfg)
+        info, sets = load_dataset(cfg, data)
         if info.summary:
             console.print("\n".join(f"data: {line}" for line in info.summary), highlight=False, soft_wrap=True)
         check_selectable(cfg, info, sets["val"])

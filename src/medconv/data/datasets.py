@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from .folders import load_image_folder, load_manifest
+from .given import PYTHON, given_data
 from .reading import Reading, is_lazy
 from .images import LUMA, fit, parse_window
 from .levels import relabelled
@@ -16,9 +17,19 @@ from .synthetic import load_synthetic
 from .types import DatasetInfo, ImageSet
 
 
-def load_dataset(cfg) -> tuple[DatasetInfo, dict[str, ImageSet]]:
-    """The train/val/test ImageSets a TrainConfig names, with `train_fraction` applied."""
-    if cfg.images or cfg.manifest:
+def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """The train/val/test ImageSets a TrainConfig names (or `data` given in Python: data.given), with its channels,
+    taxonomy, --resize and `train_fraction` applied."""
+    if data is not None:
+        if cfg.images or cfg.manifest:
+            raise UserError("data given in Python and --images/--manifest both name the data; keep one")
+        if not {"train", "val"} <= set(data):
+            raise UserError("data: training needs train and val splits (and optionally test)")
+        info, sets = given_data(data)
+    elif cfg.dataset == PYTHON:
+        raise UserError("this run was trained on data given in Python (medconv.train(cfg, out, data=...)); give the "
+                        "data again, e.g. medconv.evaluate(run, data=...)")
+    elif cfg.images or cfg.manifest:
         reading = Reading(size=(cfg.size, cfg.size) if cfg.size else None, fit_mode=fit_mode(cfg.resize_mode, "size"),
                           window=parse_window(cfg.window), channels=cfg.channels)
         common = dict(reading=reading, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,

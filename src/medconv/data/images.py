@@ -53,7 +53,7 @@ def to_unit(a: np.ndarray, meta: ImageMeta, window: tuple[float, float] | None =
         x, how = (a.astype(np.float64) - (center - width / 2)) / width, f"window {center:g},{width:g}"
     elif meta.value_range is not None:
         lo, hi = meta.value_range
-        x, how = (a.astype(np.float64) - lo) / (hi - lo), f"{meta.bits}-bit range {lo:g}..{hi:g}"
+        x, how = (a.astype(np.float64) - lo) / (hi - lo), range_text(meta)
     else:
         x = np.nan_to_num(a.astype(np.float64))
         lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
@@ -65,6 +65,12 @@ def to_unit(a: np.ndarray, meta: ImageMeta, window: tuple[float, float] | None =
     if meta.photometric == "MONOCHROME1":
         x = 1.0 - x
     return x.astype(np.float32), how
+
+
+def range_text(meta: ImageMeta) -> str:
+    """How to_unit says it scaled values by their bit depth's range, e.g. "8-bit range 0..255"."""
+    lo, hi = meta.value_range
+    return f"{meta.bits}-bit range {lo:g}..{hi:g}"
 
 
 def one_line(exc: BaseException) -> str:
@@ -92,16 +98,29 @@ def read_stored(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     return a, meta
 
 
-def load_image(path: str | Path, window: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageMeta, str]:
-    """A 2D image file -> float32 (H, W, C) in [0, 1] (C = 1 or 3), its metadata and how values were scaled
-    (to_unit). A file of several frames or pages is refused: a 2D image is one frame."""
+def read_frame(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """A 2D image file's stored values (H, W, C) and metadata, meta.observed set; a file of several frames or
+    pages is refused: a 2D image is one frame."""
     a, meta = read_stored(path)
     if meta.frames > 1:
         raise UserError(f"cannot read image {path}: it holds {meta.frames} frames (pages); a 2D image is one frame: "
                         "save each frame as its own file, or read the file as a volume")
     if a.size:
         meta.observed = (float(np.nanmin(a)), float(np.nanmax(a)))
-    x, how = to_unit(a[0], meta, window)
+    return a[0], meta
+
+
+def plain_8_bit(meta: ImageMeta, window: tuple[float, float] | None) -> bool:
+    """Whether to_unit would only divide these stored values by 255 (uint8, no window, not MONOCHROME1)."""
+    return (window is None and meta.dtype == "uint8" and meta.value_range == (0.0, 255.0) and meta.units != "HU"
+            and meta.photometric != "MONOCHROME1")
+
+
+def load_image(path: str | Path, window: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageMeta, str]:
+    """A 2D image file -> float32 (H, W, C) in [0, 1] (C = 1 or 3), its metadata and how values were scaled
+    (to_unit). A file of several frames or pages is refused: a 2D image is one frame."""
+    a, meta = read_frame(path)
+    x, how = to_unit(a, meta, window)
     return np.ascontiguousarray(x), meta, how
 
 

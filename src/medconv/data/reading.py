@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from medconv.data.images import load_image, prepare_image
+from medconv.data.images import load_image, plain_8_bit, prepare_image, range_text, read_frame, to_unit
 from medconv.data.readers import ImageMeta, image_header
 from medconv.data.summary import ReadLog
 from medconv.data.types import unit_float
@@ -69,12 +69,18 @@ def shared_size(paths: Sequence[Path], shapes: Sequence[tuple[int, int, int]], s
 def read_one(path: Path, reading: Reading, size: tuple[int, int], where: str | None = None
              ) -> tuple[torch.Tensor, ImageMeta, str]:
     """One file -> (C, H, W) at `size`: uint8 when the file holds 8 bits or fewer scaled by their range, else
-    float32 in [0, 1]; its metadata and how values were scaled. C: reading.channels, else the file's own."""
+    float32 in [0, 1]; its metadata and how values were scaled. C: reading.channels, else the file's own.
+    Plain 8-bit files already at `size` skip the float round trip (the same values, faster)."""
     try:
-        a, meta, how = load_image(path, reading.window)
+        a, meta = read_frame(path)
     except UserError as exc:
         raise _named(exc, where) from None
-    x = prepare_image(a, reading.channels or a.shape[2], size, reading.fit_mode)
+    channels = reading.channels or a.shape[2]
+    if plain_8_bit(meta, reading.window) and a.shape[:2] == tuple(size) and a.shape[2] <= channels:
+        x = torch.from_numpy(a.transpose(2, 0, 1).copy())  # decoded arrays may be read-only
+        return (x.expand(channels, -1, -1).contiguous() if x.shape[0] < channels else x), meta, range_text(meta)
+    unit, how = to_unit(a, meta, reading.window)
+    x = prepare_image(unit, channels, size, reading.fit_mode)
     eight_bit = meta.bits <= 8 and how.startswith(f"{meta.bits}-bit range")
     return (x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8) if eight_bit else x), meta, how
 
@@ -107,33 +113,33 @@ def read_images(paths: Sequence[Path], reading: Reading, size: tuple[int, int], 
 
 
 def is_lazy(images) -> bool:
-    """Whether an ImageSet's images are LazyImages (read when indexed) rather than a tensor."""
-    return isinstance(images, LazyImages)
+    """Whether an ImageSet's images are read when indexed (Indexed: files, a user's Dataset) rather than a tensor."""
+    return isinstance(images, Indexed)
 
 
-class LazyImages:
-    """Images (N, C, H, W) read from their files each time they are indexed, never held together: the images of
-    an ImageSet whose cohort does not fit in memory. images[i] is (C, H, W); a slice, list or tensor of indices
-    gives (B, C, H, W); float32 in [0, 1], the values read_images gives (its uint8 / 255)."""
+class Indexed:
+    """Images (N, C, H, W) read one by one when indexed, never held together: images[i] is (C, H, W) float32 in
+    [0, 1]; a slice, list or tensor of indices gives (B, C, H, W). Subclasses give __len__, read(i), subset and
+    item_shape (C, H, W)."""
 
     dtype = torch.float32
+    item_shape: tuple[int, int, int]
 
-    def __init__(self, paths: Sequence[Path], reading: Reading, size: tuple[int, int], channels: int,
-                 where: Sequence[str | None] = ()):
-        self.paths, self.size, self.where = [Path(p) for p in paths], tuple(size), list(where) or [None] * len(paths)
-        self.reading = Reading(tuple(size), reading.fit_mode, reading.window, channels)
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def subset(self, index) -> "Indexed":
+        raise NotImplementedError
 
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self.paths), self.reading.channels, *self.size))
+        return torch.Size((len(self), *self.item_shape))
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def read(self, i: int) -> torch.Tensor:
-        return unit_float(read_one(self.paths[i], self.reading, self.size, self.where[i])[0])
-
-    def _indices(self, index) -> list[int]:
+    def positions(self, index) -> list[int]:
+        """Positions an index selects: a slice, or a list, array or tensor of positions."""
         if isinstance(index, slice):
             return list(range(len(self)))[index]
         return [int(i) for i in (index.tolist() if hasattr(index, "tolist") else index)]
@@ -141,27 +147,44 @@ class LazyImages:
     def __getitem__(self, index) -> torch.Tensor:
         if isinstance(index, int):
             return self.read(index)
-        picked = self._indices(index)
-        return torch.stack([self.read(i) for i in picked]) if picked else torch.zeros((0, *self.shape[1:]))
-
-    def subset(self, index) -> "LazyImages":
-        picked = self._indices(index)
-        return LazyImages([self.paths[i] for i in picked], self.reading, self.size, self.reading.channels,
-                          [self.where[i] for i in picked])
+        picked = self.positions(index)
+        return torch.stack([self.read(i) for i in picked]) if picked else torch.zeros((0, *self.item_shape))
 
     def chunks(self, n: int = 256) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), n):
             yield self[start:start + n]
 
-    def to(self, *args, **kwargs) -> "LazyImages":  # stays on the CPU; batches are moved as they are read
+    def to(self, *args, **kwargs) -> "Indexed":  # stays on the CPU; batches are moved as they are read
         return self
 
 
+class LazyImages(Indexed):
+    """Image files read when indexed, as read_images reads them (its uint8 / 255): an ImageSet's images where a
+    cohort does not fit in memory (--loading lazy)."""
+
+    def __init__(self, paths: Sequence[Path], reading: Reading, size: tuple[int, int], channels: int,
+                 where: Sequence[str | None] = ()):
+        self.paths, self.size, self.where = [Path(p) for p in paths], tuple(size), list(where) or [None] * len(paths)
+        self.reading = Reading(tuple(size), reading.fit_mode, reading.window, channels)
+        self.item_shape = (channels, *self.size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> torch.Tensor:
+        return unit_float(read_one(self.paths[i], self.reading, self.size, self.where[i])[0])
+
+    def subset(self, index) -> "LazyImages":
+        picked = self.positions(index)
+        return LazyImages([self.paths[i] for i in picked], self.reading, self.size, self.reading.channels,
+                          [self.where[i] for i in picked])
+
+
 class LazyPairs(torch.utils.data.Dataset):
-    """(LazyImages, targets (N, ...)) indexed by a list of indices -> (images (B, C, H, W), targets (B, ...)):
+    """(Indexed images, targets (N, ...)) indexed by a list of indices -> (images (B, C, H, W), targets (B, ...)):
     a batch is read by one DataLoader worker."""
 
-    def __init__(self, images: LazyImages, targets: torch.Tensor):
+    def __init__(self, images: Indexed, targets: torch.Tensor):
         self.images, self.targets = images, targets
 
     def __len__(self) -> int:

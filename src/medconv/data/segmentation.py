@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from .images import SUPPORTED_EXTENSIONS, one_line, prepare_image, read_image
+from .readers import read_nifti, suffix
 from .medmnist import data_root as resolve_root
 
 SPLITS = ("train", "val", "test")
@@ -78,7 +79,12 @@ def read_mask(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"cannot read mask {path}: file not found")
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if suffix(path) in (".nii", ".nii.gz"):
+            stored, _ = read_nifti(path)
+            if stored.shape[0] > 1:
+                raise UserError(f"mask {path} holds {stored.shape[0]} slices: a 2D mask is one")
+            a = stored[0, ..., 0]
+        elif path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
             with tifffile.TiffFile(path) as tif:
                 a = tif.pages[0].asarray()
@@ -89,6 +95,8 @@ def read_mask(path: str | Path) -> np.ndarray:
             from PIL import Image, ImageOps
             with Image.open(path) as img:  # palette ("P") masks give their palette indices
                 a = np.asarray(ImageOps.exif_transpose(img))
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001  (any decoder failure: not a readable mask)
         raise UserError(f"cannot read mask {path}: {one_line(exc)}") from None
     a = a[..., : a.shape[-1] - 1] if a.ndim == 3 and a.shape[-1] in (2, 4) else a  # drop alpha
@@ -207,9 +215,9 @@ def _manifest_rows(manifest: Path) -> list[dict]:
 def _by_stem(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"{what} folder {folder} not found")
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and suffix(p) in SUPPORTED_EXTENSIONS
              and not p.name.startswith(".")]
-    out = {p.stem: p for p in files}
+    out = {p.name[:-len(suffix(p))]: p for p in files}  # "case1.nii.gz" and "case1.png" are both "case1"
     if len(out) < len(files):
         raise UserError(f"{what} folder {folder}: two files share a name (stem); keep one of each")
     if not out:

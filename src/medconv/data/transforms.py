@@ -56,7 +56,8 @@ def channel_stats(images: torch.Tensor, chunk: int = 1024) -> tuple[list[float],
     total = torch.zeros(3, images.shape[1], dtype=torch.float64)  # count, sum, sum of squares per channel
     for start in range(0, len(images), chunk):
         x = images[start:start + chunk]
-        x = (x.double() / 255.0 if x.dtype == torch.uint8 else x.double()).transpose(0, 1).reshape(x.shape[1], -1)
+        x = (x.float() / 255.0 if x.dtype == torch.uint8 else x).double()  # uint8 as the network sees it (float32)
+        x = x.transpose(0, 1).reshape(x.shape[1], -1)
         total += torch.stack([torch.full((x.shape[0],), float(x.shape[1]), dtype=torch.float64), x.sum(1),
                               x.pow(2).sum(1)])
     n, s, q = total
