@@ -2,7 +2,7 @@
 
 Sources: a CSV manifest ``image,mask[,roi][,split]``, folders ``images/`` + ``masks/`` [+ ``roi/``]
 matched by file stem, or ``dataset="isbi2012"`` (ISBI 2012 EM membranes, fixed protocol split).
-Images are read by :func:`read_image` (float in [0, 1]); masks keep their exact integer values and
+Images are read by :func:`load_image` (float in [0, 1], by bit depth); masks keep their exact integer values and
 are read as one of three mask types (:func:`read_classes`): labels (class indices, mapped by a value map
 ``"255:0,0:1"`` or the defaults in :func:`to_classes`), binary (non-zero = foreground) or instances (object
 ids: foreground for training, the ids kept for the object metrics). Unset, masks that look like object ids
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .images import SUPPORTED_EXTENSIONS, one_line, prepare_image, read_image
+from .images import SUPPORTED_EXTENSIONS, load_image, one_line, prepare_image
+from .summary import ReadLog
 from .readers import read_nifti, suffix
 from .medmnist import data_root as resolve_root
 
@@ -55,6 +56,7 @@ class SegInfo:
     classes: list[str]
     channels: int
     notes: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # what reading the image files found (data.summary)
 
 
 def parse_value_map(spec: str | dict | None) -> dict[int, int] | None:
@@ -317,7 +319,11 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
         for r, split in zip(rows, random_splits(len(rows), val_fraction, test_fraction, seed)):
             r["split"] = split
         notes.append(f"random split by image (seed {seed}, val {val_fraction}, test {test_fraction})")
-    pics = [read_image(r["image"]) for r in rows]  # (H, W, C) float32 in [0, 1]
+    log, pics = ReadLog(), []
+    for r in rows:
+        a, meta, how = load_image(r["image"])  # (H, W, C) float32 in [0, 1]
+        log.add(meta, how)
+        pics.append(a)
     channels = channels or (3 if any(a.shape[2] == 3 for a in pics) else 1)
     raw = {str(r["mask"]): read_mask(r["mask"]) for r in rows if r["mask"] is not None}
     instances = {str(r["instances"]): read_mask(r["instances"]) for r in rows if r.get("instances")}
@@ -344,4 +350,5 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
         ids = instances.get(str(r.get("instances")))
         out[r["split"]].append(SegImage(r["name"], image, mask, roi_arr, ids))
     notes += [f"the {k} split is empty ({len(rows)} images)" for k, v in out.items() if not v]
-    return SegInfo(name=name, classes=list(classes), channels=channels, notes=notes), out
+    summary = log.lines(None, "", channels) + [f"{k} {len(v)} images" for k, v in out.items()]
+    return SegInfo(name=name, classes=list(classes), channels=channels, notes=notes, summary=summary), out

@@ -28,21 +28,24 @@ class ReadLog:
     def native_sizes(self) -> Counter:
         return Counter(tuple(m.shape) for m in self.metas)
 
-    def lines(self, size: tuple[int, int], fit_mode: str, channels: int) -> list[str]:
-        """Human lines: native size(s) -> network input, formats and bit depths, channels, intensity range,
-        how values were scaled, and anything dropped."""
+    def lines(self, size: tuple[int, int] | None, fit_mode: str, channels: int) -> list[str]:
+        """Human lines: native size(s) -> network input (size None: images kept whole, at their own sizes),
+        formats and bit depths, channels, intensity range, how values were scaled, and anything dropped."""
         n = len(self.metas)
         sizes = self.native_sizes()
         native = ", ".join(f"{h}x{w} ({c})" if len(sizes) > 1 else f"{h}x{w}" for (h, w), c in sizes.most_common(6))
         more = f" and {len(sizes) - 6} more sizes" if len(sizes) > 6 else ""
-        to = f"{size[0]}x{size[1]}"
-        resized = sum(c for s, c in sizes.items() if s != tuple(size))
-        how_size = f" ({resized} of {n} images brought to it by --resize-mode {fit_mode})" if resized else " (native)"
+        if size is None:
+            to, how_size = "kept whole", ""
+        else:
+            resized = sum(c for s, c in sizes.items() if s != tuple(size))
+            to = f"network input {size[0]}x{size[1]}"
+            how_size = f" ({resized} of {n} images brought to it by --resize-mode {fit_mode})" if resized else " (native)"
         depth = Counter(f"{m.format} {m.dtype} {m.bits}-bit" for m in self.metas)
         native_ch = Counter(m.channels for m in self.metas)
         seen = [m.observed for m in self.metas if m.observed is not None]
         low, high = (min(o[0] for o in seen), max(o[1] for o in seen)) if seen else (np.nan, np.nan)
-        out = [f"images: {n}, native size {native}{more} -> network input {to}{how_size}",
+        out = [f"images: {n}, native size {native}{more} -> {to}{how_size}",
                "stored as: " + ", ".join(f"{k} ({c})" for k, c in depth.most_common()),
                f"channels: {', '.join(f'{k} ({c})' for k, c in sorted(native_ch.items()))} -> {channels}",
                f"stored values {low:g}..{high:g} -> [0, 1] by " + "; ".join(

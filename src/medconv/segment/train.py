@@ -222,6 +222,8 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
                 "mean": mean, "std": std, "config": cfg.to_dict()}
         write_text(run.out / "config.yaml", cfg.dump())
+        for line in info.summary:
+            console.print(f"data: {line}", highlight=False, soft_wrap=True)
         for note in info.notes:
             console.print(f"note: {note}")
         fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
