@@ -237,3 +237,19 @@ def test_lazy_loading_trains_exactly_as_in_memory(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     metrics = [json.loads((runs[k] / "metrics.json").read_text()) for k in ("memory", "lazy")]
     assert metrics[0]["test"] == metrics[1]["test"]
+
+
+def test_segmentation_reads_ct_through_its_window(tmp_path):
+    from medconv.data.segmentation import load_segmentation
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    hu = np.kron(np.array([[-1000.0, 40.0], [240.0, 1000.0]]), np.ones((8, 8)))
+    for i in range(5):
+        ct_slice(tmp_path / "images" / f"s{i}.dcm", hu)
+        Image.fromarray(((hu > 0) * 255).astype(np.uint8)).save(tmp_path / "masks" / f"s{i}.png")
+    info, splits = load_segmentation(images=tmp_path / "images", masks=tmp_path / "masks", value_map="0:0,255:1",
+                                     window=parse_window("abdomen"), val_fraction=0.2, test_fraction=0.2)
+    image = next(im for s in splits.values() for im in s).image  # (1, H, W)
+    np.testing.assert_allclose(image[0, ::8, ::8], [[0.0, 0.5], [1.0, 1.0]], atol=1e-6)  # -160..240 HU
+    assert any("window 40,400" in line for line in info.summary)

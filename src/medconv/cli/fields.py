@@ -20,6 +20,9 @@ class Field(NamedTuple):
 DATA_ROOT = "folder holding the datasets (unset: $MEDCONV_DATA, else ~/.medconv/data)"
 
 COMMON = {
+    "window": Field("grey values to input: CENTER,WIDTH (e.g. 40,400 in Hounsfield units for DICOM CT) or a CT "
+                    "preset (brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone); unset: CT in HU "
+                    "-1024..3071, other files by their bit depth", metavar="C,W|PRESET"),
     "data_root": Field(DATA_ROOT, metavar="DIR"),
     "channels": Field("input channels (unset: as the images are); 3 copies grey into RGB, 1 takes RGB's luminance",
                       (1, 3)),
@@ -73,9 +76,6 @@ CLASSIFY = {  # medconv train, transfer
                      "of this machine's memory)"),
     "workers": Field("processes reading image files with --loading lazy (0: the training process; unset: one per "
                      "CPU core but one, at most 4)", metavar="N"),
-    "window": Field("grey values to input: CENTER,WIDTH (e.g. 40,400 in Hounsfield units for DICOM CT) or a CT "
-                    "preset (brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone); unset: CT in HU "
-                    "-1024..3071, other files by their bit depth", metavar="C,W|PRESET"),
     "patch": Field("crchistophenotypes: side in px of the square RGB patch centred on each nucleus (odd, >= 5)",
                    metavar="PX"),
     "train_fraction": Field("use this stratified fraction of the training labels, in (0, 1]", metavar="FRACTION"),

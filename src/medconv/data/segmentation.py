@@ -288,9 +288,10 @@ def random_splits(n: int, val_fraction: float, test_fraction: float, seed: int) 
 
 def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=None, data_root=None,
                       value_map=None, classes=None, channels=None, val_fraction=0.2, test_fraction=0.2,
-                      seed=0, mask_type=None) -> tuple[SegInfo, dict[str, list[SegImage]]]:
+                      seed=0, mask_type=None, window=None) -> tuple[SegInfo, dict[str, list[SegImage]]]:
     """Read a segmentation dataset -> (SegInfo, {"train", "val", "test": [SegImage, ...]}). `mask_type`: how
-    the masks of a manifest or folders are read (read_classes); the built-in datasets know their own."""
+    the masks of a manifest or folders are read (read_classes); the built-in datasets know their own.
+    `window`: (center, width) for grey values (data.images.to_unit), e.g. a CT window in HU."""
     if channels not in (None, 1, 3):
         raise UserError(f"channels must be 1 or 3 (or left unset), got {channels}")
     notes: list[str] = []
@@ -321,7 +322,7 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
         notes.append(f"random split by image (seed {seed}, val {val_fraction}, test {test_fraction})")
     log, pics = ReadLog(), []
     for r in rows:
-        a, meta, how = load_image(r["image"])  # (H, W, C) float32 in [0, 1]
+        a, meta, how = load_image(r["image"], window)  # (H, W, C) float32 in [0, 1]
         log.add(meta, how)
         pics.append(a)
     channels = channels or (3 if any(a.shape[2] == 3 for a in pics) else 1)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..config import BaseConfig, check_model_options, option
 from ..data.augment import AugmentConfig, parse_augment
+from ..data.images import parse_window
 from ..errors import UserError
 
 MASK_TYPES = ("labels", "binary", "instances")
@@ -23,6 +24,7 @@ class SegmentConfig(BaseConfig):
     masks: str | None = None
     roi: str | None = None
     value_map: str | None = None      # mask value -> class, e.g. "255:0,0:1"
+    window: str | None = None         # grey values shown as CENTER,WIDTH or a CT preset (lung, bone, ...)
     mask_type: str | None = None      # labels (class indices, or --value-map), binary (non-zero = foreground) or
                                       # instances (object ids: foreground, ids kept for AJI); None: labels, but
                                       # masks that look like object ids are refused
@@ -59,6 +61,7 @@ class SegmentConfig(BaseConfig):
         if isinstance(self.classes, str):
             self.classes = [c.strip() for c in self.classes.split(",")]
         super().validate()
+        parse_window(self.window)
         if self.classes is not None and (len(self.classes) < 2 or not all(self.classes)
                                          or len(set(self.classes)) < len(self.classes)):
             raise UserError(f"--classes {','.join(self.classes)!r}: expected two or more distinct names in class "

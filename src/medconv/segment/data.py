@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.images import parse_window
 from ..data.segmentation import SegImage, SegInfo, load_segmentation
 from ..detect.targets import point_segmentation
 from .config import SegmentConfig
@@ -14,7 +15,8 @@ def load_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegImage]]]:
     return load_segmentation(manifest=cfg.manifest, images=cfg.images, masks=cfg.masks, roi=cfg.roi,
                              dataset=cfg.dataset, data_root=cfg.data_root, value_map=cfg.value_map,
                              classes=cfg.classes, channels=cfg.channels, val_fraction=cfg.val_fraction,
-                             test_fraction=cfg.test_fraction, seed=cfg.seed, mask_type=cfg.mask_type)
+                             test_fraction=cfg.test_fraction, seed=cfg.seed, mask_type=cfg.mask_type,
+                             window=parse_window(cfg.window))
 
 
 def pixel_stats(images: list[SegImage]) -> tuple[list[float], list[float]]:

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 
 from ..data.fingerprint import fingerprint
-from ..data.images import prepare_image, read_image
+from ..data.images import parse_window, prepare_image, read_image
 from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import image_files, write_json
@@ -333,7 +333,7 @@ def predict_one(path: Path, maker: MapMaker, meta: dict, out_dir: Path, fmt: str
                 threshold: float, opening: int, closing: int, fill_holes: bool, min_size: int, instances: bool,
                 console: Console) -> dict:
     """One image's posterior map, label mask and overlay in out_dir (NAME_prob, NAME_mask, NAME_overlay)."""
-    array = read_image(path)
+    array = read_image(path, parse_window(meta["config"].get("window")))  # as the run read its images
     image = prepare_image(array, meta["in_channels"], array.shape[:2])  # (C, H, W), no resizing
     tic = time.time()
     probs = maker(image).numpy()
