@@ -85,3 +85,29 @@ def test_bad_arrays_are_refused_in_one_line(array_run, arrays, tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="must lie in"):
         medconv.predict(array_run[0], x.astype(np.float32))
+
+
+def test_a_resized_run_predicts_and_evaluates_given_arrays_as_it_trained(arrays, tmp_path):
+    out = tmp_path / "resized"
+    result = medconv.train(medconv.TrainConfig(**{**OPTIONS, "epochs": 1}, resize=40), out, data=arrays)
+    with open(out / "predictions_test.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    written = np.array([[float(r[k]) for k in rows[0] if k.startswith("prob_")] for r in rows])
+    np.testing.assert_allclose(medconv.predict(out, arrays["test"][0]), written, atol=1e-5)
+    again = medconv.evaluate(out, split="test", data={"test": arrays["test"]})
+    assert again["auc"] == pytest.approx(result["test"]["auc"])
+
+
+def test_signed_integers_and_datasets_that_do_not_fit(arrays, tmp_path):
+    from medconv.data.given import as_images
+
+    ct = np.array([[[-32768, 0], [1000, 32767]]], np.int16)
+    np.testing.assert_allclose(as_images(ct)[0, 0].numpy(), (ct[0].astype(float) + 32768) / 65535, atol=1e-6)
+    x, y = arrays["train"]
+    ragged = Items(np.array([x[0]] + [x[1][:20]] * 3, dtype=object), y[:4])
+    for data, options, needle in (({**{k: Items(*v) for k, v in arrays.items()}}, {"channels": 3}, "channels 3"),
+                                  ({"train": (x, np.array(["a"] * len(y))), "val": arrays["val"]}, {}, "class indices"),
+                                  ({"train": ragged, "val": arrays["val"]}, {}, "share one shape")):
+        with pytest.raises(UserError, match=needle) as err:
+            medconv.train(medconv.TrainConfig(**{**OPTIONS, **options}), tmp_path / "bad", data=data)
+        assert "\n" not in str(err.value)

@@ -253,3 +253,54 @@ def test_segmentation_reads_ct_through_its_window(tmp_path):
     image = next(im for s in splits.values() for im in s).image  # (1, H, W)
     np.testing.assert_allclose(image[0, ::8, ::8], [[0.0, 0.5], [1.0, 1.0]], atol=1e-6)  # -160..240 HU
     assert any("window 40,400" in line for line in info.summary)
+
+
+def test_odd_files_keep_their_values(tmp_path):
+    """Found in review: the 8-bit DICOM fast path, palette and 12-bit min-is-white TIFFs, 5-sample TIFFs, grey
+    palette PNGs read with the same channels in memory and lazily."""
+    from medconv.data.reading import read_one
+
+    ds = copy.deepcopy(examples.ct)
+    ds.Modality, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = "OT", 8, 8, 7, 0
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.Rows = ds.Columns = 16
+    ds.PixelData = np.full((16, 16), 200, np.uint8).tobytes()
+    ds.save_as(tmp_path / "eight.dcm")
+    x = read_one(tmp_path / "eight.dcm", Reading(), (16, 16))[0]
+    assert float(unit(x).max()) == pytest.approx(200 / 255)
+
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    tifffile.imwrite(tmp_path / "pal.tif", ramp, photometric="palette",
+                     colormap=np.stack([np.arange(256) * 257] * 3).astype(np.uint16))
+    np.testing.assert_allclose(read_image(tmp_path / "pal.tif")[..., 0], ramp / 255, atol=1e-6)
+    tifffile.imwrite(tmp_path / "mw.tif", np.full((8, 8), 1000, np.uint16), photometric="miniswhite", bitspersample=12)
+    assert read_image(tmp_path / "mw.tif")[0, 0, 0] == pytest.approx(3095 / 4095)
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((12, 16, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(UserError, match="5 samples per pixel"):
+        read_image(tmp_path / "five.tif")
+
+    for cls in ("a", "b"):
+        (tmp_path / "p" / cls).mkdir(parents=True)
+        for i in range(6):
+            grey = np.random.default_rng(i).integers(0, 256, (16, 16)).astype(np.uint8)
+            Image.fromarray(grey).convert("P").save(tmp_path / "p" / cls / f"{i}.png")
+    shapes = {k: load_image_folder(tmp_path / "p", loading=k)[1]["train"].images.shape for k in ("memory", "lazy")}
+    assert shapes["memory"] == shapes["lazy"] and shapes["memory"][1] == 1
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x
+
+
+def test_interpolation_names_with_size_mean_resize_as_runs_saved_before_pad_and_crop(tmp_path):
+    from medconv.data.datasets import fit_mode
+
+    assert [fit_mode(m, "size") for m in (None, "nearest", "bilinear", "resize", "pad", "crop")] == \
+        ["resize", "resize", "resize", "resize", "pad", "crop"]
+    assert fit_mode(None, "resize") == "nearest" and fit_mode("bilinear", "resize") == "bilinear"
+    root = _folder(tmp_path / "set", {"a": [(40, 40)] * 6, "b": [(40, 40)] * 6})
+    done = run_in_process("train", "--images", root, *TINY, "--size", "28", "--resize-mode", "nearest", "--out",
+                          tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert "brought to it by --resize-mode resize" in done.stderr

@@ -8,7 +8,6 @@ from rich.console import Console
 
 from ..config import TrainConfig
 from ..data import load_dataset
-from ..data.given import given_data
 from ..data.fingerprint import fingerprint
 from ..data.types import DatasetInfo, ImageSet
 from ..errors import UserError
@@ -37,7 +36,7 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     if data_root:
         cfg.data_root = data_root
     given = isinstance(data, dict)
-    info, sets = given_data(data) if given else load_dataset(cfg) if data is None else data
+    info, sets = load_dataset(cfg, data) if data is None or given else data
     data = None if given else data
     if split not in sets:
         raise UserError(f"--split {split}: expected one of {', '.join(sets)}")
@@ -46,6 +45,9 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
                         f"{checkpoint_path(run_dir, which)} has {meta['num_classes']}")
     tta = tta or cfg.tta
     data_split = sets[split]
+    if tuple(data_split.images.shape[1:]) != (meta["in_channels"], *meta["input_size"]):
+        raise UserError(f"the {split} images are {' x '.join(map(str, data_split.images.shape[1:]))} (C x H x W) but "
+                        f"the network takes {meta['in_channels']} x {' x '.join(map(str, meta['input_size']))}")
     if data is None:  # loaded here: perhaps not the data the run saw
         warn_if_data_changed(run_dir, split, data_split)
     scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)

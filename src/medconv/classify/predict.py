@@ -42,42 +42,52 @@ def predict_scores(model: nn.Module, images: torch.Tensor, mean: list[float], st
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def data_size(meta: dict) -> tuple[int, int]:
+    """(H, W) the run's data came at before any --resize: its files' size (or its arrays'), else its dataset's
+    side (a MedMNIST size, a nucleus --patch)."""
+    side = native_side(TrainConfig.from_dict(meta["config"]))
+    return tuple(meta.get("file_size") or (side, side))
+
+
+def resized_as_trained(batch: torch.Tensor, meta: dict) -> torch.Tensor:
+    """(N, C, H, W) at data_size(meta) -> the network's input, as the run's --resize did (if it had one)."""
+    cfg = TrainConfig.from_dict(meta["config"])
+    if not cfg.resize or cfg.resize == batch.shape[-2] == batch.shape[-1]:
+        return batch
+    return resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg.resize, fit_mode(cfg.resize_mode, "resize")).images
+
+
 def load_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, ReadLog]:
-    """Image files as the run's training images were made: read with its window, brought to the size its files
-    were (or its dataset's side) by its --resize-mode, stored as uint8 when 8-bit, then resized as --resize did.
-    Returns (N, C, H, W) uint8 or float32 in [0, 1], and what reading found (ReadLog.changes: other sizes, alpha)."""
-    cfg = meta["config"]
-    config = TrainConfig.from_dict(cfg)
-    side = native_side(config)  # the dataset's side (a nucleus patch: --patch), before --resize
-    size = tuple(meta.get("file_size") or (side, side))
-    reading = Reading(size=size, fit_mode=fit_mode(config.resize_mode, "size"), window=parse_window(config.window),
+    """Image files as the run's training images were made: read with its window, brought to data_size(meta) by
+    its --resize-mode, stored as uint8 when 8-bit, then resized as --resize did. Returns (N, C, H, W) uint8 or
+    float32 in [0, 1], and what reading found (ReadLog.changes: other sizes, alpha)."""
+    cfg = TrainConfig.from_dict(meta["config"])
+    size = data_size(meta)
+    reading = Reading(size=size, fit_mode=fit_mode(cfg.resize_mode, "size"), window=parse_window(cfg.window),
                       channels=meta["in_channels"])
     tensors, _, log = read_images(files, reading, size)
-    batch = torch.stack(tensors)
-    if cfg.get("resize") and cfg["resize"] != size[0]:
-        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg["resize"],
-                        fit_mode(config.resize_mode, "resize")).images
-    return batch, log
+    return resized_as_trained(torch.stack(tensors), meta), log
 
 
 def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = None, device: str = "cpu",
             level: str | None = None, allow_unfinished: bool = False) -> np.ndarray:
     """Class probabilities (N, K) for images given in Python: (N, C, H, W), (N, H, W, C) or (N, H, W) arrays or
-    tensors, uint8 or floats in [0, 1] (data.given.as_images). They are brought to the run's channels and input
-    size (its --resize-mode; a note says so on stderr) and normalised as in training. `level`: summed up to that
-    level of the run's --taxonomy."""
+    tensors, uint8 or floats in [0, 1] (data.given.as_images). They are brought to the run's channels, to its
+    data's size by its --resize-mode (a note on stderr says so), resized as its --resize did, and normalised as
+    in training. `level`: summed up to that level of the run's --taxonomy."""
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     x = as_images(images)
     if x.shape[1] != meta["in_channels"]:
         x = with_channels(ImageSet(x, torch.zeros(len(x), 1)), meta["in_channels"]).images
-    size = tuple(meta["input_size"])
+    size = data_size(meta)
     if tuple(x.shape[-2:]) != size:
         mode = fit_mode(TrainConfig.from_dict(meta["config"]).resize_mode, "size")
-        make_console().print(f"note: {len(x)} images of {x.shape[-2]}x{x.shape[-1]} brought to the network's "
-                             f"{size[0]}x{size[1]} by --resize-mode {mode}", highlight=False, soft_wrap=True)
+        make_console().print(f"note: {len(x)} images of {x.shape[-2]}x{x.shape[-1]} brought to the "
+                             f"{size[0]}x{size[1]} the run trained on by --resize-mode {mode}", highlight=False,
+                             soft_wrap=True)
         x = fit(unit_float(x), size, mode).clamp_(0, 1)
-    scores = predict_scores(model, x, meta["mean"], meta["std"], meta["task"], device,
+    scores = predict_scores(model, resized_as_trained(x, meta), meta["mean"], meta["std"], meta["task"], device,
                             tta=tta or meta["config"].get("tta", "none"))
     return at_level(meta, level, scores)[0] if level else scores
 

@@ -183,6 +183,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     """
     console = console or make_console()
     if data is not None:
+        if cfg.images or cfg.manifest:
+            raise UserError("data given in Python and images/manifest both name the data; keep one")
+        if not isinstance(data, dict) or not {"train", "val"} <= set(data):
+            raise UserError("data: training needs train and val splits (and optionally test and classes)")
+        if cfg.size:
+            raise UserError(f"size {cfg.size}: data given in Python comes at its own size; resize= upsamples it")
         cfg.dataset = PYTHON
     cfg, run = open_run(cfg, out, resume, overrides, PATH_FIELDS)
     with run:

@@ -69,8 +69,8 @@ CLASSIFY = {  # medconv train, transfer
                     "(unset with --init-from: the size the weights were trained at)", metavar="PX"),
     "resize_mode": Field("how images are brought to --size or --resize: resize (scale each axis, antialiased "
                          "bilinear; unset with --size), pad (no scaling: zero-pad, or crop when larger, around the "
-                         "centre), crop (keep the aspect ratio: scale the shorter side, crop the centre), nearest "
-                         "(unset with --resize, as MedMNIST's '(224)' baselines) or bilinear (= resize)"),
+                         "centre), crop (keep the aspect ratio: scale the shorter side, crop the centre); for --resize also "
+                         "nearest (unset with --resize, as MedMNIST's '(224)' baselines) or bilinear"),
     "loading": Field("image files: memory (read once, held decoded), lazy (read as each batch needs them, by --workers "
                      "processes: cohorts larger than memory) or auto (memory when the decoded images fit in a quarter "
                      "of this machine's memory)"),

@@ -21,10 +21,6 @@ def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, 
     """The train/val/test ImageSets a TrainConfig names (or `data` given in Python: data.given), with its channels,
     taxonomy, --resize and `train_fraction` applied."""
     if data is not None:
-        if cfg.images or cfg.manifest:
-            raise UserError("data given in Python and --images/--manifest both name the data; keep one")
-        if not {"train", "val"} <= set(data):
-            raise UserError("data: training needs train and val splits (and optionally test)")
         info, sets = given_data(data)
     elif cfg.dataset == PYTHON:
         raise UserError("this run was trained on data given in Python (medconv.train(cfg, out, data=...)); give the "
@@ -42,6 +38,9 @@ def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, 
     else:
         info, sets = load_medmnist(cfg.dataset, size=cfg.size or 28, root=cfg.data_root, download=cfg.download)
     if cfg.channels and cfg.channels != info.channels:
+        if is_lazy(next(iter(sets.values())).images):
+            raise UserError(f"channels {cfg.channels}: a torch Dataset's images are used as they are "
+                            f"({info.channels} channel(s)); give them with {cfg.channels}")
         sets = {name: with_channels(s, cfg.channels) for name, s in sets.items()}
         info.notes.append(f"images converted from {info.channels} to {cfg.channels} channel(s)")
         info.channels = cfg.channels
@@ -50,23 +49,28 @@ def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, 
     elif cfg.train_level:
         raise UserError("--train-level needs --taxonomy TREE.yaml")
     if cfg.resize and (cfg.resize, cfg.resize) != tuple(info.size):
-        if is_lazy(sets["train"].images):
-            raise UserError(f"--resize {cfg.resize} with images read as needed (--loading lazy): use --size "
-                            f"{cfg.resize} instead, which brings each file to that size as it is read")
+        if is_lazy(next(iter(sets.values())).images):
+            raise UserError(f"resize {cfg.resize}: a torch Dataset's images are used at their size; resize them in "
+                            "the Dataset" if data is not None else f"--resize {cfg.resize} with images read as "
+                            f"needed (--loading lazy): use --size {cfg.resize} instead, which brings each file to "
+                            "that size as it is read")
         mode = fit_mode(cfg.resize_mode, "resize")
         sets = {name: resized(s, cfg.resize, mode) for name, s in sets.items()}
         info.notes.append(f"images resized from {info.size[0]}x{info.size[1]} to {cfg.resize}x{cfg.resize} ({mode})")
         info.size = (cfg.resize, cfg.resize)
-    if cfg.train_fraction < 1:
+    if cfg.train_fraction < 1 and "train" in sets:
         sets["train"] = subsample(sets["train"], cfg.train_fraction, cfg.seed)
         info.notes.append(f"trained on {len(sets['train'])} training images ({cfg.train_fraction:.0%}, stratified)")
     return info, sets
 
 
 def fit_mode(resize_mode: str | None, option: str) -> str:
-    """The --resize-mode in use: as given, else resize for --size (image files) and nearest for --resize (as
-    MedMNIST's '(224)' baselines)."""
-    return resize_mode or ("resize" if option == "size" else "nearest")
+    """The --resize-mode in use for `option`: for --size (image files brought to the input size) resize, pad or
+    crop, unset (and the interpolation names nearest and bilinear, which runs saved before pad and crop existed
+    hold) meaning resize; for --resize as given, unset meaning nearest (as MedMNIST's '(224)' baselines)."""
+    if option == "size":
+        return resize_mode if resize_mode in ("pad", "crop") else "resize"
+    return resize_mode or "nearest"
 
 
 def with_channels(s: ImageSet, channels: int) -> ImageSet:

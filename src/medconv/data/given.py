@@ -4,8 +4,8 @@
 Each split is `(images, labels)` arrays or tensors, or a torch `Dataset` whose items are `(image, label)`:
 
 - images: (N, C, H, W) or (N, H, W, C) with C = 1 or 3, or (N, H, W) grey; uint8 (0-255), other integers
-  (divided by their type's maximum, as image files are by their bit depth), or floats in [0, 1] (others are
-  refused: nothing is rescaled without a word);
+  (mapped from their type's range, as image files are by their bit depth: int16 -32768..32767), or floats in
+  [0, 1] (others are refused: nothing is rescaled without a word);
 - labels: (N,) or (N, 1) class indices; the classes are 0..K-1 unless `classes` names them.
 
 A Dataset is never held whole: its items are read when the trainer indexes them, by DataLoader workers
@@ -39,9 +39,9 @@ def as_images(images, what: str = "images") -> torch.Tensor:
         raise UserError(f"{what}: 1 or 3 channels expected, got shape {tuple(x.shape)}")
     if x.dtype == torch.uint8:
         return x.contiguous()
-    if x.dtype == torch.bool or not x.is_floating_point():
-        top = 1 if x.dtype == torch.bool else torch.iinfo(x.dtype).max
-        return (x.double() / top).float().contiguous()
+    if x.dtype == torch.bool or not x.is_floating_point():  # by the type's range, as files by their bit depth
+        low, top = (0, 1) if x.dtype == torch.bool else (min(torch.iinfo(x.dtype).min, 0), torch.iinfo(x.dtype).max)
+        return ((x.double() - low) / (top - low)).float().contiguous()
     x = x.float()
     if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
         raise UserError(f"{what}: float values must lie in [0, 1] (found {float(x.min()):g}..{float(x.max()):g}); "
@@ -51,7 +51,11 @@ def as_images(images, what: str = "images") -> torch.Tensor:
 
 def as_labels(labels, n: int, what: str = "labels") -> torch.Tensor:
     """Class indices as (N, 1) int64."""
-    y = torch.as_tensor(np.asarray(labels)).reshape(-1)
+    array = np.asarray(labels)
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"{what}: class indices 0..K-1 expected, got {array.dtype.kind == 'U' and 'text' or array.dtype}"
+                        " (name the classes with data['classes'] and give their indices)")
+    y = torch.as_tensor(array).reshape(-1)
     if len(y) != n:
         raise UserError(f"{what}: {len(y)} labels for {n} images")
     if y.is_floating_point() and not torch.equal(y, y.round()):
@@ -77,6 +81,9 @@ class DatasetImages(Indexed):
         image = self.dataset[self.index[i]][0]
         x = as_images(torch.as_tensor(np.asarray(image))[None] if not isinstance(image, torch.Tensor) else image[None],
                       f"dataset item {self.index[i]}")[0]
+        if hasattr(self, "item_shape") and tuple(x.shape) != self.item_shape:
+            raise UserError(f"dataset item {self.index[i]}: image of shape {tuple(x.shape)}, the first is "
+                            f"{self.item_shape}; a Dataset's images must share one shape")
         return x.float() / 255 if x.dtype == torch.uint8 else x
 
     def subset(self, index) -> "DatasetImages":
@@ -123,7 +130,8 @@ def given_data(data: dict, name: str = PYTHON) -> tuple[DatasetInfo, dict[str, I
     if top > len(names):
         raise UserError(f"data: labels go up to {top - 1} but {len(names)} classes are named")
     info = DatasetInfo(name=name, task="binary-class" if len(names) == 2 else "multi-class", classes=names,
-                       channels=channels, size=(h, w), source="data given in Python")
+                       channels=channels, size=(h, w), source="data given in Python", file_size=(h, w),
+                       native_sizes=[(h, w)])
     info.summary = [f"{split} {len(s)}: " + ", ".join(f"{c} {int((s.labels[:, 0] == i).sum())}" for i, c in
                                                        enumerate(names)) for split, s in sets.items()]
     return info, sets

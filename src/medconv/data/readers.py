@@ -88,21 +88,26 @@ def _frames_first(a: np.ndarray, channels: int) -> np.ndarray:
     return a.reshape(-1, *a.shape[-3:])
 
 
+def grey_palette(img) -> bool:
+    """Whether a palette image's palette holds only greys (r = g = b), so it reads as one channel."""
+    palette = img.getpalette() or []
+    return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+
+
 def read_pillow(path: Path) -> tuple[np.ndarray, ImageMeta]:
     """PNG, JPEG, BMP (8 or 16 bits, grey, palette, RGB[A]) through Pillow; EXIF orientation applied."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
         check_pixels(path, (img.height, img.width))
-        frames = getattr(img, "n_frames", 1)
+        frames = 1 if img.format == "MPO" else getattr(img, "n_frames", 1)  # MPO: a camera JPEG and its preview
         img = ImageOps.exif_transpose(img)
         mode, dropped = img.mode, []
         if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
             dropped.append("alpha")
         if mode in ("P", "PA"):
             rgb = np.asarray(img.convert("RGB"))
-            grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-            a = rgb[..., 0] if grey else rgb
+            a = rgb[..., 0] if grey_palette(img) else rgb
         elif mode in ("1", "LA", "La"):
             a = np.asarray(img.convert("L"))
         elif mode.startswith("I;16"):
@@ -133,8 +138,9 @@ def read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
         check_pixels(path, series.shape)
         a, axes = series.asarray(), series.axes
         photometric = page.photometric
+        bits = int(page.bitspersample)
         if photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
-            a, axes = page.colormap.T[a], axes + "S"
+            a, axes, bits = page.colormap.T[a], axes + "S", 16  # colormaps are 16-bit
         extra = "".join(str(x) for x in page.extrasamples) if len(page.extrasamples) else ""
         # pages stored as series of their own (not written by tifffile), same size: more frames
         more = sum(1 for s in tif.series[1:] if s.shape == series.shape and not s.is_pyramidal)
@@ -142,13 +148,21 @@ def read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
         a = np.moveaxis(a, axes.index("S"), -1)
         axes = axes.replace("S", "") + "S"
     samples = a.shape[-1] if axes.endswith("S") else 1
+    if samples > 4:
+        raise UserError(f"cannot read image {path}: {samples} samples per pixel; grey, grey+alpha, RGB or RGBA expected")
     dropped = ["alpha"] if extra or samples in (2, 4) else []
     if samples in (2, 4):
         a = a[..., :samples - 1]
-    if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
-        a = (np.iinfo(a.dtype).max - a) if np.issubdtype(a.dtype, np.integer) else a.max() - a
-    bits = int(page.bitspersample) if np.issubdtype(a.dtype, np.unsignedinteger) else _bits(a.dtype)
-    span = (0.0, float(2 ** bits - 1)) if np.issubdtype(a.dtype, np.unsignedinteger) else _int_range(a.dtype)
+    unsigned = np.issubdtype(a.dtype, np.unsignedinteger)
+    bits = bits if unsigned else _bits(a.dtype)
+    if photometric == tifffile.PHOTOMETRIC.MINISWHITE:  # 0 is white: inverted within the stored bit depth
+        if a.dtype == bool:
+            a = ~a
+        elif unsigned:
+            a = (2 ** bits - 1) - a
+        else:
+            a = np.iinfo(a.dtype).max - a if np.issubdtype(a.dtype, np.integer) else a.max() - a
+    span = (0.0, float(2 ** bits - 1)) if unsigned else _int_range(a.dtype)
     channels = 3 if axes.endswith("S") and a.shape[-1] == 3 else 1
     spatial = a.shape[-3:-1] if axes.endswith("S") else a.shape[-2:]
     frames = int(np.prod(a.shape[:a.ndim - (3 if axes.endswith("S") else 2)], dtype=np.int64)) * (1 + more)
@@ -226,7 +240,8 @@ def image_header(path: Path) -> tuple[int, int, int] | None:
 
             with Image.open(path) as img:
                 quarter_turn = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation swaps the axes
-                grey = img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode.startswith("I;16")
+                grey = (img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode.startswith("I;16")
+                        or (img.mode in ("P", "PA") and grey_palette(img)))
                 return (*((img.width, img.height) if quarter_turn else (img.height, img.width)), 1 if grey else 3)
     except Exception:  # unreadable here: the full read says why
         return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from medconv.data.images import load_image, plain_8_bit, prepare_image, range_text, read_frame, to_unit
@@ -76,7 +77,8 @@ def read_one(path: Path, reading: Reading, size: tuple[int, int], where: str | N
     except UserError as exc:
         raise _named(exc, where) from None
     channels = reading.channels or a.shape[2]
-    if plain_8_bit(meta, reading.window) and a.shape[:2] == tuple(size) and a.shape[2] <= channels:
+    if (plain_8_bit(meta, reading.window) and a.dtype == np.uint8 and a.shape[:2] == tuple(size)
+            and a.shape[2] <= channels):
         x = torch.from_numpy(a.transpose(2, 0, 1).copy())  # decoded arrays may be read-only
         return (x.expand(channels, -1, -1).contiguous() if x.shape[0] < channels else x), meta, range_text(meta)
     unit, how = to_unit(a, meta, reading.window)

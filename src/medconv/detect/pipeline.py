@@ -19,6 +19,7 @@ from rich.console import Console
 from ..classify.predict import predict_scores
 from ..config import TrainConfig
 from ..data import resized
+from ..data.datasets import fit_mode
 from ..data.points import load_crchistophenotypes
 from ..data.segmentation import SegImage
 from ..data.types import ImageSet
@@ -219,6 +220,7 @@ def classify_detections(classifier_run: str | Path, image: np.ndarray, found: np
         return []
     batch = torch.from_numpy((patches * 255).round().astype(np.uint8))
     if cfg.resize and cfg.resize != side:
-        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg.resize, cfg.resize_mode).images
+        mode = fit_mode(cfg.resize_mode, "resize")
+        batch = resized(ImageSet(batch, torch.zeros(len(batch), 1)), cfg.resize, mode).images
     scores = predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device)
     return [meta["classes"][i] for i in scores.argmax(1)]

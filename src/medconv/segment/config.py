@@ -62,6 +62,9 @@ class SegmentConfig(BaseConfig):
             self.classes = [c.strip() for c in self.classes.split(",")]
         super().validate()
         parse_window(self.window)
+        if self.window and (self.points or self.dataset == "crchistophenotypes"):
+            raise UserError("--window shows grey values (CT in HU) for segmentation; detection reads its images' "
+                            "colours as they are")
         if self.classes is not None and (len(self.classes) < 2 or not all(self.classes)
                                          or len(set(self.classes)) < len(self.classes)):
             raise UserError(f"--classes {','.join(self.classes)!r}: expected two or more distinct names in class "
