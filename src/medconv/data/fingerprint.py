@@ -6,7 +6,7 @@ while swapped labels or an edited image change it. Torch-free: tensors are read 
 
 The fingerprint of a split is a small dict::
 
-    {"scheme": "blake2b-2", "n": 120, "images": "9f...", "labels": "0c...",  # every kind of data
+    {"scheme": "blake2b-2", "n": 120,  # blake2b-1 for segmentation "images": "9f...", "labels": "0c...",  # every kind of data
      "names": "...", "annotations": "..."}                                   # segmentation images only
 
 - classification (an ImageSet, or a pair (images, labels) such as a TensorDataset's tensors): the images as
@@ -22,7 +22,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-SCHEME = "blake2b-2"
+# How each kind is hashed; a stored fingerprint of another scheme is not compared. Classification went to
+# float32 chunks (blake2b-2) so that images held as uint8 and read lazily as float hash alike.
+SCHEME = "blake2b-1"
+CLASSIFICATION_SCHEME = "blake2b-2"
 FIELDS = {"images": "images", "labels": "labels", "names": "image names", "annotations": "annotations"}
 ANNOTATIONS = ("roi", "instances", "points", "target")
 
@@ -59,7 +62,8 @@ def unit_chunks(images, n: int = 256) -> Iterable[np.ndarray]:
 
 def _classification(images, labels) -> dict:
     labels = as_array(labels).astype(np.float64).reshape(-1)  # (N, 1) indices and (N,) targets alike
-    return {"scheme": SCHEME, "n": int(len(images)), "images": digest(unit_chunks(images)), "labels": digest([labels])}
+    return {"scheme": CLASSIFICATION_SCHEME, "n": int(len(images)), "images": digest(unit_chunks(images)),
+            "labels": digest([labels])}
 
 
 def _segmentation(items: Sequence) -> dict:
