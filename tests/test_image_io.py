@@ -227,8 +227,9 @@ def test_lazy_loading_trains_exactly_as_in_memory(tmp_path):
         assert split_fingerprint(memory[split]) == split_fingerprint(lazy[split])
     runs = {}
     for loading in ("memory", "lazy"):
-        done = run_in_process("train", "--images", root, *TINY, "--epochs", "2", "--batch-size", "8", "--loading",
-                              loading, "--workers", "1", "--deterministic", "--out", tmp_path / loading)
+        done = run_in_process("train", "--images", root, *TINY, "--epochs", "3", "--batch-size", "8", "--loading",
+                              loading, "--workers", "1", "--augment", "light", "--model-option", "dropout=0.3",
+                              "--deterministic", "--out", tmp_path / loading)
         assert done.returncode == 0, done.stderr
         assert f"loading: {loading}" in done.stderr
         runs[loading] = tmp_path / loading

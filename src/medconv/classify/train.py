@@ -18,7 +18,7 @@ from ..config import TrainConfig
 from ..data import load_dataset
 from ..data.augment import parse_augment
 from ..data.given import PYTHON
-from ..data.reading import LazyPairs, is_lazy, reading_workers
+from ..data.reading import EpochOrder, LazyPairs, is_lazy, reading_workers
 from ..data.transforms import augment, channel_stats, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
 from ..errors import TrainingDiverged, UserError
@@ -101,6 +101,7 @@ class ClassificationTask:
         images, labels = sets["train"].images, targets(sets["train"].labels, info.task)
         self.lazy = is_lazy(images)  # files read per batch by worker processes, else one tensor on the device
         self.data = LazyPairs(images, labels) if self.lazy else TensorDataset(images.to(device), labels.to(device))
+        self.loader: DataLoader | None = None  # lazy: made by the first batches()
         self.val = sets["val"]
         self.splits = {"train": sets["train"], "val": sets["val"]}  # the run's data fingerprint (the engine)
 
@@ -109,14 +110,18 @@ class ClassificationTask:
         dropped (batch norm cannot train on it)."""
         set_trainable(self.model, self.cfg.finetune, self.cfg.unfreeze_every, epoch)
         n, size = len(self.data), self.cfg.batch_size
-        order = RandomSampler(range(n), generator=generator)
-        batches = BatchSampler(order, size, drop_last=n % size == 1)
         if not self.lazy:
-            return DataLoader(self.data, sampler=batches, batch_size=None)
-        workers = reading_workers(self.cfg.workers)
-        return DataLoader(self.data, sampler=batches, batch_size=None, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False,
-                          prefetch_factor=4 if workers else None)
+            order = RandomSampler(range(n), generator=generator)
+            return DataLoader(self.data, sampler=BatchSampler(order, size, drop_last=n % size == 1), batch_size=None)
+        if self.loader is None:  # one loader, its reading workers kept across epochs
+            workers = reading_workers(self.cfg.workers)
+            self.loader = DataLoader(self.data, sampler=EpochOrder(n, size), batch_size=None, num_workers=workers,
+                                     pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                                     prefetch_factor=4 if workers else None)
+        elif self.loader.persistent_workers:  # the draw a fresh loader's iterator makes (the in-memory path does
+            torch.empty((), dtype=torch.int64).random_()  # each epoch): the same random numbers afterwards
+        self.loader.sampler.generator = generator
+        return self.loader
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = (t.to(self.device, non_blocking=True) for t in batch)

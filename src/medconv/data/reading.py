@@ -201,3 +201,20 @@ def reading_workers(workers: int | None) -> int:
     if workers is not None:
         return workers
     return min(4, max(0, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1))
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """Batches of indices (lists of `size`) in the random order `generator` gives, the generator set anew for
+    each epoch, so that one DataLoader and its worker processes serve every epoch; a last batch of one image is
+    dropped (batch norm cannot train on it). The same batches as BatchSampler(RandomSampler(range(n),
+    generator=generator), size, drop_last=n % size == 1)."""
+
+    def __init__(self, n: int, size: int):
+        self.n, self.size, self.generator = n, size, None
+
+    def __iter__(self):
+        order = torch.utils.data.RandomSampler(range(self.n), generator=self.generator)
+        return iter(torch.utils.data.BatchSampler(order, self.size, drop_last=self.n % self.size == 1))
+
+    def __len__(self) -> int:
+        return self.n // self.size if self.n % self.size == 1 else -(-self.n // self.size)
