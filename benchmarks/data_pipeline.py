@@ -5,8 +5,8 @@ tensor: model-only), through the classification trainer's own batches and loss p
 Two cases: simple-cnn on 28 px grey BreastMNIST images (batch 128), ResNet-18 on 224 px RGB tiles cut from the
 CRCHistoPhenotypes H&E images (batch 32). The benchmark writes the PNG files itself under benchmarks/runs/,
 then times each mode in turn (memory, lazy, memory, lazy, ...: `--rounds`), `--steps` steps after 2 warm-up
-steps each time; images per second is the median over rounds. Workers: medconv's default (one per CPU core but
-one, at most 4) unless `--workers`.
+steps each time; images per second is the median over rounds. Workers: medconv's default (none on 2 cores or
+fewer, else one per 4 cores, at most 4) unless `--workers`.
 
     ./run bench data_pipeline [--steps 20] [--rounds 3] [--workers N] [--threads N]
 """

@@ -305,3 +305,14 @@ def test_interpolation_names_with_size_mean_resize_as_runs_saved_before_pad_and_
                           tmp_path / "run")
     assert done.returncode == 0, done.stderr
     assert "brought to it by --resize-mode resize" in done.stderr
+
+
+def test_exif_orientation_turns_the_image_and_its_header_size(tmp_path):
+    from medconv.data.readers import image_header
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: stored 20 wide x 10 high, shown 10 wide x 20 high
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "plain.jpg")
+    assert read_image(tmp_path / "turned.jpg").shape == (20, 10, 3) and image_header(tmp_path / "turned.jpg")[:2] == (20, 10)
+    assert read_image(tmp_path / "plain.jpg").shape == (10, 20, 3)

@@ -189,7 +189,7 @@ class TrainConfig(BaseConfig):
     resize_mode: str | None = None    # resize, pad, crop, nearest, bilinear; unset: resize for --size, nearest for --resize
     window: str | None = None         # grey values shown as CENTER,WIDTH or a CT preset (lung, bone, ...)
     loading: str = "auto"             # image files: memory (read once), lazy (read as needed), auto (memory if it fits)
-    workers: int | None = None        # processes reading files for lazy loading (unset: one per core but one, at most 4)
+    workers: int | None = None        # processes reading files for lazy loading (unset: 0 on <= 2 cores, else cores / 4, <= 4)
     patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
     train_fraction: float = 1.0       # keep this stratified fraction of the training labels
     # model

@@ -74,8 +74,9 @@ CLASSIFY = {  # medconv train, transfer
     "loading": Field("image files: memory (read once, held decoded), lazy (read as each batch needs them, by --workers "
                      "processes: cohorts larger than memory) or auto (memory when the decoded images fit in a quarter "
                      "of this machine's memory)"),
-    "workers": Field("processes reading image files with --loading lazy (0: the training process; unset: one per "
-                     "CPU core but one, at most 4)", metavar="N"),
+    "workers": Field("processes reading image files with --loading lazy (0: the training process; unset: 0 on 2 "
+                     "cores or fewer, where a reading process slows training more than it saves, else one per 4 "
+                     "cores, at most 4)", metavar="N"),
     "patch": Field("crchistophenotypes: side in px of the square RGB patch centred on each nucleus (odd, >= 5)",
                    metavar="PX"),
     "train_fraction": Field("use this stratified fraction of the training labels, in (0, 1]", metavar="FRACTION"),

@@ -85,12 +85,12 @@ def read_stored(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     if reader is None:
         raise UserError(f"cannot read image {path}: unsupported file type "
                         f"'{suffix(path) or '(none)'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
-    if not path.is_file():
-        raise UserError(f"cannot read image {path}: file not found")
     try:
         a, meta = reader(path)
     except (UserError, MemoryError):
         raise
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"cannot read image {path}: file not found") from None
     except Exception as exc:  # any decoder failure means the file is not a readable image
         raise UserError(f"cannot read image {path}: {one_line(exc)}") from exc
     if a.ndim != 4 or 0 in a.shape[1:3] or a.shape[3] not in (1, 3):
@@ -106,7 +106,8 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
         raise UserError(f"cannot read image {path}: it holds {meta.frames} frames (pages); a 2D image is one frame: "
                         "save each frame as its own file, or read the file as a volume")
     if a.size:
-        meta.observed = (float(np.nanmin(a)), float(np.nanmax(a)))
+        floats = a.dtype.kind == "f"
+        meta.observed = (float(np.nanmin(a) if floats else a.min()), float(np.nanmax(a) if floats else a.max()))
     return a[0], meta
 
 

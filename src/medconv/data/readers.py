@@ -7,6 +7,7 @@ formats are to come as one more reader of the same shape (a region read lazily i
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ def max_pixels() -> int:
 
 def check_pixels(path: Path, shape: tuple[int, ...]) -> None:
     """Refuse an image whose declared shape holds more than max_pixels() values, before allocating it."""
-    count = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    count = math.prod(int(s) for s in shape)
     if count > max_pixels():
         raise UserError(f"cannot read image {path}: it declares {' x '.join(map(str, shape))} = {count:,} values, "
                         f"above the limit of {max_pixels():,} (a decompression bomb?); set MEDCONV_MAX_PIXELS "
@@ -101,7 +102,8 @@ def read_pillow(path: Path) -> tuple[np.ndarray, ImageMeta]:
     with Image.open(path) as img:
         check_pixels(path, (img.height, img.width))
         frames = 1 if img.format == "MPO" else getattr(img, "n_frames", 1)  # MPO: a camera JPEG and its preview
-        img = ImageOps.exif_transpose(img)
+        if "exif" in img.info:  # only files with EXIF can be turned by it (parsing it costs a quarter of a read)
+            img = ImageOps.exif_transpose(img)
         mode, dropped = img.mode, []
         if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
             dropped.append("alpha")

@@ -146,11 +146,20 @@ class Indexed:
             return list(range(len(self)))[index]
         return [int(i) for i in (index.tolist() if hasattr(index, "tolist") else index)]
 
+    def read_stored(self, i: int) -> torch.Tensor:
+        """Item i as held before scaling: uint8 (0-255) or float32 in [0, 1] (read() unless overridden)."""
+        return self.read(i)
+
     def __getitem__(self, index) -> torch.Tensor:
         if isinstance(index, int):
             return self.read(index)
         picked = self.positions(index)
-        return torch.stack([self.read(i) for i in picked]) if picked else torch.zeros((0, *self.item_shape))
+        if not picked:
+            return torch.zeros((0, *self.item_shape))
+        items = [self.read_stored(i) for i in picked]
+        if all(x.dtype == torch.uint8 for x in items):  # scaled once for the batch: the same values, faster
+            return unit_float(torch.stack(items))
+        return torch.stack([unit_float(x) for x in items])
 
     def chunks(self, n: int = 256) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), n):
@@ -173,8 +182,11 @@ class LazyImages(Indexed):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def read_stored(self, i: int) -> torch.Tensor:
+        return read_one(self.paths[i], self.reading, self.size, self.where[i])[0]
+
     def read(self, i: int) -> torch.Tensor:
-        return unit_float(read_one(self.paths[i], self.reading, self.size, self.where[i])[0])
+        return unit_float(self.read_stored(i))
 
     def subset(self, index) -> "LazyImages":
         picked = self.positions(index)
@@ -197,10 +209,13 @@ class LazyPairs(torch.utils.data.Dataset):
 
 
 def reading_workers(workers: int | None) -> int:
-    """DataLoader worker processes for lazy loading: as given, else one per CPU core but one, at most 4."""
+    """DataLoader worker processes for lazy loading: as given; else none on 2 cores or fewer (measured by
+    benchmarks/data_pipeline.py: a worker there slows the training threads more than reading in their own
+    process costs), else one per 4 cores, at most 4."""
     if workers is not None:
         return workers
-    return min(4, max(0, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, max(1, cores // 4))
 
 
 class EpochOrder(torch.utils.data.Sampler):
