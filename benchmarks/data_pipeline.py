@@ -8,7 +8,7 @@ then times each mode in turn (memory, lazy, memory, lazy, ...: `--rounds`), `--s
 steps each time; images per second is the median over rounds. Workers: medconv's default (none on 2 cores or
 fewer, else one per 4 cores, at most 4) unless `--workers`.
 
-    ./run bench data_pipeline [--steps 20] [--rounds 3] [--workers N] [--threads N]
+    ./run bench data_pipeline [--steps 20] [--rounds 5] [--workers N] [--threads N]
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def images_per_second(case: str, root: Path, loading: str, steps: int, workers: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
