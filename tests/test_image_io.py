@@ -316,3 +316,23 @@ def test_exif_orientation_turns_the_image_and_its_header_size(tmp_path):
     Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "plain.jpg")
     assert read_image(tmp_path / "turned.jpg").shape == (20, 10, 3) and image_header(tmp_path / "turned.jpg")[:2] == (20, 10)
     assert read_image(tmp_path / "plain.jpg").shape == (10, 20, 3)
+
+
+def test_plain_pngs_decoded_by_imagecodecs_read_as_pillow_reads_them(tmp_path):
+    from pathlib import Path
+
+    from medconv.data.readers import read_plain_png
+
+    rng = np.random.default_rng(0)
+    plain = {"g8": rng.integers(0, 256, (13, 17)).astype(np.uint8), "g16": rng.integers(0, 65536, (13, 17)).astype(np.uint16),
+             "rgb8": rng.integers(0, 256, (13, 17, 3)).astype(np.uint8)}
+    for name, a in plain.items():
+        Image.fromarray(a).save(tmp_path / f"{name}.png")
+        stored, meta = read_plain_png(Path(tmp_path / f"{name}.png"))
+        np.testing.assert_array_equal(stored[0].reshape(a.shape), a)
+        assert meta.bits == a.dtype.itemsize * 8 and meta.channels == (3 if a.ndim == 3 else 1)
+    Image.fromarray(plain["rgb8"]).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(np.dstack([plain["rgb8"], plain["g8"]])).save(tmp_path / "rgba.png")
+    for other in ("palette.png", "rgba.png"):  # left to Pillow
+        assert read_plain_png(Path(tmp_path / other)) is None
+    assert read_image(tmp_path / "rgba.png").shape == (13, 17, 3)
