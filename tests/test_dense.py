@@ -72,3 +72,6 @@ def test_networks_that_cannot_be_scanned_exactly_say_so():
         sliding_posteriors(build_model("patch-cnn", 1, 2, (65, 65)), torch.rand(1, 30, 40), 65, [0.5], [0.2])
     with pytest.raises(UserError, match="too small"):
         build_model("patch-cnn", 1, 2, (9, 9), widths=[8, 8], kernels=[5, 5])
+    for side, kernels in ((7, [7]), (13, [3, 5]), (9, [4, 3])):  # a block's output 1x1: batch norm's trial refused
+        with pytest.raises(UserError, match="too small"):
+            build_model("patch-cnn", 1, 2, (side, side), widths=[4] * len(kernels), kernels=kernels)

@@ -37,10 +37,11 @@ class PatchCNN(nn.Module):
             c = w
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
-            try:
-                shape = self.features(torch.zeros(1, in_channels, *input_size)).shape
+            try:  # in eval mode: batch norm on one 1x1 trial patch would refuse to take its statistics
+                shape = self.features.eval()(torch.zeros(1, in_channels, *input_size)).shape
             except RuntimeError:
                 shape = (0, 0, 0, 0)
+            self.features.train()
         if min(shape[2:]) < 1:
             raise UserError(f"--arch patch-cnn: a {input_size[0]}x{input_size[1]} patch is too small for {len(widths)} conv-pool blocks "
                             f"with kernels {list(kernels)}; use a larger --patch or fewer blocks")
