@@ -15,6 +15,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -479,6 +480,14 @@ CASES = [
     ("detect-evaluate-tolerance-um-no-mpp", "detect evaluate {det} --tolerance-um 3", "--mpp"),
     ("detect-evaluate-classifier-missing", "detect evaluate {det} --classifier {tmp}/no-run", "no-run"),
     ("detect-evaluate-classifier-grey", "detect evaluate {det} --classifier {clf}", "channel"),
+    # ------------------------------------------------------------------ measure
+    ("measure-missing", "measure {tmp}/nothing.nii.gz", "not found"),
+    ("measure-a-png", "measure {png}", "voxel spacing"),
+    ("measure-not-labels", "measure {float_nii}", "not a label map"),
+    ("measure-reference-count", "measure {labels_nii} {labels_nii} --reference {labels_nii}", "one per map"),
+    ("measure-reference-shape-bad", "measure {labels_nii} --reference {text_png}", "text.png"),
+    ("measure-names", "measure {labels_nii} --names anterior", "--names"),
+    ("measure-out-folder", "measure {labels_nii} --out {folder}", "--out"),
     # ------------------------------------------------------------------ no verb at all
     ("no-verb", "", "VERB"),
     ("unknown-verb", "fit --out {out}", "fit"),
@@ -570,6 +579,11 @@ def make_files(root: Path) -> dict[str, str]:
     at("counts").write_text("node,images\nnevus,10\nmelanoma,5\n")
     for name, text in YAML.items():
         at(f"y_{name}").write_text(text)
+    labels = np.zeros((6, 5, 4), np.uint8)
+    labels[1:3, 1:3, 1:3] = 1
+    paths.update(labels_nii=root / "labels.nii.gz", float_nii=root / "halves.nii.gz")
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), paths["labels_nii"])
+    nib.save(nib.Nifti1Image(labels * 0.5, np.eye(4)), paths["float_nii"])
     return {name: str(p) for name, p in paths.items()}
 
 

@@ -14,7 +14,7 @@ LAYERS = [
     {"models"},
     {"infer", "report"},
     {"training"},
-    {"classify", "segment", "detect", "transfer", "analysis", "experiments", "export", "demo"},
+    {"classify", "segment", "detect", "transfer", "analysis", "experiments", "export", "demo", "measure"},
     {"cli"},
 ]
 

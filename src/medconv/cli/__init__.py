@@ -15,11 +15,13 @@ import re
 import sys
 
 from ..errors import TrainingDiverged, UserError
-from . import demo, detect, evaluate, experiment, export, inspect, predict, pretrain, segment, taxonomy, train, transfer
+from . import (demo, detect, evaluate, experiment, export, inspect, measure, predict, pretrain, segment, taxonomy, train,
+               transfer)
 from .options import config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]  # config_from_args: tests build configurations with it
-VERBS = (demo, train, evaluate, predict, pretrain, experiment, inspect, transfer, segment, detect, export, taxonomy)
+VERBS = (demo, train, evaluate, predict, pretrain, experiment, inspect, transfer, segment, detect, export, taxonomy,
+         measure)
 
 
 class Parser(argparse.ArgumentParser):
