@@ -336,3 +336,22 @@ def test_plain_pngs_decoded_by_imagecodecs_read_as_pillow_reads_them(tmp_path):
     for other in ("palette.png", "rgba.png"):  # left to Pillow
         assert read_plain_png(Path(tmp_path / other)) is None
     assert read_image(tmp_path / "rgba.png").shape == (13, 17, 3)
+
+
+def test_a_written_label_map_keeps_the_input_affine_and_header(tmp_path):
+    from medconv.data.volumes import write_label_map
+
+    affine = np.array([[0.0, -0.9, 0.0, 10.0], [1.1, 0.0, 0.0, -5.0], [0.0, 0.0, 2.5, 3.0], [0.0, 0.0, 0.0, 1.0]])
+    image = nib.Nifti1Image(np.random.default_rng(0).random((7, 6, 5)).astype(np.float32), affine)
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, tmp_path / "scan.nii.gz")
+    volume, meta = read_volume(tmp_path / "scan.nii.gz")  # (5, 6, 7)
+    labels = (volume > 0.5).astype(np.int64) * 2
+    write_label_map(tmp_path / "labels.nii.gz", labels, tmp_path / "scan.nii.gz")
+    written = nib.load(tmp_path / "labels.nii.gz")
+    np.testing.assert_array_equal(written.affine, nib.load(tmp_path / "scan.nii.gz").affine)
+    assert written.header.get_xyzt_units() == ("mm", "sec") and written.get_data_dtype() == np.uint8
+    again, again_meta = read_volume(tmp_path / "labels.nii.gz")
+    np.testing.assert_array_equal(again, labels) and np.testing.assert_allclose(again_meta.spacing, meta.spacing)
+    with pytest.raises(UserError, match="grid"):
+        write_label_map(tmp_path / "bad.nii.gz", labels[:, :3], tmp_path / "scan.nii.gz")

@@ -9,6 +9,7 @@ for DICOM through MONAI), so a label map written back is transposed to (i, j, k)
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from medconv.data.images import one_line, read_stored
 from medconv.errors import UserError
+from medconv.fileio import atomic_write
 
 
 
@@ -99,3 +101,29 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
         raise
     except Exception as exc:  # any decoder failure means the file is not a readable volume
         raise UserError(f"cannot read volume {path}: {one_line(exc)}") from exc
+
+
+def write_label_map(path: str | Path, labels: np.ndarray, like: str | Path) -> Path:
+    """Write labels (D, H, W) as a NIfTI file at `path` on the grid of the NIfTI file `like` (the image they
+    were predicted from): the same affine and header (its qform/sform codes, units, descriptions), the array
+    back in the file's (i, j, k) order, stored as uint8 (up to 255 labels) or uint16."""
+    import nibabel as nib
+
+    reference = nib.load(str(like))
+    shape = tuple(int(s) for s in reference.shape[:3])
+    voxels = np.asarray(labels).transpose(2, 1, 0)
+    if voxels.shape != shape:
+        raise UserError(f"labels of shape {tuple(np.shape(labels))} (D, H, W) do not lie on the grid of {like} "
+                        f"({' x '.join(map(str, reversed(shape)))})")
+    dtype = np.uint8 if voxels.max(initial=0) < 256 else np.uint16
+    header = reference.header.copy()
+    header.set_data_dtype(dtype)
+    image = nib.Nifti1Image(voxels.astype(dtype), reference.affine, header)
+    image.header.set_slope_inter(1, 0)
+    gzipped = ".nii.gz" if str(path).endswith(".gz") else ".nii"  # nibabel compresses by the name
+
+    def write(tmp: str) -> None:
+        nib.save(image, tmp + gzipped)
+        os.replace(tmp + gzipped, tmp)
+    atomic_write(path, write)
+    return Path(path)
