@@ -16,12 +16,13 @@ from ..metrics import MULTI_LABEL, classification_metrics
 from ..report.plots import plot_confusion, plot_roc, plot_training_curves
 from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
+from ..training.engine import resolve_device
 from ..data.levels import at_level
 from .predict import predict_scores
 
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
-             data_root: str | None = None, device: str = "cpu",
+             data_root: str | None = None, device: str = "auto",
              data: tuple[DatasetInfo, dict[str, ImageSet]] | dict | None = None, level: str | None = None,
              allow_unfinished: bool = False) -> dict:
     """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots.
@@ -29,6 +30,7 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
     from the split the run was trained and scored on gets a warning on standard error. `data`: (info, sets) as
     loaded, or splits given in Python (a dict, as medconv.train's data=), checked against the run's data."""
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     run_dir = Path(run_dir)
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)

@@ -21,6 +21,7 @@ from ..fileio import image_files, write_csv
 from ..metrics import predicted_labels, scores_from_logits
 from ..training.checkpoint import load_model
 from ..training.runstate import check_finished
+from ..training.engine import resolve_device
 from ..data.levels import at_level
 from ..progress import make_console
 from ..transfer.weights import native_side
@@ -69,12 +70,13 @@ def load_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, Rea
     return resized_as_trained(torch.stack(tensors), meta), log
 
 
-def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = None, device: str = "cpu",
+def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = None, device: str = "auto",
             level: str | None = None, allow_unfinished: bool = False) -> np.ndarray:
     """Class probabilities (N, K) for images given in Python: (N, C, H, W), (N, H, W, C) or (N, H, W) arrays or
     tensors, uint8 or floats in [0, 1] (data.given.as_images). They are brought to the run's channels, to its
     data's size by its --resize-mode (a note on stderr says so), resized as its --resize did, and normalised as
     in training. `level`: summed up to that level of the run's --taxonomy."""
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     x = as_images(images)
@@ -93,13 +95,14 @@ def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = 
 
 
 def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None = None, which: str = "best",
-                  tta: str | None = None, device: str = "cpu", chunk: int = 256, level: str | None = None,
+                  tta: str | None = None, device: str = "auto", chunk: int = 256, level: str | None = None,
                   allow_unfinished: bool = False, console: Console | None = None) -> list[dict]:
     """Probabilities for each image file; rows {path, prob_<class>..., predicted}; CSV at `out` if given; what
     reading changed (other sizes, alpha) is said on `console` (default stderr).
     `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
     to that level of the run's --taxonomy. A run that has not finished training is refused unless
     `allow_unfinished`."""
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     files = image_files(inputs)

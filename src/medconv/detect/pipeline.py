@@ -80,7 +80,7 @@ def typed_truth(cfg, split: str) -> dict[str, tuple[np.ndarray, list[str]]]:
     return truth
 
 
-def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "cpu",
+def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float | None = None, device: str = "auto",
                        data=None, overlays: bool = True, classifier: str | Path | None = None,
                        maps: list[np.ndarray] | None = None, allow_unfinished: bool = False) -> dict:
     """Precision/recall/F1 of the run's detections on a split (TP/FP/FN summed); writes detect_{split}.json,
@@ -89,6 +89,7 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
     A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
     from the split the run was trained and scored on gets a warning on standard error."""
 
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     run_dir = Path(run_dir)
     check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
@@ -167,13 +168,14 @@ def train_detector(cfg, out: str | Path, tolerance: float = 6.0, resume: bool = 
 
 
 def tune_detector(run_dir: str | Path, tolerance: float = 6.0, console: Console | None = None,
-                  tta: tuple[str, ...] = ("none", "d4"), device: str = "cpu", allow_unfinished: bool = False,
+                  tta: tuple[str, ...] = ("none", "d4"), device: str = "auto", allow_unfinished: bool = False,
                   data=None) -> dict:
     """Choose a trained detector's peak parameters, and whether to average its maps over the `tta` test-time
     augmentations, on the validation images (RUN/detect.json); returns their scores (RUN/detect_val.json).
     A run that has not finished training is refused unless `allow_unfinished`. `data`: the run's (info,
     splits) when the caller has loaded them."""
 
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     console = console or make_console()
     out = Path(run_dir)
     check_finished(out, allow_unfinished)

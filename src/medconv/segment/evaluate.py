@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..fileio import image_files, write_json
 from ..training.checkpoint import load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
+from ..training.engine import resolve_device
 from ..progress import make_console
 from .config import SegmentConfig
 from .data import load_data
@@ -124,7 +125,7 @@ def metrics_name(split: str, tta: str = "none") -> str:
 
 
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
-                          device: str = "cpu", data: tuple[SegInfo, dict] | None = None,
+                          device: str = "auto", data: tuple[SegInfo, dict] | None = None,
                           choose: bool = False, tta: str = "none", thin: bool = False,
                           allow_unfinished: bool = False) -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
@@ -138,6 +139,7 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
     training is refused unless `allow_unfinished`; data loaded here that differs from the split the run was
     trained and scored on gets a warning on standard error."""
 
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_segmenter(run_dir, which, device)
     boundary = segments_boundaries(meta)
@@ -291,7 +293,7 @@ def threshold_said(m: dict) -> str:
 
 def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | Path, method: str = "auto",
                          threshold: float | None = None, sigma: float = 0.0, opening: int = 0, fill_holes: bool = False,
-                         min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "cpu",
+                         min_size: int = 0, instances: bool = False, tta: str = "none", device: str = "auto",
                          console: Console | None = None, closing: int = 0, fmt: str = "png",
                          thin: bool = False, allow_unfinished: bool = False) -> list[dict]:
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
@@ -299,6 +301,7 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation. A run that
     has not finished training is refused unless `allow_unfinished`."""
 
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     console = console or make_console()
     check_finished(run_dir, allow_unfinished)
     model, meta = load_segmenter(run_dir, device=device)

@@ -30,6 +30,7 @@ from ..fileio import atomic_write
 from ..models.registry import build_model
 from ..models.feature_head import LayerFeatures, graph_nodes
 from ..progress import make_console
+from ..training.engine import resolve_device
 from .weights import apply_weights, head_name, prepare_source, source_normalisation
 
 
@@ -89,9 +90,10 @@ def compute(extractor: nn.Module, images: torch.Tensor, mean, std, device: str, 
 
 
 def extract_features(cfg: TrainConfig, layer: str | None = None, cache_dir: str | Path | None = None,
-                     device: str = "cpu", console: Console | None = None) -> Features:
+                     device: str = "auto", console: Console | None = None) -> Features:
     """Features of every split of cfg's dataset at `layer` of backbone cfg.arch with weights cfg.init_from,
     read from the cache when this exact extraction was done before."""
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     console = console or make_console()
     cfg.validate()
     source = prepare_source(cfg, "--weights")

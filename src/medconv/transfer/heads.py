@@ -27,6 +27,7 @@ from ..metrics import MULTI_LABEL, acc_score, auc_score
 from ..models.feature_head import FeatureHead, LayerFeatures, make_head
 from ..progress import make_console
 from ..training.checkpoint import save_checkpoint
+from ..training.engine import resolve_device
 from .features import Features, extract_features
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)          # logistic regression: inverse L2 strength
@@ -71,9 +72,10 @@ def fit_candidates(feats: Features, head: str, seed: int, select_metric: str):
 
 
 def fit_head(cfg: TrainConfig, out: str | Path, head: str = "logreg", layer: str | None = None,
-             cache_dir: str | Path | None = None, device: str = "cpu", console: Console | None = None) -> dict:
+             cache_dir: str | Path | None = None, device: str = "auto", console: Console | None = None) -> dict:
     """Fit a head on cached features of backbone cfg.arch (weights cfg.init_from); write run directory `out`."""
 
+    device = str(resolve_device(device))  # auto: CUDA when there is one
     console = console or make_console()
     out = Path(out)
     if (out / "metrics.json").exists() or (out / "checkpoints").exists():
