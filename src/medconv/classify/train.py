@@ -19,7 +19,7 @@ from ..data import load_dataset
 from ..data.augment import parse_augment
 from ..data.given import PYTHON
 from ..data.reading import EpochOrder, LazyPairs, is_lazy, reading_workers
-from ..data.transforms import augment, channel_stats, normalise
+from ..data.transforms import augment, channel_stats, check_volume_augment, normalise
 from ..data.types import DatasetInfo, ImageSet, unit_float
 from ..errors import TrainingDiverged, UserError
 from ..fileio import write_text
@@ -199,6 +199,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
     with run:
         source = prepare_source(cfg) if run.saved is None else None  # a resumed run has its weights
         info, sets = load_dataset(cfg, data)
+        if len(info.size) == 3:
+            check_volume_augment(parse_augment(cfg.augment))
         if info.summary:
             console.print("\n".join(f"data: {line}" for line in info.summary), highlight=False, soft_wrap=True)
         check_selectable(cfg, info, sets["val"])

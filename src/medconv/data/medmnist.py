@@ -1,4 +1,4 @@
-"""MedMNIST 2D datasets by flag and size, read from the data root (downloaded on request)."""
+"""MedMNIST 2D and 3D datasets by flag and size, read from the data root (downloaded on request)."""
 from __future__ import annotations
 
 import os
@@ -23,15 +23,18 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def medmnist_info(flag: str) -> dict:
-    """medmnist's INFO entry for a 2D flag; a clear error for unknown or 3D flags."""
+    """medmnist's INFO entry for a flag, 2D (breastmnist, ...) or 3D (adrenalmnist3d, ...); a clear error for
+    unknown ones."""
     from medmnist import INFO
 
-    flags_2d = sorted(k for k in INFO if not k.endswith("3d"))
     if flag not in INFO:
-        raise UserError(f"unknown dataset '{flag}': expected one of {', '.join(flags_2d)}, or --images/--manifest")
-    if flag.endswith("3d"):
-        raise UserError(f"dataset '{flag}' is 3D; 2D training takes one of {', '.join(flags_2d)}")
+        raise UserError(f"unknown dataset '{flag}': expected a MedMNIST flag ({', '.join(sorted(INFO))}), or "
+                        "--images/--manifest")
     return INFO[flag]
+
+
+def is_3d(flag: str) -> bool:
+    return flag.endswith("3d")
 
 
 def medmnist_file(flag: str, size: int = 28) -> str:
@@ -57,13 +60,15 @@ def download_medmnist(flag: str, size: int, root: Path) -> Path:
 
 def load_medmnist(flag: str, size: int = 28, root: str | os.PathLike | None = None,
                   download: bool = False) -> tuple[DatasetInfo, dict[str, ImageSet]]:
-    """Official train/val/test splits of a MedMNIST 2D dataset.
+    """Official train/val/test splits of a MedMNIST dataset.
 
-    Returns info and {split: ImageSet} with uint8 images (N, C, size, size), labels (N, L).
+    Returns info and {split: ImageSet} with uint8 images (N, C, size, size), or for a 3D flag volumes
+    (N, 1, size, size, size), and labels (N, L).
     """
     info = medmnist_info(flag)
-    if size not in (28, 64, 128, 224):
-        raise UserError(f"--size {size} is not a MedMNIST size: expected 28, 64, 128 or 224")
+    sizes = (28, 64) if is_3d(flag) else (28, 64, 128, 224)
+    if size not in sizes:
+        raise UserError(f"--size {size} is not a size of {flag}: expected {', '.join(map(str, sizes))}")
     folder = data_root(root)
     path = folder / medmnist_file(flag, size)
     if not path.exists():
@@ -85,7 +90,7 @@ def load_medmnist(flag: str, size: int = 28, root: str | os.PathLike | None = No
     classes = [info["label"][k] for k in sorted(info["label"], key=int)]
     sets = {}
     for split, (images, labels) in arrays.items():
-        if images.ndim == 3:
+        if images.ndim == 3 or is_3d(flag):  # grey images (N, H, W) or volumes (N, D, H, W)
             images = images[:, None]
         else:
             images = images.transpose(0, 3, 1, 2)
@@ -93,7 +98,7 @@ def load_medmnist(flag: str, size: int = 28, root: str | os.PathLike | None = No
         sets[split] = ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
     check_labels(sets, info["task"], len(classes), str(path))
     ds_info = DatasetInfo(name=flag, task=info["task"], classes=classes, channels=sets["train"].images.shape[1],
-                          size=(size, size), source=str(path))
+                          size=(size,) * (3 if is_3d(flag) else 2), source=str(path))
     return ds_info, sets
 
 

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .augment import AugmentConfig
 
 
@@ -17,8 +18,23 @@ def uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tens
     return torch.rand(n, device=device) * (high - low) + low
 
 
+VOLUME_AUGMENT = ("hflip", "vflip", "rotate90", "brightness", "contrast")  # what augment does for volumes
+
+
+def check_volume_augment(cfg: AugmentConfig) -> None:
+    """Refuse, for volumes, the warps augment only does in 2D (rotate, translate, scale), in one line."""
+    warps = [name for name in ("rotate", "translate", "scale") if getattr(cfg, name)]
+    if warps:
+        raise UserError(f"--augment {', '.join(warps)}: volumes take {', '.join(VOLUME_AUGMENT)} (flips, quarter "
+                        "turns, intensity); 2D warps are not applied to them")
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """Randomly warp and re-light each image of x (N, C, H, W) float in [0, 1]; same shape out."""
+    """Randomly warp and re-light each image of x (N, C, H, W) float in [0, 1]; same shape out. Volumes (N, C,
+    D, H, W): flips (hflip along W, vflip along H and, with its probability, along D), quarter turns in the
+    H-W plane, brightness and contrast (check_volume_augment refuses the rest)."""
+    if x.ndim == 5:
+        return augment_volumes(x, cfg)
     n, dev = x.shape[0], x.device
     if cfg.geometric:
         theta = torch.deg2rad(uniform(n, -cfg.rotate, cfg.rotate, dev))
@@ -43,10 +59,29 @@ def augment(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return x
 
 
+def augment_volumes(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """augment for volumes (N, C, D, H, W), per sample, drawing from torch's global generator."""
+    n, dev = x.shape[0], x.device
+    each = (n, 1, 1, 1, 1)
+    for p, axis in ((cfg.hflip, -1), (cfg.vflip, -2), (cfg.vflip, -3)):
+        if p:
+            x = torch.where((torch.rand(n, device=dev) < p).view(each), x.flip(axis), x)
+    if cfg.rotate90:
+        k = torch.randint(0, 4, (n,), device=dev)
+        x = torch.stack([torch.rot90(v, int(t), (-2, -1)) for v, t in zip(x, k)]) if x.shape[-1] == x.shape[-2] else x
+    if cfg.brightness or cfg.contrast:
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+        c = uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, dev).view(each)
+        b = uniform(n, -cfg.brightness, cfg.brightness, dev).view(each)
+        x = ((x - mean) * c + mean + b).clamp_(0, 1)
+    return x
+
+
 def normalise(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """(x - mean) / std per channel; x (N, C, H, W)."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    """(x - mean) / std per channel; x (N, C, H, W) or volumes (N, C, D, H, W)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return (x - m) / s
 
 

@@ -25,6 +25,7 @@ class ModelEntry:
     summary: str
     listed: bool = True  # False: built from a run's metadata only (feature-head), not a choice for --arch
     options: dict[str, tuple | None] = field(default_factory=dict)  # the options it takes -> (kind, wanted)
+    dims: int = 2  # spatial dimensions of its input: 2 (N, C, H, W) or 3 (N, C, D, H, W)
 
 
 def builder_options(builder: Callable, names: tuple[str, ...] | dict | None) -> dict[str, tuple | None]:
@@ -41,12 +42,14 @@ def builder_options(builder: Callable, names: tuple[str, ...] | dict | None) -> 
 REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, summary: str, listed: bool = True, options: tuple[str, ...] | dict | None = None):
+def register(name: str, summary: str, listed: bool = True, options: tuple[str, ...] | dict | None = None,
+             dims: int = 2):
     """Decorator: add a builder `f(in_channels, num_classes, input_size, **options) -> nn.Module`. `options`:
     the option names it takes when it takes **options (default: its keyword parameters), or a table of
-    name -> (kind, wanted) or None, for options whose kind differs from config.MODEL_OPTIONS'."""
+    name -> (kind, wanted) or None, for options whose kind differs from config.MODEL_OPTIONS'. `dims`: 2 for
+    images, 3 for volumes."""
     def wrap(builder):
-        REGISTRY[name] = ModelEntry(name, builder, summary, listed, builder_options(builder, options))
+        REGISTRY[name] = ModelEntry(name, builder, summary, listed, builder_options(builder, options), dims)
         return builder
     return wrap
 
@@ -77,6 +80,19 @@ def check_arch_options(name: str, options: dict) -> None:
         check_model_option(name, key, value, found.options[key])
 
 
+def check_dims(name: str, input_size: tuple[int, ...]) -> None:
+    """Refuse volumes for a 2D network and 2D images for a 3D one, in one line."""
+    found = REGISTRY.get(name)
+    dims = found.dims if found is not None else 2
+    if len(input_size) == dims:
+        return
+    shape = "x".join(map(str, input_size))
+    if len(input_size) == 3:
+        volume_nets = ", ".join(n for n, e in sorted(REGISTRY.items()) if e.dims == 3 and e.listed)
+        raise UserError(f"--arch {name} is a 2D network but the data are volumes ({shape}); use a 3D one: {volume_nets}")
+    raise UserError(f"--arch {name} takes volumes (D, H, W) but the data are 2D images ({shape}); use a 2D network")
+
+
 def available() -> list[str]:
     return sorted(name for name, entry in REGISTRY.items() if entry.listed)
 
@@ -84,8 +100,9 @@ def available() -> list[str]:
 def build_model(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
                 **options) -> nn.Module:
     """A fresh network for inputs (N, in_channels, *input_size) and `num_classes` outputs (logits); its options
-    checked first (check_arch_options)."""
+    checked first (check_arch_options), and the input's dimensions against the network's (check_dims)."""
     check_arch_options(name, options)
+    check_dims(name, tuple(input_size))
     if name not in REGISTRY:
         try:
             return build_torchvision(name, in_channels, num_classes, **options)
