@@ -24,7 +24,7 @@ def test_adrenalmnist3d_loads_as_volumes(data_root):
     assert [len(s) for s in sets.values()] == [1188, 98, 298]
 
 
-@pytest.mark.parametrize("arch", ["cnn3d", "resnet18_3d"])
+@pytest.mark.parametrize("arch", ["cnn3d", "resnet18_3d", "resnet50_3d"])
 def test_3d_networks_take_volumes(arch):
     net = build_model(arch, 1, 3, (16, 16, 16))
     assert net(torch.rand(2, 1, 16, 16, 16)).shape == (2, 3)
@@ -49,3 +49,13 @@ def test_a_resumed_3d_run_ends_with_the_same_weights(tmp_path):
     a = load_file(tmp_path / "straight" / "checkpoints" / "last.safetensors")
     b = load_file(tmp_path / "resumed" / "checkpoints" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_inspect_reads_a_volume_shape_and_gives_receptive_fields_of_3d_layers():
+    from conftest import run_in_process
+
+    done = run_in_process("inspect", "cnn3d", "--input", "1x16x16x16", "--model-option", "widths=[4,8]")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if "Conv3d" in line]
+    assert len(rows) == 4 and "4x16x16x16" in rows[0]
+    assert rows[1].split("│")[8].strip() == "5"  # two 3x3x3 convolutions see 5 voxels along each axis

@@ -10,22 +10,24 @@ from ..errors import UserError
 NATIVE_INPUT = {"inception_v3": (3, 299, 299), "lenet5": (1, 32, 32)}
 
 
-def parse_shape(text: str, dims: int = 3, option: str = "--input") -> tuple[int, ...]:
-    """'3x224x224' -> (3, 224, 224); '200x200' with dims=2."""
+def parse_shape(text: str, dims: int | tuple[int, ...] = (3, 4), option: str = "--input") -> tuple[int, ...]:
+    """'3x224x224' -> (3, 224, 224), '1x28x28x28' -> a volume's (C, D, H, W); '200x200' with dims=2."""
+    dims = (dims,) if isinstance(dims, int) else dims
     try:
         shape = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
         shape = ()
-    if len(shape) != dims or min(shape) < 1:
-        example = "3x224x224" if dims == 3 else "200x200"
-        raise UserError(f"{option} {text!r}: expected {dims} positive sizes joined by x, e.g. {example}")
+    if len(shape) not in dims or min(shape, default=0) < 1:
+        example = " or ".join({2: "200x200", 3: "3x224x224", 4: "1x28x28x28"}[d] for d in dims)
+        raise UserError(f"{option} {text!r}: expected {' or '.join(map(str, dims))} positive sizes joined by x, "
+                        f"e.g. {example}")
     return shape
 
 
 def model_to_inspect(arch: str | None = None, run_dir: str | Path | None = None, input_shape: str | None = None,
                      num_classes: int = 1000, options: dict | None = None) -> tuple[nn.Module, tuple[int, ...]]:
     """(eval-mode model, input shape (C, H, W)): a registry architecture, or a run's trained network."""
-    from ..models.registry import build_model
+    from ..models.registry import REGISTRY, build_model
     from ..training.checkpoint import load_model
 
     if run_dir is not None:
@@ -34,7 +36,8 @@ def model_to_inspect(arch: str | None = None, run_dir: str | Path | None = None,
         return model, shape
     if arch is None:
         raise UserError("inspect: name an architecture (see --list) or give --run RUN_DIR")
-    shape = parse_shape(input_shape) if input_shape else NATIVE_INPUT.get(arch, (3, 224, 224))
+    volume = (1, 64, 64, 64) if getattr(REGISTRY.get(arch), "dims", 2) == 3 else (3, 224, 224)
+    shape = parse_shape(input_shape) if input_shape else NATIVE_INPUT.get(arch, volume)
     model = build_model(arch, shape[0], num_classes, shape[1:], **(options or {}))
     return model.eval(), shape
 

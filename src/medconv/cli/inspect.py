@@ -22,8 +22,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("arch", nargs="?", default=None, metavar="ARCH", help="architecture to inspect (see --list)")
     p.add_argument("--list", action="store_true", help="list the architectures with a line each")
     p.add_argument("--run", default=None, metavar="RUN_DIR", help="inspect a trained run's network instead")
-    p.add_argument("--input", default=None, metavar="CxHxW", help="input shape in channels x px x px (default: "
-                   "3x224x224; 3x299x299 for inception_v3; a run's own)")
+    p.add_argument("--input", default=None, metavar="CxHxW", help="input shape in channels x px x px, or CxDxHxW "
+                   "for a 3D network (default: 3x224x224; 3x299x299 for inception_v3; 1x64x64x64 for a 3D network; a "
+                   "run's own)")
     p.add_argument("--classes", type=number(1, whole=True), default=1000, metavar="N",
                    help="classes of the network's output layer (default: 1000, as ImageNet)")
     add_model_option(p, "batch_norm=false")
