@@ -120,6 +120,11 @@ CASES = [
     ("train-volumes-to-a-2d-network", "train --dataset adrenalmnist3d --arch simple-cnn --epochs 1 --out {out}",
      "2D network"),
     ("train-images-to-a-3d-network", "train --dataset synthetic --arch cnn3d --epochs 1 --out {out}", "takes volumes"),
+    ("train-deep-supervision-2d", f"{SYN} --model-option deep_supervision=[0.3]", "deep_supervision"),
+    ("train-deep-supervision-negative", "train --dataset adrenalmnist3d --arch cnn3d --model-option "
+     "deep_supervision=[-1] --epochs 1 --out {out}", "deep_supervision"),
+    ("train-deep-supervision-too-many", "train --dataset adrenalmnist3d --arch cnn3d --model-option widths=[4,8] "
+     "--model-option deep_supervision=[0.3,0.3] --epochs 1 --out {out}", "deep_supervision"),
     ("train-volumes-warped", "train --dataset adrenalmnist3d --arch cnn3d --augment strong --epochs 1 --out {out}",
      "volumes take"),
     ("train-window-zero-width", f"{SYN} --window 40,0", "--window"),

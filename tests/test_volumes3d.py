@@ -59,3 +59,23 @@ def test_inspect_reads_a_volume_shape_and_gives_receptive_fields_of_3d_layers():
     rows = [line for line in done.stdout.splitlines() if "Conv3d" in line]
     assert len(rows) == 4 and "4x16x16x16" in rows[0]
     assert rows[1].split("│")[8].strip() == "5"  # two 3x3x3 convolutions see 5 voxels along each axis
+
+
+def test_deep_supervision_trains_auxiliary_heads_and_inference_is_the_main_head_alone(tmp_path):
+    torch.manual_seed(0)
+    deep = build_model("cnn3d", 1, 2, (16, 16, 16), widths=[4, 8, 8], deep_supervision=[0.3, 0.3])
+    plain = build_model("cnn3d", 1, 2, (16, 16, 16), widths=[4, 8, 8])
+    x = torch.rand(3, 1, 16, 16, 16)
+    deep.train()
+    deep(x)
+    assert len(deep.aux_outputs) == 2 and all(a.shape == (3, 2) for a in deep.aux_outputs)
+    plain.load_state_dict({k: v for k, v in deep.state_dict().items() if not k.startswith("heads.")})
+    deep.eval(), plain.eval()
+    torch.testing.assert_close(deep(x), plain(x), rtol=0, atol=0)
+    assert deep.aux_outputs == ()
+
+    cfg = TrainConfig(**{**SMALL, "model_options": {"widths": [4, 8], "convs_per_block": 1,
+                                                    "deep_supervision": [0.5]}}, epochs=1, ds_decay=True)
+    result = train(cfg, tmp_path / "ds", score_test=False)
+    assert "model.heads.0.2.weight" in load_file(tmp_path / "ds" / "checkpoints" / "best.safetensors")
+    assert 0 <= result["val"]["auc"] <= 1

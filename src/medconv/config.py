@@ -201,6 +201,7 @@ class TrainConfig(BaseConfig):
     taxonomy: str | None = None       # YAML tree whose leaves are the classes: evaluate/predict --level sums them
     train_level: str | None = None    # with --taxonomy: train on this level's classes (leaf labels mapped up)
     unfreeze_every: int = 0           # gradual unfreezing: epochs before each further group unfreezes (0: off)
+    ds_decay: bool = False            # deep supervision's auxiliary loss weights fade linearly to 0 over the epochs
     # optimisation
     batch_size: int = 128
     label_smoothing: float = 0.0
@@ -263,6 +264,7 @@ MODEL_OPTIONS: dict[str, tuple] = {
     "pool_kernel": ("int", "a positive whole number such as 2"),
     "dropout": ("fraction", "a number in [0, 1) such as 0.3"),
     "dropout_aux": ("fraction", "a number in [0, 1) such as 0.7"),
+    "deep_supervision": ("floats", "a list of loss weights of 0 or more such as [0.3,0.3] (one per block but the last)"),
     "batch_norm": ("bool", "true or false"),
     "aux_logits": ("bool", "true or false"),
     "c3_table": ("bool", "true or false"),
@@ -279,8 +281,8 @@ def whole(v) -> bool:
 
 def check_model_option(arch: str, key: str, value, kind: tuple | None) -> None:
     """One model option's value against its kind: ints (a non-empty list of positive whole numbers, or one, or
-    "32,64"), ints0 (the same, or empty), int (positive), fraction ([0, 1)), bool, or a tuple of choices; None:
-    unchecked."""
+    "32,64"), ints0 (the same, or empty), floats (a non-empty list of numbers of 0 or more), int (positive),
+    fraction ([0, 1)), bool, or a tuple of choices; None: unchecked."""
     if kind is None:
         return
     what, wanted = kind
@@ -292,6 +294,13 @@ def check_model_option(arch: str, key: str, value, kind: tuple | None) -> None:
         except TypeError:  # not a list at all
             items = None
         ok = isinstance(items, list) and all(whole(v) and v >= 1 for v in items) and (bool(items) or what == "ints0")
+    elif what == "floats":
+        items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, (int, float)) else value
+        try:
+            items = [float(v) for v in items if not isinstance(v, bool)] if isinstance(items, list) else None
+        except (TypeError, ValueError):
+            items = None
+        ok = bool(items) and all(math.isfinite(v) and v >= 0 for v in items)
     elif what == "int":
         ok = whole(value) and value >= 1
     elif what == "fraction":

@@ -102,6 +102,7 @@ class ClassificationTask:
         self.lazy = is_lazy(images)  # files read per batch by worker processes, else one tensor on the device
         self.data = LazyPairs(images, labels) if self.lazy else TensorDataset(images.to(device), labels.to(device))
         self.loader: DataLoader | None = None  # lazy: made by the first batches()
+        self.epoch = 0  # set by batches(): deep supervision's weights fade with it
         self.val = sets["val"]
         self.splits = {"train": sets["train"], "val": sets["val"]}  # the run's data fingerprint (the engine)
 
@@ -109,6 +110,7 @@ class ClassificationTask:
         """Shuffled batches of (images uint8/float (B, C, H, W), targets); a last batch of one image is
         dropped (batch norm cannot train on it)."""
         set_trainable(self.model, self.cfg.finetune, self.cfg.unfreeze_every, epoch)
+        self.epoch = epoch
         n, size = len(self.data), self.cfg.batch_size
         if not self.lazy:
             order = RandomSampler(range(n), generator=generator)
@@ -129,8 +131,13 @@ class ClassificationTask:
         x, criterion = mixed_batch(x, y, self.loss_fn, self.cfg.mixup)
         loss = criterion(model(x).float())
         # auxiliary classifiers (GoogLeNet, Inception v3) add 0.3 x their losses, as Szegedy et al.
+        aux = getattr(model, "aux_outputs", ())
+        weights = getattr(model, "aux_weights", None)  # deep supervision: a weight per head, decayed (--ds-decay)
+        if weights is not None:
+            fade = max(0.0, 1.0 - self.epoch / self.cfg.epochs) if self.cfg.ds_decay else 1.0
+            return loss + sum(w * fade * criterion(a.float()) for w, a in zip(weights, aux))
         aux_weight = getattr(model, "aux_weight", AUX_WEIGHT)
-        return loss + sum(aux_weight * criterion(a.float()) for a in getattr(model, "aux_outputs", ()))
+        return loss + sum(aux_weight * criterion(a.float()) for a in aux)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         scores = predict_scores(model, self.val.images, self.mean, self.std, self.info.task, self.device)

@@ -71,6 +71,8 @@ CLASSIFY = {  # medconv train, transfer
                          "bilinear; unset with --size), pad (no scaling: zero-pad, or crop when larger, around the "
                          "centre), crop (keep the aspect ratio: scale the shorter side, crop the centre); for --resize also "
                          "nearest (unset with --resize, as MedMNIST's '(224)' baselines) or bilinear"),
+    "ds_decay": Field("deep supervision (--model-option deep_supervision=[0.3,0.3] on cnn3d): its auxiliary "
+                      "losses' weights fade linearly to 0 over the epochs, as Hosseini-Asl et al. 2016"),
     "loading": Field("image files: memory (read once, held decoded), lazy (read as each batch needs them, by --workers "
                      "processes: cohorts larger than memory) or auto (memory when the decoded images fit in a quarter "
                      "of this machine's memory)"),
