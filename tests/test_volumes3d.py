@@ -79,3 +79,34 @@ def test_deep_supervision_trains_auxiliary_heads_and_inference_is_the_main_head_
     result = train(cfg, tmp_path / "ds", score_test=False)
     assert "model.heads.0.2.weight" in load_file(tmp_path / "ds" / "checkpoints" / "best.safetensors")
     assert 0 <= result["val"]["auc"] <= 1
+
+
+def test_cae_pretraining_of_3d_convolutions_is_what_the_classifier_starts_from(tmp_path, monkeypatch):
+    """The 3D convolutions are pretrained as autoencoders on the training volumes, and fine-tuning starts from
+    exactly those weights (the first training step sees them)."""
+    import medconv.classify.train as trainer
+
+    seen = {}
+    fit = trainer.fit
+
+    def spy(task, *args, **kwargs):  # the weights handed to the training loop
+        seen.update({k: v.clone() for k, v in task.model.state_dict().items()})
+        return fit(task, *args, **kwargs)
+
+    captured = {}
+    pretrain = trainer.pretrain_convolutions
+
+    def keep(model, *args, **kwargs):
+        summary = pretrain(model, *args, **kwargs)
+        captured.update({k: v.clone() for k, v in model.state_dict().items()})
+        return summary
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    monkeypatch.setattr(trainer, "pretrain_convolutions", keep)
+    torch.manual_seed(1)
+    fresh = build_model("cnn3d", 1, 2, (28, 28, 28), widths=[4, 8], convs_per_block=1).state_dict()
+    train(TrainConfig(**SMALL, epochs=1, pretrain="cae", pretrain_epochs=1), tmp_path / "cae", score_test=False)
+    convs = [k for k in captured if k.endswith("0.weight") and captured[k].dim() == 5]
+    assert len(convs) == 2 and all(torch.equal(seen[k], captured[k]) for k in captured)
+    assert all(not torch.equal(captured[k], fresh[k]) for k in convs)  # the pretraining changed them
+    assert (tmp_path / "cae" / "pretrain.json").exists()

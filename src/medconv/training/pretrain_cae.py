@@ -18,8 +18,13 @@ from ..errors import UserError
 from ..progress import make_console
 
 
-def conv_inputs(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """What `conv` receives when the model runs on x (N, C, H, W): (N, conv.in_channels, h, w)."""
+CONVS = (nn.Conv2d, nn.Conv3d)  # pretrained: 2D convolutions, and 3D ones of networks for volumes
+DECODERS = {nn.Conv2d: nn.ConvTranspose2d, nn.Conv3d: nn.ConvTranspose3d}
+
+
+def conv_inputs(model: nn.Module, conv: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """What `conv` receives when the model runs on x (N, C, H, W) or volumes (N, C, D, H, W): (N, conv.in_channels,
+    ...)."""
     seen: list[torch.Tensor] = []
     handle = conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     try:
@@ -31,18 +36,19 @@ def conv_inputs(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, batch_size: 
     return torch.cat(seen)
 
 
-def pretrain_conv(conv: nn.Conv2d, inputs: torch.Tensor, epochs: int, lr: float = 1e-3, batch_size: int = 64,
+def pretrain_conv(conv: nn.Module, inputs: torch.Tensor, epochs: int, lr: float = 1e-3, batch_size: int = 64,
                   generator: torch.Generator | None = None) -> float:
-    """Train `conv` in place as an autoencoder's encoder on inputs (N, C_in, h, w); returns the final loss."""
-    decoder = nn.ConvTranspose2d(conv.out_channels, conv.in_channels, conv.kernel_size, conv.stride, conv.padding,
-                                 dilation=conv.dilation).to(inputs.device)
+    """Train `conv` (2D or 3D) in place as an autoencoder's encoder on inputs (N, C_in, ...); returns the final
+    loss."""
+    decoder = DECODERS[type(conv)](conv.out_channels, conv.in_channels, conv.kernel_size, conv.stride, conv.padding,
+                                   dilation=conv.dilation).to(inputs.device)
     params = [*conv.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr)
     loss = torch.zeros(())
     for _ in range(epochs):
         for idx in torch.randperm(len(inputs), generator=generator).split(batch_size):
             x = inputs[idx]
-            recon = decoder(torch.relu(conv(x)), output_size=x.shape[-2:])
+            recon = decoder(torch.relu(conv(x)), output_size=x.shape[2:])
             loss = ((recon - x) ** 2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -52,12 +58,13 @@ def pretrain_conv(conv: nn.Conv2d, inputs: torch.Tensor, epochs: int, lr: float 
 
 def pretrain_convolutions(model: nn.Module, images: torch.Tensor, mean: list[float], std: list[float], epochs: int,
                           seed: int = 0, max_images: int = 2000, console: Console | None = None) -> list[dict]:
-    """Pretrain every nn.Conv2d of `model` in forward order on (up to max_images of) images (N, C, H, W)."""
+    """Pretrain every convolution (CONVS) of `model` in forward order on (up to max_images of) images (N, C, H, W)
+    or volumes (N, C, D, H, W)."""
     console = console or make_console()
     generator = torch.Generator().manual_seed(seed)
-    order: list[nn.Conv2d] = []
+    order: list[nn.Module] = []
     hooks = [m.register_forward_pre_hook(lambda m, _a: order.append(m) if m not in order else None)
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
+             for m in model.modules() if type(m) in CONVS]
     x = normalise(unit_float(images[:max_images]), mean, std)
     was_training = model.training
     model.eval()
