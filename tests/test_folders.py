@@ -287,3 +287,16 @@ def test_manifest_labels_splits_and_errors(tmp_path):
     gone = _write_csv(tmp_path / "gone.csv", ["path", "label"], [["0.png", "a"], ["nope.png", "b"]])
     with pytest.raises(UserError, match=r"gone\.csv line 3: image file .*nope\.png not found"):
         load_manifest(gone)
+
+
+def test_a_subject_in_two_given_splits_is_refused(tmp_path):
+    for i in range(4):
+        _png(tmp_path / f"s{i}.png", np.full((6, 6), 40 * i, np.uint8))
+    rows = ["path,label,split,subject", "s0.png,a,train,p1", "s1.png,b,val,p2", "s2.png,a,test,p1", "s3.png,b,train,p3"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(UserError, match="'p1' has images in both the train and the test split") as err:
+        load_manifest(tmp_path / "m.csv")
+    assert "m.csv line 4" in str(err.value)
+    (tmp_path / "ok.csv").write_text("\n".join(rows[:3] + ["s2.png,a,train,p1", "s3.png,b,test,p3"]) + "\n")
+    info, sets = load_manifest(tmp_path / "ok.csv")
+    assert [len(sets[k]) for k in ("train", "val", "test")] == [2, 1, 1]

@@ -6,7 +6,8 @@ Layouts read here:
 - ``root/{train,val,test}/CLASS/*.png``    splits given (``validation`` also accepted; with only
                                            train and test, val is split off train)
 - a CSV manifest ``path,label[,split][,group]`` (paths relative to the CSV's folder; rows of one
-  group, e.g. one patient, always land in the same split)
+  group, e.g. one patient, always land in the same split; ``subject`` is read as group, and a group whose
+  rows the manifest puts in two splits is refused)
 
 Every image is read to float (H, W, C) in [0, 1] by :func:`load_image` (by its bit depth, or a window), brought
 to the dataset's channel count and size by :func:`prepare_image` (the size the images share unless one is
@@ -93,7 +94,23 @@ def _assign_splits(rows: Sequence[_Row], val_fraction: float, test_fraction: flo
     for name, idx in out.items():
         if len(idx) == 0:
             raise UserError(f"{source}: the {name} split has no images; every split needs at least one")
+    if groups is not None:
+        check_groups_apart(out, rows, source)
     return out
+
+
+def check_groups_apart(splits: dict[str, np.ndarray], rows: Sequence[_Row], source: str) -> None:
+    """Refuse a group (a subject, a patient) whose images lie in two splits: its images would be seen in
+    training and scored as unseen."""
+    seen: dict[str, str] = {}
+    for name, idx in splits.items():
+        for i in idx:
+            group = rows[i].group
+            if group is None:
+                continue
+            if seen.setdefault(group, name) != name:
+                raise UserError(f"{source}: subject/group {group!r} has images in both the {seen[group]} and the "
+                                f"{name} split ({rows[i].where or rows[i].path}); one subject belongs to one split")
 
 
 def loading_mode(loading: str, n: int, size: tuple[int, int], channels: int) -> tuple[str, str]:
@@ -256,6 +273,7 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
     for line, rec in records:
         where = f"{csv_path} line {line}"
         p, label, split, group = (cell(rec, c) for c in ("path", "label", "split", "group"))
+        group = group if group is not None else cell(rec, "subject")  # subject: the same as group
         if not p or not label:
             raise UserError(f"{where}: empty path or label")
         if split is not None:
