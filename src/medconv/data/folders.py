@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,89 +27,15 @@ import torch
 from medconv.data.images import SUPPORTED_EXTENSIONS, one_line
 from medconv.data.readers import suffix
 from medconv.data.reading import LazyImages, Reading, headers, read_images, shared_size
+from medconv.data.splits import SPLIT_ALIASES, Row, assign_splits
 from medconv.data.summary import split_lines
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.errors import UserError
 
-SPLITS = ("train", "val", "test")
 SUMMARY_SAMPLE = 64  # lazy loading: files read at the start for the data summary
-_SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
 
 # ----------------------------------------------------------------------------- rows -> splits
-
-
-@dataclass
-class _Row:
-    """One image of a dataset before reading: file, class index, given split, group, where from."""
-
-    path: Path
-    label: int
-    split: str | None = None
-    group: str | None = None
-    where: str | None = None  # e.g. "labels.csv line 7", prefixed to read errors
-
-
-def _holdout(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, fraction: float,
-             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices `idx` into (kept, held out): group-wise if groups, else stratified if possible."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
-
-    pos = np.arange(len(idx))
-    if groups is not None:
-        keep, held = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-                          .split(pos, groups=groups[idx]))
-    else:
-        try:
-            keep, held = train_test_split(pos, test_size=fraction, random_state=seed,
-                                          stratify=labels[idx])
-        except ValueError:  # a class too small to stratify: fall back to a plain shuffle
-            keep, held = train_test_split(pos, test_size=fraction, random_state=seed)
-    return np.sort(idx[keep]), np.sort(idx[held])
-
-
-def _assign_splits(rows: Sequence[_Row], val_fraction: float, test_fraction: float, seed: int,
-                   source: str) -> dict[str, np.ndarray]:
-    """Row indices of each split: the given splits, or new ones (val split off train if missing)."""
-    labels = np.array([r.label for r in rows])
-    has_groups = any(r.group is not None for r in rows)
-    groups = (np.array([r.group if r.group is not None else f"\0row{i}" for i, r in enumerate(rows)],
-                       dtype=object) if has_groups else None)
-    given = np.array([r.split or "" for r in rows], dtype=object)
-    try:
-        if all(r.split is None for r in rows):
-            rest, test = _holdout(np.arange(len(rows)), labels, groups, test_fraction, seed)
-            train, val = _holdout(rest, labels, groups, val_fraction / (1.0 - test_fraction), seed)
-        else:
-            train, val, test = (np.flatnonzero(given == s) for s in SPLITS)
-            if len(val) == 0 and len(train) > 0:
-                train, val = _holdout(train, labels, groups, val_fraction, seed)
-    except ValueError as exc:
-        unit = f"{len(set(groups))} groups" if groups is not None else f"{len(rows)} images"
-        raise UserError(f"{source}: too small to split ({unit}) into train/val/test with "
-                        f"val_fraction={val_fraction} and test_fraction={test_fraction}; add images "
-                        f"or give the splits yourself ({one_line(exc)})") from None
-    out = {"train": train, "val": val, "test": test}
-    for name, idx in out.items():
-        if len(idx) == 0:
-            raise UserError(f"{source}: the {name} split has no images; every split needs at least one")
-    if groups is not None:
-        check_groups_apart(out, rows, source)
-    return out
-
-
-def check_groups_apart(splits: dict[str, np.ndarray], rows: Sequence[_Row], source: str) -> None:
-    """Refuse a group (a subject, a patient) whose images lie in two splits: its images would be seen in
-    training and scored as unseen."""
-    seen: dict[str, str] = {}
-    for name, idx in splits.items():
-        for i in idx:
-            group = rows[i].group
-            if group is None:
-                continue
-            if seen.setdefault(group, name) != name:
-                raise UserError(f"{source}: subject/group {group!r} has images in both the {seen[group]} and the "
-                                f"{name} split ({rows[i].where or rows[i].path}); one subject belongs to one split")
 
 
 def loading_mode(loading: str, n: int, size: tuple[int, int], channels: int) -> tuple[str, str]:
@@ -125,7 +50,7 @@ def loading_mode(loading: str, n: int, size: tuple[int, int], channels: int) -> 
                 f"the {budget:,.0f} MB budget"
 
 
-def _build_dataset(rows: Sequence[_Row], classes: list[str], name: str, source: str, reading: Reading,
+def _build_dataset(rows: Sequence[Row], classes: list[str], name: str, source: str, reading: Reading,
                    val_fraction: float, test_fraction: float, seed: int, loading: str = "auto"
                    ) -> tuple[DatasetInfo, dict[str, ImageSet]]:
     """Shared by both loaders: split rows, read images (or make them LazyImages), return (DatasetInfo,
@@ -140,7 +65,7 @@ def _build_dataset(rows: Sequence[_Row], classes: list[str], name: str, source: 
         raise UserError(f"image size must be two positive integers (height, width), got {size}")
     if len(classes) < 2:
         raise UserError(f"{source}: need at least 2 classes, found {len(classes)} ({', '.join(classes)})")
-    splits = _assign_splits(rows, val_fraction, test_fraction, seed, source)
+    splits = assign_splits(rows, val_fraction, test_fraction, seed, source)
     paths, wheres = [r.path for r in rows], [r.where for r in rows]
     shapes = headers(paths, wheres) if size is None or loading != "memory" else None
     size = (int(size[0]), int(size[1])) if size is not None else shared_size(paths, shapes, source)
@@ -194,11 +119,11 @@ def load_image_folder(root: str | Path, reading: Reading | None = None, val_frac
     if not root.is_dir():
         raise UserError(f"image folder {root} not found")
     subdirs = _subdirs(root)
-    split_dirs = [d for d in subdirs if d.name.lower() in _SPLIT_ALIASES]
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
     if split_dirs and len(split_dirs) == len(subdirs):  # root/{train,val,test}/CLASS
         by_split: dict[str, Path] = {}
         for d in split_dirs:
-            split = _SPLIT_ALIASES[d.name.lower()]
+            split = SPLIT_ALIASES[d.name.lower()]
             if split in by_split:
                 raise UserError(f"{root}: both {by_split[split].name}/ and {d.name}/ found; keep one")
             by_split[split] = d
@@ -226,7 +151,7 @@ def load_image_folder(root: str | Path, reading: Reading | None = None, val_frac
             found += [(split, cdir.name, f) for f in files]
     classes = sorted({c for _, c, _ in found})
     index = {c: i for i, c in enumerate(classes)}
-    rows = [_Row(path=f, label=index[c], split=s) for s, c, f in found]
+    rows = [Row(path=f, label=index[c], split=s) for s, c, f in found]
     return _build_dataset(rows, classes, root.resolve().name, str(root), reading or Reading(),
                           val_fraction, test_fraction, seed, loading)
 
@@ -277,9 +202,9 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
         if not p or not label:
             raise UserError(f"{where}: empty path or label")
         if split is not None:
-            if split.lower() not in _SPLIT_ALIASES:
+            if split.lower() not in SPLIT_ALIASES:
                 raise UserError(f"{where}: split '{split}' is not one of train, val, test")
-            split = _SPLIT_ALIASES[split.lower()]
+            split = SPLIT_ALIASES[split.lower()]
         path = Path(p) if Path(p).is_absolute() else csv_path.parent / p
         if not path.is_file():
             raise UserError(f"{where}: image file {path} not found")
@@ -301,7 +226,7 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
         names = [str(v) for v in values]
         lookup = {n: i for i, n in enumerate(names)}
         labels = [lookup[str(int(r[2]))] if numeric else lookup[r[2]] for r in raw]
-    rows = [_Row(path=p, label=y, split=s, group=g, where=w)
+    rows = [Row(path=p, label=y, split=s, group=g, where=w)
             for (w, p, _, s, g), y in zip(raw, labels)]
     return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), reading or Reading(),
                           val_fraction, test_fraction, seed, loading)
