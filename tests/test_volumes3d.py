@@ -30,6 +30,13 @@ def test_3d_networks_take_volumes(arch):
     assert net(torch.rand(2, 1, 16, 16, 16)).shape == (2, 3)
 
 
+def test_a_volume_too_small_for_the_network_is_refused():
+    from medconv.errors import UserError
+
+    with pytest.raises(UserError, match="4x4x4 volume is too small for 3 pooling blocks"):
+        build_model("cnn3d", 1, 2, (4, 4, 4))
+
+
 def test_volume_augmentation_flips_turns_and_normalises_per_channel():
     x = torch.rand(3, 2, 4, 5, 5)
     torch.testing.assert_close(augment(x, AugmentConfig(hflip=1.0)), x.flip(-1))
@@ -110,3 +117,49 @@ def test_cae_pretraining_of_3d_convolutions_is_what_the_classifier_starts_from(t
     assert len(convs) == 2 and all(torch.equal(seen[k], captured[k]) for k in captured)
     assert all(not torch.equal(captured[k], fresh[k]) for k in convs)  # the pretraining changed them
     assert (tmp_path / "cae" / "pretrain.json").exists()
+
+
+def volume_manifest(root, shapes=None, split=False):
+    """24 NIfTI volumes (12 subjects of 2) whose class shows as a brighter block, and their manifest."""
+    import nibabel as nib
+    import numpy as np
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lines = ["path,label,subject" + (",split" if split else "")]
+    for i in range(24):
+        label, shape = i % 2, (shapes or {}).get(i, (12, 14, 10))
+        v = rng.normal(100 + 40 * label, 20, shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(v, np.diag([1.2, 1.0, 2.0, 1])), root / f"case{i:02d}.nii.gz")
+        lines.append(f"case{i:02d}.nii.gz,{'ad' if label else 'cn'},s{i // 2}"
+                     + ("," + ("train" if i < 16 else "val" if i < 20 else "test") if split else ""))
+    (root / "volumes.csv").write_text("\n".join(lines) + "\n")
+    return root / "volumes.csv"
+
+
+def test_a_manifest_of_nifti_volumes_trains_a_3d_network_with_subjects_kept_apart(tmp_path):
+    from conftest import run_in_process
+
+    from medconv.data.folders import load_manifest
+
+    info, sets = load_manifest(volume_manifest(tmp_path / "v"), val_fraction=0.25, test_fraction=0.25)
+    assert info.size == (10, 14, 12) and sets["train"].images.shape[1:] == (1, 10, 14, 12)
+    subjects = {split: {p.split("case")[1][:2] for p in s.paths} for split, s in sets.items()}
+    pairs = {split: {int(c) // 2 for c in cases} for split, cases in subjects.items()}
+    assert not (pairs["train"] & pairs["val"] or pairs["train"] & pairs["test"] or pairs["val"] & pairs["test"])
+    done = run_in_process("train", "--manifest", tmp_path / "v" / "volumes.csv", "--arch", "cnn3d", "--model-option",
+                          "widths=[4]", "--epochs", "1", "--batch-size", "4", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert "data: volumes: 24, native shape 10x14x12" in done.stderr and "percentiles" in done.stderr
+
+
+def test_volumes_of_other_shapes_need_a_size(tmp_path):
+    from medconv.data.folders import load_manifest
+    from medconv.data.reading import Reading
+    from medconv.errors import UserError
+
+    csv_path = volume_manifest(tmp_path / "v", shapes={3: (16, 16, 8)})
+    with pytest.raises(UserError, match="volumes differ in shape: 10x14x12 \\(23\\), 8x16x16 \\(1\\)"):
+        load_manifest(csv_path)
+    info, sets = load_manifest(csv_path, Reading(size=(12, 12), fit_mode="pad"), val_fraction=0.25, test_fraction=0.25)
+    assert info.size == (12, 12, 12) and all(s.images.shape[2:] == (12, 12, 12) for s in sets.values())

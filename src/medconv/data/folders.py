@@ -29,6 +29,7 @@ from medconv.data.readers import suffix
 from medconv.data.reading import LazyImages, Reading, headers, read_images, shared_size
 from medconv.data.splits import SPLIT_ALIASES, Row, assign_splits
 from medconv.data.summary import split_lines
+from medconv.data.volume_sets import is_volume, load_volume_set
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.errors import UserError
 
@@ -164,7 +165,8 @@ _INT = re.compile(r"^[+-]?\d+$")
 def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_fraction: float = 0.1,
                   test_fraction: float = 0.2, seed: int = 0, classes: Sequence[str] | None = None,
                   loading: str = "auto") -> tuple[DatasetInfo, dict[str, ImageSet]]:
-    """Read a CSV ``path,label[,split][,group]`` -> (info, {"train","val","test"}), like load_image_folder.
+    """Read a CSV ``path,label[,split][,group]`` -> (info, {"train","val","test"}), like load_image_folder; a
+    manifest of volumes (NIfTI files, DICOM series folders) gives volumes (data.volume_sets.load_volume_set).
 
     Paths are relative to the CSV's folder. Labels are class names or integers; integer labels index
     `classes` when given. Without a split column, splits are made here: group-wise when a group
@@ -206,7 +208,7 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
                 raise UserError(f"{where}: split '{split}' is not one of train, val, test")
             split = SPLIT_ALIASES[split.lower()]
         path = Path(p) if Path(p).is_absolute() else csv_path.parent / p
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"{where}: image file {path} not found")
         raw.append((where, path, label, split, group or None))
 
@@ -228,5 +230,10 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
         labels = [lookup[str(int(r[2]))] if numeric else lookup[r[2]] for r in raw]
     rows = [Row(path=p, label=y, split=s, group=g, where=w)
             for (w, p, _, s, g), y in zip(raw, labels)]
-    return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), reading or Reading(),
+    reading = reading or Reading()
+    if is_volume(rows[0].path):  # NIfTI volumes or DICOM series: (N, 1, D, H, W)
+        return load_volume_set(rows, names, csv_path.resolve().parent.name, str(csv_path),
+                               reading.size[0] if reading.size else None, reading.fit_mode, reading.window,
+                               val_fraction, test_fraction, seed)
+    return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), reading,
                           val_fraction, test_fraction, seed, loading)

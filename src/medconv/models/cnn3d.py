@@ -28,6 +28,10 @@ class CNN3D(nn.Module):
         if len(deep_supervision) > len(widths) - 1 or any(w < 0 for w in deep_supervision):
             raise UserError(f"--model-option deep_supervision: at most {len(widths) - 1} weights of 0 or more, one "
                             f"per block but the last ({len(widths)} blocks), got {list(deep_supervision)}")
+        if min(input_size) < 2 ** len(widths):
+            raise UserError(f"--arch cnn3d: a {'x'.join(map(str, input_size))} volume is too small for {len(widths)} "
+                            f"pooling blocks (each halves it; at least {2 ** len(widths)} voxels a side); use a larger "
+                            "--size or fewer widths")
         blocks, c = [], in_channels
         for w in widths:
             layers: list[nn.Module] = []

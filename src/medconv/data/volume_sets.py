@@ -1,0 +1,100 @@
+"""Volumes for classification from a CSV manifest ``path,label[,split][,subject]`` whose paths are NIfTI files or
+folders holding one DICOM series: read (data.volumes), scaled to [0, 1] (CT through a window in Hounsfield units,
+other volumes by their own 0.5th-99.5th percentiles, MONAI's ScaleIntensityRangePercentiles), brought to one shape
+(MONAI's Resize or ResizeWithPadOrCrop) and held as float32 (N, 1, D, H, W). Splits per subject (data.splits)."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from medconv.data.images import FULL_HU
+from medconv.data.readers import suffix
+from medconv.data.splits import Row, assign_splits
+from medconv.data.summary import split_lines
+from medconv.data.types import DatasetInfo, ImageSet
+from medconv.data.volumes import VolumeMeta, read_volume
+from medconv.errors import UserError
+
+PERCENTILES = (0.5, 99.5)
+VOLUME_FITS = ("resize", "pad")
+
+
+def is_volume(path: Path) -> bool:
+    """A folder (a DICOM series) or a NIfTI file of more than one slice."""
+    if path.is_dir():
+        return True
+    if suffix(path) not in (".nii", ".nii.gz"):
+        return False
+    import nibabel as nib
+
+    shape = nib.load(str(path)).shape
+    return len(shape) >= 3 and shape[2] > 1
+
+
+def to_unit(volume: np.ndarray, meta: VolumeMeta, window: tuple[float, float] | None) -> tuple[np.ndarray, str]:
+    """(D, H, W) stored values -> [0, 1] and how: CT by a window (or -1024..3071 HU), others by percentiles."""
+    if window is not None or meta.units == "HU":
+        center, width = window or FULL_HU
+        return np.clip((volume - (center - width / 2)) / width, 0, 1).astype(np.float32), f"window {center:g},{width:g}"
+    from monai.transforms import ScaleIntensityRangePercentiles
+
+    scale = ScaleIntensityRangePercentiles(*PERCENTILES, b_min=0.0, b_max=1.0, clip=True)
+    return np.asarray(scale(volume[None]))[0].astype(np.float32), \
+        f"each volume by its {PERCENTILES[0]:g}-{PERCENTILES[1]:g} percentiles"
+
+
+def fit_volume(volume: np.ndarray, shape: tuple[int, int, int], mode: str) -> np.ndarray:
+    """(D, H, W) -> `shape`: resize (trilinear, MONAI's Resize) or pad (zero-pad or crop around the centre)."""
+    if volume.shape == tuple(shape):
+        return volume
+    from monai.transforms import Resize, ResizeWithPadOrCrop
+
+    if mode not in VOLUME_FITS:
+        raise UserError(f"--resize-mode {mode}: volumes are brought to --size by {' or '.join(VOLUME_FITS)}")
+    fit = Resize(shape, mode="trilinear") if mode == "resize" else ResizeWithPadOrCrop(shape)
+    return np.asarray(fit(volume[None]))[0].astype(np.float32)
+
+
+def load_volume_set(rows: Sequence[Row], classes: list[str], name: str, source: str, side: int | None,
+                    fit_mode: str, window: tuple[float, float] | None, val_fraction: float, test_fraction: float,
+                    seed: int) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Volumes of a manifest's rows -> (DatasetInfo, {split: ImageSet of float32 (N, 1, D, H, W)}); differing
+    shapes are refused unless `side` (--size) gives one."""
+    splits = assign_splits(rows, val_fraction, test_fraction, seed, source)
+    read = []
+    for row in rows:
+        try:
+            read.append(read_volume(row.path))
+        except UserError as exc:
+            raise UserError(f"{row.where}: {exc}") if row.where else exc from None
+    shapes = Counter(v.shape for v, _ in read)
+    if side is None and len(shapes) > 1:
+        listed = ", ".join(f"{'x'.join(map(str, s))} ({c})" for s, c in shapes.most_common(4))
+        raise UserError(f"{source}: volumes differ in shape: {listed}; choose the network input with --size N (an "
+                        "N x N x N cube) and --resize-mode resize or pad")
+    shape = (side,) * 3 if side else next(iter(shapes))
+    volumes, hows = [], Counter()
+    for volume, meta in read:
+        unit, how = to_unit(volume, meta, window)
+        volumes.append(torch.from_numpy(fit_volume(unit, shape, fit_mode)))
+        hows[how] += 1
+    sets = {split: ImageSet(torch.stack([volumes[i] for i in idx])[:, None],
+                            torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
+                            [str(rows[i].path) for i in idx]) for split, idx in splits.items()}
+    spacings = Counter(tuple(round(s, 3) for s in m.spacing) if m.spacing else None for _, m in read)
+    counts = {split: np.bincount([rows[i].label for i in idx], minlength=len(classes)).tolist()
+              for split, idx in splits.items()}
+    summary = [f"volumes: {len(rows)}, native shape " + ", ".join(f"{'x'.join(map(str, s))} ({c})" for s, c in
+                                                                 shapes.most_common(4))
+               + f" -> network input {'x'.join(map(str, shape))}"
+               + (f" (by --resize-mode {fit_mode})" if set(shapes) != {shape} else " (native)"),
+               "voxel spacing (mm, D x H x W): " + ", ".join(f"{'x'.join(map(str, s)) if s else 'not given'} ({c})"
+                                                           for s, c in spacings.most_common(4)),
+               "values -> [0, 1] by " + "; ".join(f"{k} ({c})" for k, c in hows.most_common())]
+    info = DatasetInfo(name=name, task="binary-class" if len(classes) == 2 else "multi-class", classes=list(classes),
+                       channels=1, size=shape, source=source, summary=summary + split_lines(list(classes), counts))
+    return info, sets
