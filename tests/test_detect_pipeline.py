@@ -89,7 +89,7 @@ def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeyp
     monkeypatch.setattr(segment_train, "score", spy_score)
     monkeypatch.setattr(pipeline, "centre_maps", spy_maps)
     cfg = SegmentConfig(dataset="crchistophenotypes", data_root=str(data_root), patch=9, epochs=1,
-                        samples_per_epoch=128, select_metric="detection_f1",
+                        samples_per_epoch=128,
                         model_options={"widths": [4], "kernels": [3], "hidden": [8]})
     pipeline.train_detector(cfg, tmp_path / "run", console=Console(file=io.StringIO()), tta=("none",),
                             score_test=False)

@@ -14,7 +14,7 @@ from medconv.data.transforms import augment, normalise
 from medconv.models.registry import build_model
 
 SMALL = dict(dataset="adrenalmnist3d", arch="cnn3d", model_options={"widths": [4, 8], "convs_per_block": 1},
-             batch_size=32, train_fraction=0.15, seed=1, deterministic=True, augment="hflip=0.5,vflip=0.5")
+             batch_size=32, train_fraction=0.08, seed=1, deterministic=True, augment="hflip=0.5,vflip=0.5")
 
 
 def test_adrenalmnist3d_loads_as_volumes(data_root):
