@@ -352,6 +352,7 @@ def test_a_written_label_map_keeps_the_input_affine_and_header(tmp_path):
     np.testing.assert_array_equal(written.affine, nib.load(tmp_path / "scan.nii.gz").affine)
     assert written.header.get_xyzt_units() == ("mm", "sec") and written.get_data_dtype() == np.uint8
     again, again_meta = read_volume(tmp_path / "labels.nii.gz")
-    np.testing.assert_array_equal(again, labels) and np.testing.assert_allclose(again_meta.spacing, meta.spacing)
+    np.testing.assert_array_equal(again, labels)
+    np.testing.assert_allclose(again_meta.spacing, meta.spacing)
     with pytest.raises(UserError, match="grid"):
         write_label_map(tmp_path / "bad.nii.gz", labels[:, :3], tmp_path / "scan.nii.gz")

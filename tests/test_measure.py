@@ -28,12 +28,20 @@ def test_a_ball_of_known_radius_is_measured_within_2_percent(tmp_path):
     assert rows[0]["volume_mm3"] == pytest.approx(rows[0]["voxels"] * 0.6 * 0.8 * 1.0, rel=1e-6)
 
 
-def test_relative_error_against_references_and_structures_missing_on_one_side():
+def test_relative_error_against_references_and_structures_missing_on_one_side(tmp_path):
     labels = np.zeros((4, 4, 4), np.int64)
     labels[0, :2] = 1  # 8 voxels
     labels[3] = 2      # 16 voxels
-    found = label_volumes(labels, (0.5, 1.0, 2.0))
-    assert found == {1: (8, 8.0), 2: (16, 16.0)}
+    assert label_volumes(labels, (0.5, 1.0, 2.0)) == {1: (8, 8.0), 2: (16, 16.0)}
+    reference = np.zeros_like(labels)
+    reference[0] = 1   # 16 voxels of structure 1, none of structure 2; structure 3 only here
+    reference[2, 0] = 3
+    for name, array in (("pred", labels), ("ref", reference)):
+        nib.save(nib.Nifti1Image(array.astype(np.uint8), np.eye(4)), tmp_path / f"{name}.nii.gz")
+    rows = {r["label"]: r for r in measure([tmp_path / "pred.nii.gz"], [tmp_path / "ref.nii.gz"])}
+    assert rows[1]["relative_error"] == pytest.approx(-0.5)  # 8 against 16 voxels
+    assert rows[2]["reference_mm3"] == 0 and rows[2]["relative_error"] == ""  # no reference volume to compare
+    assert rows[3]["volume_mm3"] == 0 and rows[3]["relative_error"] == pytest.approx(-1.0)
 
 
 def test_cli_writes_a_row_per_map_and_structure(tmp_path):

@@ -27,7 +27,7 @@ import torch
 from medconv.data.images import SUPPORTED_EXTENSIONS, one_line
 from medconv.data.readers import suffix
 from medconv.data.reading import LazyImages, Reading, headers, read_images, shared_size
-from medconv.data.splits import SPLIT_ALIASES, Row, assign_splits
+from medconv.data.splits import SPLIT_ALIASES, Row, assign_splits, class_counts
 from medconv.data.summary import split_lines
 from medconv.data.volume_sets import is_volume, load_volume_set
 from medconv.data.types import DatasetInfo, ImageSet
@@ -85,8 +85,7 @@ def _build_dataset(rows: Sequence[Row], classes: list[str], name: str, source: s
     sets = {split: ImageSet(images=stacked[split], labels=torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
                             paths=[str(rows[i].path) for i in idx]) for split, idx in splits.items()}
     task = "binary-class" if len(classes) == 2 else "multi-class"
-    counts = {split: np.bincount([rows[i].label for i in idx], minlength=len(classes)).tolist()
-              for split, idx in splits.items()}
+    counts = class_counts(rows, splits, len(classes))
     info = DatasetInfo(name=name, task=task, classes=list(classes), channels=channels, size=size, source=source,
                        summary=[f"loading: {how} ({why})"] + log.lines(size, reading.fit_mode, channels)
                        + split_lines(list(classes), counts),

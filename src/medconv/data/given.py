@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medconv.data.reading import Indexed
+from medconv.data.summary import split_lines
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.errors import UserError
 
@@ -132,6 +133,6 @@ def given_data(data: dict, name: str = PYTHON) -> tuple[DatasetInfo, dict[str, I
     info = DatasetInfo(name=name, task="binary-class" if len(names) == 2 else "multi-class", classes=names,
                        channels=channels, size=(h, w), source="data given in Python", file_size=(h, w),
                        native_sizes=[(h, w)])
-    info.summary = [f"{split} {len(s)}: " + ", ".join(f"{c} {int((s.labels[:, 0] == i).sum())}" for i, c in
-                                                       enumerate(names)) for split, s in sets.items()]
+    info.summary = split_lines(names, {split: np.bincount(s.labels[:, 0].numpy(), minlength=len(names)).tolist()
+                                       for split, s in sets.items()})
     return info, sets

@@ -41,6 +41,12 @@ def parse_window(spec: str | None) -> tuple[float, float] | None:
     return center, width
 
 
+def windowed(a: np.ndarray, window: tuple[float, float]) -> tuple[np.ndarray, str]:
+    """Values through a window (center, width) -> float64 in [0, 1] (clipped), and how, e.g. "window 40,400"."""
+    center, width = window
+    return np.clip((a.astype(np.float64) - (center - width / 2)) / width, 0.0, 1.0), f"window {center:g},{width:g}"
+
+
 def to_unit(a: np.ndarray, meta: ImageMeta, window: tuple[float, float] | None = None) -> tuple[np.ndarray, str]:
     """Stored values -> float32 in [0, 1] and how: a window (center, width) when given, for CT without one the
     full -1024..3071 HU range; integers by the range their bit depth holds (meta.value_range); floats
@@ -49,8 +55,7 @@ def to_unit(a: np.ndarray, meta: ImageMeta, window: tuple[float, float] | None =
     if window is None and meta.units == "HU":
         window = FULL_HU
     if window is not None:
-        center, width = window
-        x, how = (a.astype(np.float64) - (center - width / 2)) / width, f"window {center:g},{width:g}"
+        x, how = windowed(a, window)
     elif meta.value_range is not None:
         lo, hi = meta.value_range
         x, how = (a.astype(np.float64) - lo) / (hi - lo), range_text(meta)

@@ -86,3 +86,9 @@ def check_groups_apart(splits: dict[str, np.ndarray], rows: Sequence[Row], sourc
             if seen.setdefault(group, name) != name:
                 raise UserError(f"{source}: subject/group {group!r} has images in both the {seen[group]} and the "
                                 f"{name} split ({rows[i].where or rows[i].path}); one subject belongs to one split")
+
+
+def class_counts(rows: Sequence[Row], splits: dict[str, np.ndarray], classes: int) -> dict[str, list[int]]:
+    """{split: items per class index} (for data.summary.split_lines)."""
+    return {split: np.bincount([rows[i].label for i in idx], minlength=classes).tolist()
+            for split, idx in splits.items()}

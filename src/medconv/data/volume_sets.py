@@ -11,9 +11,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medconv.data.images import FULL_HU
+from medconv.data.images import FULL_HU, windowed
 from medconv.data.readers import suffix
-from medconv.data.splits import Row, assign_splits
+from medconv.data.splits import Row, assign_splits, class_counts
 from medconv.data.summary import split_lines
 from medconv.data.types import DatasetInfo, ImageSet
 from medconv.data.volumes import VolumeMeta, read_volume
@@ -38,8 +38,8 @@ def is_volume(path: Path) -> bool:
 def to_unit(volume: np.ndarray, meta: VolumeMeta, window: tuple[float, float] | None) -> tuple[np.ndarray, str]:
     """(D, H, W) stored values -> [0, 1] and how: CT by a window (or -1024..3071 HU), others by percentiles."""
     if window is not None or meta.units == "HU":
-        center, width = window or FULL_HU
-        return np.clip((volume - (center - width / 2)) / width, 0, 1).astype(np.float32), f"window {center:g},{width:g}"
+        unit, how = windowed(volume, window or FULL_HU)
+        return unit.astype(np.float32), how
     from monai.transforms import ScaleIntensityRangePercentiles
 
     scale = ScaleIntensityRangePercentiles(*PERCENTILES, b_min=0.0, b_max=1.0, clip=True)
@@ -86,8 +86,7 @@ def load_volume_set(rows: Sequence[Row], classes: list[str], name: str, source: 
                             torch.tensor([[rows[i].label] for i in idx], dtype=torch.int64),
                             [str(rows[i].path) for i in idx]) for split, idx in splits.items()}
     spacings = Counter(tuple(round(s, 3) for s in m.spacing) if m.spacing else None for _, m in read)
-    counts = {split: np.bincount([rows[i].label for i in idx], minlength=len(classes)).tolist()
-              for split, idx in splits.items()}
+    counts = class_counts(rows, splits, len(classes))
     summary = [f"volumes: {len(rows)}, native shape " + ", ".join(f"{'x'.join(map(str, s))} ({c})" for s, c in
                                                                  shapes.most_common(4))
                + f" -> network input {'x'.join(map(str, shape))}"
