@@ -261,6 +261,7 @@ MODEL_OPTIONS: dict[str, tuple] = {
     "hidden": ("ints0", "a list of positive whole numbers such as [256] (one per hidden layer; [] for none)"),
     "features": ("ints", "a list of positive whole numbers such as [32,32,64,128,256,32]"),
     "convs_per_block": ("int", "a positive whole number such as 2"),
+    "stem_stride": ("int", "1 (full resolution) or 2 (halved)"),
     "pool_kernel": ("int", "a positive whole number such as 2"),
     "dropout": ("fraction", "a number in [0, 1) such as 0.3"),
     "dropout_aux": ("fraction", "a number in [0, 1) such as 0.7"),

@@ -12,6 +12,11 @@ MEDMNIST_V2 = {
         "ResNet-50 (28)": (0.948, 0.854), "ResNet-50 (224)": (0.962, 0.884),
         "auto-sklearn": (0.942, 0.855), "AutoKeras": (0.947, 0.878), "Google AutoML Vision": (0.991, 0.946),
     },
+    "adrenalmnist3d": {  # 28^3 volumes
+        "ResNet-18 + 2.5D": (0.718, 0.772), "ResNet-18 + 3D": (0.827, 0.721), "ResNet-18 + ACS": (0.839, 0.754),
+        "ResNet-50 + 2.5D": (0.732, 0.763), "ResNet-50 + 3D": (0.828, 0.745), "ResNet-50 + ACS": (0.828, 0.758),
+        "auto-sklearn": (0.828, 0.802), "AutoKeras": (0.804, 0.705),
+    },
 }
 
 

@@ -281,7 +281,7 @@ def explicit_options(args: argparse.Namespace, config_class=TrainConfig) -> dict
         value = getattr(args, f.name, None)
         if f.name == "model_options":
             value = parse_model_options(value)
-            for key in ("hidden", "activation"):  # shortcuts for the mlp's options
+            for key in ("hidden", "activation", "deep_supervision"):  # shortcuts for the mlp's and cnn3d's options
                 if getattr(args, key, None) is not None:
                     value[key] = getattr(args, key)
             value = value or None

@@ -16,6 +16,10 @@ def add_parser(subparsers) -> None:
                    help="mlp: widths of the hidden layers in units (= --model-option hidden=...)")
     p.add_argument("--activation", default=None, choices=["sigmoid", "tanh", "relu"],
                    help="mlp: activation of the hidden layers (= --model-option activation=...)")
+    p.add_argument("--deep-supervision", default=None, metavar="W,W,...",
+                   help="cnn3d: a loss weight per pooling block but the last; a block with a weight above 0 gets an "
+                        "auxiliary classifier, trained beside the main one and dropped at inference, e.g. 0.3,0.3 "
+                        "(= --model-option deep_supervision=...; fade them with --ds-decay)")
     p.set_defaults(func=run_train)
 
 

@@ -290,8 +290,9 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
         meta = {**meta, "data": data}
     model = task.model
     device = next(model.parameters()).device
-    if cfg.precision != "fp32":
-        model.to(memory_format=torch.channels_last)  # the layout oneDNN and cuDNN run reduced precision fastest in
+    if cfg.precision != "fp32":  # the layout oneDNN and cuDNN run reduced precision fastest in
+        volumes = any(isinstance(m, nn.Conv3d) for m in model.modules())
+        model.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
     optimizer = make_optimizer(cfg, model, groups)
     scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
