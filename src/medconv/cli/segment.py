@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..config import load_config
+from ..errors import UserError
 from ..segment.config import SegmentConfig
-from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs,
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs, print_csv,
                       number, out_folder, parent, run_dir, split, training_run, tta, verb_actions, verb_parser)
 
 EXAMPLES = """examples:
@@ -56,15 +59,34 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_evaluate)
 
 
+def run_config(run: str) -> SegmentConfig:
+    """The configuration saved in a segmentation run directory (RUN/config.yaml)."""
+    path = Path(run) / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{run} is not a segmentation run: no config.yaml (made by medconv segment train)")
+    return load_config(path, SegmentConfig)
+
+
 def run_train(args: argparse.Namespace) -> None:
     from ..segment.train import train_segmentation  # torch: imported here to keep medconv --help fast
+    from ..segment.volume_train import train_volume_segmentation
     cfg, resume = training_run(args, SegmentConfig)
-    train_segmentation(cfg, args.out, score_test=args.score_test, **resume)
+    volumes = (run_config(args.out) if resume else cfg.validate()).volumetric()
+    trainer = train_volume_segmentation if volumes else train_segmentation
+    trainer(cfg, args.out, score_test=args.score_test, **resume)
 
 
 def run_predict(args: argparse.Namespace) -> None:
     check_not_inside(args.out, args.inputs)
     from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
+    from ..segment.volume_maps import predict_volumes
+    if run_config(args.run_dir).volumetric():
+        rows = predict_volumes(args.run_dir, args.inputs, args.out, args.tta, args.device,
+                               allow_unfinished=args.allow_unfinished)
+        print(f"{len(args.inputs)} label maps (NAME_labels.nii.gz, NAME_slices.png) -> {args.out}")
+        if rows:
+            print_csv(rows)
+        return
     predict_segmentation(args.run_dir, args.inputs, args.out, args.method, args.threshold, args.sigma, args.opening,
                          args.fill_holes, args.min_size, args.instances, args.tta, args.device, closing=args.closing,
                          fmt=args.format, thin=args.thin, allow_unfinished=args.allow_unfinished)
@@ -72,6 +94,15 @@ def run_predict(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..segment.evaluate import evaluate_segmentation, metrics_name, summary_figures  # torch: not in --help
+    from ..segment.volume_maps import evaluate_volumes, volume_summary
+    cfg = run_config(args.run_dir)
+    if cfg.volumetric():
+        m = evaluate_volumes(args.run_dir, args.split, device=args.device, tta=args.tta,
+                             allow_unfinished=args.allow_unfinished)
+        print(json.dumps(m, indent=2) if args.json else
+              f"{args.split} ({m['n']} volumes): {volume_summary(m)}  -> {args.run_dir}/metrics_{args.split}"
+              f"{'' if args.tta == 'none' else '_tta-' + args.tta}.json")
+        return
     m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin,
                               allow_unfinished=args.allow_unfinished)
     print(json.dumps(m, indent=2) if args.json else

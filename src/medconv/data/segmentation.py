@@ -36,7 +36,8 @@ MAX_LABEL_VALUES = 10  # unset mask type, no class names: more distinct mask val
 @dataclass
 class SegImage:
     """One image: image (C, H, W) float32 in [0, 1]; mask (H, W) int64 class indices or None
-    (unlabelled); roi (H, W) bool or None (pixels outside are neither trained nor scored)."""
+    (unlabelled); roi (H, W) bool or None (pixels outside are neither trained nor scored). A volume: image
+    (C, D, H, W), mask (D, H, W)."""
 
     name: str
     image: np.ndarray
@@ -44,6 +45,7 @@ class SegImage:
     roi: np.ndarray | None = None
     instances: np.ndarray | None = None  # (H, W) int object ids (0 = background), where the data has them
     points: np.ndarray | None = None     # (N, 2) 0-based (row, col) object centres, for point-annotated data
+    source: str | None = None            # volumes: the file read (label maps are written back on its grid)
     target: np.ndarray | None = None     # (H, W) float32 in [0, 1]: a soft foreground probability (proximity
                                          # to the nearest centre) trained instead of the mask, when given
 
@@ -189,8 +191,9 @@ def read_classes(raw: dict[str, np.ndarray], value_map: dict[int, int] | None, c
     return mapped, {}, classes
 
 
-def _manifest_rows(manifest: Path) -> list[dict]:
-    """CSV rows -> [{name, image, mask, roi, split}] with paths resolved against the CSV's folder."""
+def manifest_rows(manifest: Path) -> list[dict]:
+    """CSV rows -> [{name, image, mask, roi, split, subject, where}] with paths resolved against the CSV's folder
+    (subject: the subject or group column, for volumes split by subject)."""
     if not manifest.is_file():
         raise UserError(f"manifest {manifest} not found")
     with open(manifest, newline="") as fh:
@@ -208,7 +211,8 @@ def _manifest_rows(manifest: Path) -> list[dict]:
             if not get["image"] or (not get["mask"] and split != "test"):
                 raise UserError(f"{where}: needs an image and a mask (only test rows may leave mask empty)")
             p = {k: manifest.parent / get[k] if get.get(k) else None for k in ("image", "mask", "roi")}
-            rows.append({"name": Path(get["image"]).stem, "split": split, **p})
+            subject = get.get("subject") or get.get("group") or None
+            rows.append({"name": Path(get["image"]).stem, "split": split, "subject": subject, "where": where, **p})
     if not rows:
         raise UserError(f"manifest {manifest} lists no images")
     return rows
@@ -311,7 +315,7 @@ def load_segmentation(manifest=None, images=None, masks=None, roi=None, dataset=
             raise UserError(f"unknown segmentation dataset '{dataset}': expected isbi2012 or cpm15, or "
                             "images/masks/manifest")
     elif manifest is not None:
-        rows, name = _manifest_rows(Path(manifest)), Path(manifest).stem
+        rows, name = manifest_rows(Path(manifest)), Path(manifest).stem
     elif images is not None and masks is not None:
         rows, name = _folder_rows(Path(images), Path(masks), roi), Path(images).name
     else:

@@ -103,22 +103,26 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
         raise UserError(f"cannot read volume {path}: {one_line(exc)}") from exc
 
 
-def write_label_map(path: str | Path, labels: np.ndarray, like: str | Path) -> Path:
-    """Write labels (D, H, W) as a NIfTI file at `path` on the grid of the NIfTI file `like` (the image they
-    were predicted from): the same affine and header (its qform/sform codes, units, descriptions), the array
-    back in the file's (i, j, k) order, stored as uint8 (up to 255 labels) or uint16."""
+def write_label_map(path: str | Path, labels: np.ndarray, like: str | Path | VolumeMeta) -> Path:
+    """Write labels (D, H, W) as a NIfTI file at `path` on the grid of the image they were predicted from:
+    `like`, a NIfTI file (the same affine and header: its qform/sform codes, units, descriptions) or the
+    VolumeMeta of any volume (its affine, e.g. a DICOM series'; identity scaled by the spacing when it has
+    none). The array goes back in the file's (i, j, k) order, stored as uint8 (up to 255 labels) or uint16."""
     import nibabel as nib
 
-    reference = nib.load(str(like))
-    shape = tuple(int(s) for s in reference.shape[:3])
     voxels = np.asarray(labels).transpose(2, 1, 0)
-    if voxels.shape != shape:
-        raise UserError(f"labels of shape {tuple(np.shape(labels))} (D, H, W) do not lie on the grid of {like} "
-                        f"({' x '.join(map(str, reversed(shape)))})")
     dtype = np.uint8 if voxels.max(initial=0) < 256 else np.uint16
-    header = reference.header.copy()
-    header.set_data_dtype(dtype)
-    image = nib.Nifti1Image(voxels.astype(dtype), reference.affine, header)
+    if isinstance(like, VolumeMeta) and like.format != "nifti":
+        shape, header = tuple(reversed(like.shape)), None
+        affine = like.affine if like.affine is not None else np.diag([*reversed(like.spacing or (1, 1, 1)), 1.0])
+    else:
+        reference = nib.load(str(like.path if isinstance(like, VolumeMeta) else like))
+        shape, affine, header = tuple(int(s) for s in reference.shape[:3]), reference.affine, reference.header.copy()
+        header.set_data_dtype(dtype)
+    if voxels.shape != shape:
+        raise UserError(f"labels of shape {tuple(np.shape(labels))} (D, H, W) do not lie on the grid of "
+                        f"{like.path if isinstance(like, VolumeMeta) else like} ({' x '.join(map(str, reversed(shape)))})")
+    image = nib.Nifti1Image(voxels.astype(dtype), affine, header)
     image.header.set_slope_inter(1, 0)
     gzipped = ".nii.gz" if str(path).endswith(".gz") else ".nii"  # nibabel compresses by the name
 

@@ -1,14 +1,33 @@
 """Typed configuration of a segmentation or detection run (`medconv segment train`, `detect train`)."""
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import BaseConfig, check_model_options, option
 from ..data.augment import AugmentConfig, parse_augment
 from ..data.images import parse_window
+from ..data.readers import suffix
 from ..errors import UserError
 
 MASK_TYPES = ("labels", "binary", "instances")
+VOLUME_ARCHS = ("unet3d",)
+VOLUME_DATASETS = ("msd_hippocampus", "hippocampus")
+
+
+def manifest_lists_volumes(manifest: Path) -> bool:
+    """Whether a segmentation manifest's first image is a volume: a NIfTI file or a folder (a DICOM series)."""
+    if not manifest.is_file():
+        return False
+    with open(manifest, newline="") as fh:
+        rows = csv.DictReader(fh)
+        column = next((c for c in rows.fieldnames or [] if c.strip().lower() == "image"), None)
+        first = next(rows, None)
+    if column is None or first is None or not (first.get(column) or "").strip():
+        return False
+    path = manifest.parent / first[column].strip()
+    return path.is_dir() or suffix(path) in (".nii", ".nii.gz")
 
 
 @dataclass
@@ -89,14 +108,19 @@ class SegmentConfig(BaseConfig):
         if self.hard_negatives and (not point_data or self.mode != "patch"):
             raise UserError("--hard-negatives needs point annotations and --mode patch (it adds patches at a first "
                             "detector's false positives)")
+        if self.volumetric():
+            self.validate_volumes()
+        elif self.arch in VOLUME_ARCHS:
+            raise UserError(f"--arch {self.arch} segments volumes (a --manifest of NIfTI files or DICOM series "
+                            "folders, or --dataset msd_hippocampus); these data are 2D images")
         self.arch = self.arch or ("patch-cnn" if self.mode == "patch" else "unet")
-        if self.mode == "dense" and self.arch != "unet":
+        if self.mode == "dense" and self.arch not in ("unet", *VOLUME_ARCHS):
             raise UserError(f"--mode dense needs a network with per-pixel outputs (--arch unet), not {self.arch}")
         if self.mode == "patch" and self.arch == "unet":
             raise UserError("--arch unet labels every pixel of a tile: use it with --mode dense")
         if self.mode == "patch" and (self.patch < 3 or self.patch % 2 == 0):
             raise UserError(f"--patch must be odd and at least 3 (the patch labels its centre pixel), got {self.patch}")
-        if self.mode == "dense" and (self.tile < 16 or self.tile % 16):
+        if self.mode == "dense" and self.arch not in VOLUME_ARCHS and (self.tile < 16 or self.tile % 16):
             raise UserError(f"--tile must be a multiple of 16 (the U-Net halves it four times), got {self.tile}")
         if self.border_weight < 0 or self.border_sigma <= 0:
             raise UserError(f"--border-weight must be >= 0 and --border-sigma > 0, got {self.border_weight} and "
@@ -113,6 +137,27 @@ class SegmentConfig(BaseConfig):
         tile_augment(self.augment)
         check_model_options(self.arch, self.model_options)
         return self
+
+    def volumetric(self) -> bool:
+        """Whether the data are volumes: --dataset msd_hippocampus, or a manifest whose first image is a NIfTI
+        file or a folder (a DICOM series)."""
+        if self.dataset is not None:
+            return str(self.dataset).lower() in VOLUME_DATASETS
+        return self.manifest is not None and manifest_lists_volumes(Path(self.manifest))
+
+    def validate_volumes(self) -> None:
+        """Volumes are segmented densely by a 3D network (--arch unet3d by default) on crops of --tile voxels a
+        side at most (a multiple of 8: the U-Net halves them three times)."""
+        self.arch = self.arch or "unet3d"
+        if self.arch not in VOLUME_ARCHS:
+            raise UserError(f"volumes are segmented by a 3D network ({', '.join(VOLUME_ARCHS)}), not --arch "
+                            f"{self.arch}")
+        self.mode = "dense"  # a 3D network labels every voxel of a crop; patch classifiers are 2D
+        if self.tile < 8 or self.tile % 8:
+            raise UserError(f"--tile must be a multiple of 8 for volumes (crops of that side at most), got {self.tile}")
+        if self.points or self.roi or self.border_weight or self.hard_negatives or self.images:
+            raise UserError("volumes take a --manifest image,mask[,split][,subject] (or --dataset msd_hippocampus); "
+                            "--images/--masks folders, --roi, --points, --border-weight and --hard-negatives are 2D")
 
     def check_mask_type(self, point_data: bool) -> None:
         """--mask-type: one of MASK_TYPES, for masks of --images/--masks or --manifest, with --value-map only
