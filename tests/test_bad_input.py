@@ -22,6 +22,8 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from conftest import run_in_process
+from pydicom.uid import generate_uid
+from test_image_io import ct_slice
 from medconv.config import TrainConfig, load_config
 from medconv.errors import UserError
 from medconv.infer.onnx_maps import checkpoint_stamp
@@ -384,6 +386,15 @@ CASES = [
     ("segment-train-select-metric", f"{SEG} --select-metric auc", "--select-metric"),
     ("segment-train-proximity-without-points", f"{SEG} --target proximity", "point"),
     ("segment-train-unet-patch-mode", f"{SEG} --arch unet", "--mode dense"),
+    ("segment-train-unet3d-on-images", f"{SEG} --arch unet3d", "segments volumes"),
+    ("segment-train-volumes-2d-network", "segment train --manifest {vol_seg_other_grid} --arch unet --epochs 1 "
+     "--out {out}", "3D network"),
+    ("segment-train-volume-mask-other-grid", "segment train --manifest {vol_seg_other_grid} --epochs 1 --out {out}",
+     "one grid"),
+    ("segment-train-volume-tile-12", "segment train --manifest {vol_seg_other_grid} --tile 12 --epochs 1 "
+     "--out {out}", "multiple of 8"),
+    ("train-volume-dicom-two-series", "train --manifest {vol_manifest_two_series} --arch cnn3d --epochs 1 "
+     "--out {out}", "2 DICOM series"),
     ("segment-train-dense-patch-cnn", f"{SEG} --mode dense --arch patch-cnn", "--arch unet"),
     ("segment-train-value-map-bad", f"{SEG} --value-map 255-0", "value map"),
     ("segment-train-augment-bad", f"{SEG} --augment spin=1", "spin"),
@@ -594,6 +605,12 @@ def make_files(root: Path) -> dict[str, str]:
     paths.update(labels_nii=root / "labels.nii.gz", float_nii=root / "halves.nii.gz")
     nib.save(nib.Nifti1Image(labels, np.eye(4)), paths["labels_nii"])
     nib.save(nib.Nifti1Image(labels * 0.5, np.eye(4)), paths["float_nii"])
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 3), np.float32), np.eye(4)), root / "volume.nii.gz")
+    at("vol_seg_other_grid").write_text("image,mask,split\nvolume.nii.gz,labels.nii.gz,train\n")
+    at("two_series").mkdir()  # one folder holding slices of two DICOM series
+    for k, series in enumerate((generate_uid(), generate_uid())):
+        ct_slice(paths["two_series"] / f"s{k}.dcm", np.zeros((5, 6)), z=float(k), series=series)
+    at("vol_manifest_two_series").write_text("path,label,split\n" + "".join(f"two_series,0,{s}\n" for s in ("train", "val", "test")))
     return {name: str(p) for name, p in paths.items()}
 
 

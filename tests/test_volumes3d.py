@@ -24,10 +24,36 @@ def test_adrenalmnist3d_loads_as_volumes(data_root):
     assert [len(s) for s in sets.values()] == [1188, 98, 298]
 
 
-@pytest.mark.parametrize("arch", ["cnn3d", "resnet18_3d", "resnet50_3d"])
+@pytest.mark.parametrize("arch", ["cnn3d", "hosseini_asl_3d", "resnet18_3d", "resnet50_3d"])
 def test_3d_networks_take_volumes(arch):
     net = build_model(arch, 1, 3, (16, 16, 16))
     assert net(torch.rand(2, 1, 16, 16, 16)).shape == (2, 3)
+
+
+def test_the_resnet_stem_stride_halves_the_first_maps_and_hosseini_asl_has_fully_connected_upper_layers():
+    seen = {}
+    for stride in (1, 2):
+        net = build_model("resnet18_3d", 1, 2, (16, 16, 16), stem_stride=stride).eval()
+        net.layer1.register_forward_hook(lambda _m, _i, out, s=stride: seen.__setitem__(s, out.shape[2:]))
+        net(torch.rand(1, 1, 16, 16, 16))
+    assert seen == {1: (16, 16, 16), 2: (8, 8, 8)}
+    net = build_model("hosseini_asl_3d", 1, 2, (16, 16, 16))
+    linears = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(8 * 2 * 2 * 2, 256), (256, 64), (64, 2)]
+    assert sum(isinstance(m, torch.nn.Conv3d) for m in net.features.modules()) == 3
+
+
+def test_deep_supervision_is_a_flag_of_train_and_bf16_trains_3d_networks(tmp_path):
+    from medconv.cli import build_parser
+    from medconv.cli.options import config_from_args
+
+    args = build_parser().parse_args(["train", "--dataset", "adrenalmnist3d", "--arch", "cnn3d", "--deep-supervision",
+                                      "0.3,0.3", "--ds-decay", "--out", str(tmp_path / "x")])
+    cfg = config_from_args(args, TrainConfig).validate()
+    assert cfg.model_options == {"deep_supervision": "0.3,0.3"} and cfg.ds_decay
+    assert build_model("cnn3d", 1, 2, (16, 16, 16), **cfg.model_options).aux_weights == [0.3, 0.3]
+    result = train(TrainConfig(**{**SMALL, "precision": "bf16"}, epochs=1), tmp_path / "bf16", score_test=False)
+    assert 0 <= result["val"]["auc"] <= 1
 
 
 def test_a_volume_too_small_for_the_network_is_refused():
