@@ -76,7 +76,7 @@ class CropSampler:
 def augment_crops(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
                   aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The same flips (each axis, p 0.5) and quarter turns in the H-W plane (square crops) for images
-    (N, C, d, h, w) and label maps (N, d, h, w); intensity (+- aug.intensity) on the images only."""
+    (N, C, d, h, w) and label maps (N, d, h, w); contrast and brightness (+- aug.intensity) on the images only."""
     xs, ys = [], []
     for xi, yi in zip(x, y):
         if aug.flips:
@@ -86,9 +86,10 @@ def augment_crops(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
         if aug.rot90 and xi.shape[-1] == xi.shape[-2]:
             k = int(torch.randint(0, 4, (1,), generator=generator))
             xi, yi = torch.rot90(xi, k, (2, 3)), torch.rot90(yi, k, (1, 2))
-        if aug.intensity:
-            shift = (torch.rand(1, generator=generator) * 2 - 1) * aug.intensity
-            xi = (xi + shift).clamp(0, 1)
+        if aug.intensity:  # contrast and brightness, each uniform in +-intensity
+            contrast, shift = 1 + (torch.rand(2, generator=generator) * 2 - 1) * aug.intensity
+            mean = xi.mean()
+            xi = ((xi - mean) * contrast + mean + (shift - 1)).clamp(0, 1)
         xs.append(xi), ys.append(yi)
     return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
 
