@@ -23,6 +23,15 @@ HIPPOCAMPUS_CLASSES = ["background", "anterior", "posterior"]
 HIPPOCAMPUS_NAMES = ("msd_hippocampus", "hippocampus")
 
 
+def volume_name(path: str | Path) -> str:
+    """A volume's name: the file name without .nii.gz, .nii or .dcm (a DICOM series: its folder's name)."""
+    name = Path(path).name
+    for ending in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(ending):
+            return name[: -len(ending)]
+    return name
+
+
 def hippocampus_rows(root: str | None) -> list[dict]:
     """MSD Task04's labelled cases, sorted by id: position p (0-based) is test when p % 5 == 4, validation when
     p % 5 == 0 and p > 0 (the case after a test case), else train."""
@@ -33,7 +42,7 @@ def hippocampus_rows(root: str | None) -> list[dict]:
         raise UserError(f"msd_hippocampus not found: expected imagesTr/*.nii.gz and labelsTr/ in {folder} (set "
                         "--data-root or MEDCONV_DATA)")
     files.sort(key=lambda f: int(re.sub(r"\D", "", f.name.split(".")[0]) or 0))
-    return [{"name": f.name.split(".")[0], "image": f, "mask": folder / "labelsTr" / f.name,
+    return [{"name": volume_name(f), "image": f, "mask": folder / "labelsTr" / f.name,
              "split": "test" if p % 5 == 4 else "val" if p % 5 == 0 and p > 0 else "train", "subject": None,
              "where": None} for p, f in enumerate(files)]
 
@@ -91,7 +100,7 @@ def load_volume_segmentation(manifest: str | None = None, dataset: str | None = 
     mapped, _, classes = read_classes(raw, parse_value_map(value_map), classes, mask_type)
     out: dict[str, list[SegImage]] = {s: [] for s in SPLITS}
     for r, (image, mask, _, _) in zip(rows, read):
-        out[r["split"]].append(SegImage(r["name"], image, mapped.get(str(r["mask"])), source=str(r["image"])))
+        out[r["split"]].append(SegImage(volume_name(r["image"]), image, mapped.get(str(r["mask"])), source=str(r["image"])))
     shapes = Counter(im.shape[1:] for im, *_ in read)
     spacings = Counter(tuple(round(s, 3) for s in m.spacing) if m.spacing else None for *_, m in read)
     hows = Counter(how for _, _, how, _ in read)

@@ -21,20 +21,23 @@ def centre_of(labels: np.ndarray | None, shape: tuple[int, int, int]) -> tuple[i
 
 
 def orthogonal_slices(volume: np.ndarray, labels: np.ndarray | None, path: str | Path,
-                      classes: Sequence[str] = (), reference: np.ndarray | None = None) -> Path:
+                      classes: Sequence[str] = (), reference: np.ndarray | None = None,
+                      spacing: Sequence[float] | None = None) -> Path:
     """Write a PNG of three planes of `volume` (D, H, W) in [0, 1] through the centre of the labels: `labels`
-    (D, H, W) ints filled in colour (class k in COLOURS[k - 1], half transparent), `reference` as contours."""
+    (D, H, W) ints filled in colour (class k in COLOURS[k - 1], half transparent), `reference` as contours.
+    `spacing` (D, H, W) in mm draws voxels at their true proportions."""
     d, h, w = centre_of(labels if labels is not None else reference, volume.shape)
-    planes = [("axial (D = %d)" % d, np.s_[d, :, :]), ("coronal (H = %d)" % h, np.s_[:, h, :]),
-              ("sagittal (W = %d)" % w, np.s_[:, :, w])]
+    sd, sh, sw = spacing or (1.0, 1.0, 1.0)
+    planes = [(f"axial (D = {d})", np.s_[d, :, :], sh / sw), (f"coronal (H = {h})", np.s_[:, h, :], sd / sw),
+              (f"sagittal (W = {w})", np.s_[:, :, w], sd / sh)]
     fig, axes = plt.subplots(1, 3, figsize=(11, 4))
-    for ax, (title, where) in zip(axes, planes):
-        ax.imshow(volume[where], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for ax, (title, where, aspect) in zip(axes, planes):
+        ax.imshow(volume[where], cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect=aspect)
         for k in range(1, len(COLOURS) + 1):
             colour = COLOURS[k - 1]
             if labels is not None and (labels[where] == k).any():
                 ax.imshow(np.ma.masked_where(labels[where] != k, np.ones_like(labels[where])), alpha=0.45,
-                          cmap=_single(colour), vmin=0, vmax=1, interpolation="nearest")
+                          cmap=_single(colour), vmin=0, vmax=1, interpolation="nearest", aspect=aspect)
             if reference is not None and (reference[where] == k).any():
                 ax.contour(reference[where] == k, levels=[0.5], colors=[colour], linewidths=1.0)
         ax.set_title(title, fontsize=9)

@@ -15,7 +15,7 @@ import torch
 from ..report.slices import orthogonal_slices
 from ..data.segmentation import SegImage, SegInfo
 from ..data.transforms import normalise
-from ..data.volume_pairs import load_volume_segmentation, read_pair
+from ..data.volume_pairs import load_volume_segmentation, read_pair, volume_name
 from ..data.volumes import write_label_map
 from ..data.images import parse_window
 from ..errors import UserError
@@ -28,6 +28,7 @@ from ..training.engine import resolve_device
 from .config import SegmentConfig
 
 OVERLAP = 0.5
+PICTURES = 3  # volumes of a split drawn by evaluate (RUN/plots/SPLIT/NAME_slices.png)
 
 
 def is_volume_run(meta: dict) -> bool:
@@ -98,14 +99,18 @@ def mean_scores(rows: list[dict], classes: list[str]) -> dict:
 
 
 def score_volumes(model: torch.nn.Module, meta: dict, images: list[SegImage], device, tta: str = "none",
-                  progress: bool = False) -> tuple[dict, list[dict]]:
-    """(mean_scores, a row per volume) of labelled volumes; spacing 1 unless the image says (only ratios)."""
+                  progress: bool = False, pictures: Path | None = None) -> tuple[dict, list[dict]]:
+    """(mean_scores, a row per volume) of labelled volumes (relative volume errors need no spacing). With
+    `pictures`, orthogonal slices of the first PICTURES volumes there: the prediction filled, the truth as
+    contours (NAME_slices.png)."""
     rows = []
     labelled = [im for im in images if im.mask is not None]
     with make_console().status(f"scoring {len(labelled)} volumes") if progress else contextlib.nullcontext():
-        for im in labelled:
+        for i, im in enumerate(labelled):
             labels = volume_probabilities(model, im.image, meta, device, tta).argmax(0)
             rows.append({"name": im.name, **volume_scores(labels, im.mask, meta["classes"])})
+            if pictures is not None and i < PICTURES:
+                orthogonal_slices(im.image[0], labels, pictures / f"{im.name}_slices.png", meta["classes"], im.mask)
     return mean_scores(rows, meta["classes"]), rows
 
 
@@ -113,7 +118,8 @@ def evaluate_volumes(run_dir: str | Path, split: str = "test", which: str = "bes
                      data: tuple[SegInfo, dict] | None = None, tta: str = "none",
                      allow_unfinished: bool = False) -> dict:
     """Dice per structure (mean ± sd over volumes) and mean absolute relative volume error of a 3D run on a
-    split; writes RUN/metrics_{split}.json with a row per volume."""
+    split; writes RUN/metrics_{split}.json with a row per volume, and pictures of its first volumes
+    (RUN/plots/SPLIT/NAME_slices.png)."""
     device = str(resolve_device(device))
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
@@ -123,7 +129,8 @@ def evaluate_volumes(run_dir: str | Path, split: str = "test", which: str = "bes
     if data is None:
         warn_if_data_changed(run_dir, split, splits[split])
     tic = time.time()
-    summary, rows = score_volumes(model, meta, splits[split], device, tta, progress=True)
+    summary, rows = score_volumes(model, meta, splits[split], device, tta, progress=True,
+                                  pictures=Path(run_dir) / "plots" / split)
     metrics = {**summary, "seconds_per_volume": (time.time() - tic) / max(1, summary["n"]), "split": split,
                "checkpoint": which, "tta": tta, "volumes": rows}
     write_json(Path(run_dir) / f"metrics_{split}{'' if tta == 'none' else '_tta-' + tta}.json", metrics)
@@ -153,11 +160,11 @@ def predict_volumes(run_dir: str | Path, inputs: list[str], out_dir: str | Path,
     for path in inputs:
         image, _, _, vmeta = read_pair({"image": path, "mask": None}, parse_window(cfg.window))
         labels = volume_probabilities(model, image, meta, device, tta).argmax(0).astype(np.int64)
-        name = Path(path).name.split(".")[0]
+        name = volume_name(path)
         write_label_map(out / f"{name}_labels.nii.gz", labels, vmeta)
         spacing = vmeta.spacing
         if pictures:
-            orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"])
+            orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"], spacing=vmeta.spacing)
         for k, (voxels, mm3) in label_volumes(labels, spacing or (1.0, 1.0, 1.0)).items():
             rows.append({"file": str(path), "label": k, "name": meta["classes"][k], "voxels": voxels,
                          "volume_mm3": round(mm3, 3) if spacing else ""})
