@@ -393,6 +393,11 @@ CASES = [
      "one grid"),
     ("segment-train-volume-tile-12", "segment train --manifest {vol_seg_other_grid} --tile 12 --epochs 1 "
      "--out {out}", "multiple of 8"),
+    ("train-spacing-negative", f"{SYN} --spacing 1,-1,1", "--spacing"),
+    ("train-spacing-two-numbers", f"{SYN} --spacing 1,2", "--spacing"),
+    ("train-spacing-medmnist", "train --dataset adrenalmnist3d --arch cnn3d --spacing 1 --epochs 1 --out {out}",
+     "--spacing"),
+    ("segment-train-spacing-images", f"{SEG} --spacing 1", "--spacing resamples volumes"),
     ("train-volume-dicom-two-series", "train --manifest {vol_manifest_two_series} --arch cnn3d --epochs 1 "
      "--out {out}", "2 DICOM series"),
     ("segment-train-dense-patch-cnn", f"{SEG} --mode dense --arch patch-cnn", "--arch unet"),

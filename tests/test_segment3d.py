@@ -112,6 +112,21 @@ def test_a_resumed_3d_segmentation_run_ends_with_the_same_weights(manifest, tmp_
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
 
 
+def test_a_run_trained_at_another_spacing_predicts_on_the_file_grid(manifest, tmp_path):
+    info, splits = load_volume_segmentation(manifest=str(manifest), spacing=(2.0, 2.0, 2.0))
+    first = splits["train"][0]  # (D, H, W) 16 x 18 x 14 at 2 x 1 x 1.5 mm -> 16 x 10 x 11 (MONAI rounds the extent)
+    assert first.image.shape == (1, 16, 10, 11) and first.mask.shape == (16, 10, 11)
+    assert set(np.unique(first.mask)) <= {0, 1, 2} and any("resampled to 2x2x2" in line for line in info.summary)
+    cfg = SegmentConfig(manifest=str(manifest), spacing="2", **{**TINY, "epochs": 2}).validate()
+    train_volume_segmentation(cfg, tmp_path / "run", score_test=False)
+    done = run_in_process("segment", "predict", tmp_path / "run", manifest.parent / "case9.nii.gz",
+                          "--out", tmp_path / "maps")
+    assert done.returncode == 0, done.stderr
+    written = nib.load(str(tmp_path / "maps" / "case9_labels.nii.gz"))
+    assert written.shape == SHAPE
+    np.testing.assert_array_equal(written.affine, AFFINE)
+
+
 def test_a_mask_on_another_grid_is_refused_naming_both(manifest, tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), AFFINE), tmp_path / "small_seg.nii.gz")
     bad = tmp_path / "bad.csv"

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from medconv.classify.train import train
 from medconv.config import TrainConfig
 from medconv.data.augment import AugmentConfig
+from medconv.data.datasets import load_dataset
 from medconv.data.medmnist import load_medmnist
 from medconv.data.transforms import augment, normalise
 from medconv.models.registry import build_model
@@ -177,6 +178,14 @@ def test_a_manifest_of_nifti_volumes_trains_a_3d_network_with_subjects_kept_apar
                           "widths=[4]", "--epochs", "1", "--batch-size", "4", "--out", tmp_path / "run")
     assert done.returncode == 0, done.stderr
     assert "data: volumes: 24, native shape 10x14x12" in done.stderr and "percentiles" in done.stderr
+    import csv
+    written = list(csv.DictReader(open(tmp_path / "run" / "predictions_test.csv")))
+    predicted = run_in_process("predict", tmp_path / "run", *[row["path"] for row in written])
+    assert predicted.returncode == 0, predicted.stderr
+    rows = list(csv.DictReader(predicted.stdout.splitlines()))
+    assert [r["path"] for r in rows] == [r["path"] for r in written]
+    for mine, theirs in zip(rows, written):  # predict reads each volume as training did
+        assert float(mine["prob_ad"]) == pytest.approx(float(theirs["prob_ad"]), abs=2e-6)
 
 
 def test_volumes_of_other_shapes_need_a_size(tmp_path):
@@ -189,3 +198,18 @@ def test_volumes_of_other_shapes_need_a_size(tmp_path):
         load_manifest(csv_path)
     info, sets = load_manifest(csv_path, Reading(size=(12, 12), fit_mode="pad"), val_fraction=0.25, test_fraction=0.25)
     assert info.size == (12, 12, 12) and all(s.images.shape[2:] == (12, 12, 12) for s in sets.values())
+
+
+def test_spacing_resamples_manifest_volumes_and_is_refused_without_voxel_spacing(tmp_path):
+    from medconv.data.folders import load_manifest
+    from medconv.data.reading import Reading
+    from medconv.errors import UserError
+
+    manifest = volume_manifest(tmp_path / "v")  # files (i, j, k) 12 x 14 x 10 at 1.2 x 1.0 x 2.0 mm
+    info, sets = load_manifest(manifest, Reading(spacing=(2.0, 2.0, 2.0)), val_fraction=0.25, test_fraction=0.25)
+    assert sets["train"].images.shape[2:] == (10, 8, 8)  # (D, H, W): 10 slices at 2 mm kept; 14 x 1 mm, 12 x 1.2 mm -> 8
+    assert any("resampled to 2x2x2" in line for line in info.summary)
+    with pytest.raises(UserError, match="--spacing resamples volumes"):
+        load_dataset(TrainConfig(dataset="adrenalmnist3d", arch="cnn3d", spacing="1").validate())
+    with pytest.raises(UserError, match="--spacing"):
+        TrainConfig(spacing="1,-2,1").validate()

@@ -16,6 +16,7 @@ import yaml
 
 from .data.augment import TTA_MODES, parse_augment
 from .data.images import parse_window
+from .data.volumes import parse_spacing
 from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -188,6 +189,7 @@ class TrainConfig(BaseConfig):
     resize: int | None = None         # upsample to this side (e.g. 224, or 299 for inception_v3)
     resize_mode: str | None = None    # resize, pad, crop, nearest, bilinear; unset: resize for --size, nearest for --resize
     window: str | None = None         # grey values shown as CENTER,WIDTH or a CT preset (lung, bone, ...)
+    spacing: str | None = None        # volumes: resample to this voxel spacing in mm: one number, or D,H,W
     loading: str = "auto"             # image files: memory (read once), lazy (read as needed), auto (memory if it fits)
     workers: int | None = None        # processes reading files for lazy loading (unset: 0 on <= 2 cores, else cores / 4, <= 4)
     patch: int = 27                   # crchistophenotypes: side of the square nucleus patch
@@ -225,6 +227,7 @@ class TrainConfig(BaseConfig):
         if self.size is not None and self.size < 1:
             raise UserError(f"--size must be at least 1, got {self.size}")
         parse_window(self.window)
+        parse_spacing(self.spacing)
         if self.workers is not None and self.workers < 0:
             raise UserError(f"--workers must be 0 (read in the training process) or more, got {self.workers}")
         if self.pretrain in ("rbm", "ae") and self.arch != "mlp":

@@ -17,6 +17,8 @@ from ..data.images import fit, parse_window
 from ..data.summary import ReadLog
 from ..data.transforms import normalise, tta_views
 from ..data.types import ImageSet, unit_float
+from ..data.volume_sets import volumes_like_training
+from ..data.volumes import parse_spacing
 from ..fileio import image_files, write_csv
 from ..metrics import predicted_labels, scores_from_logits
 from ..training.checkpoint import load_model
@@ -105,15 +107,22 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     device = str(resolve_device(device))  # auto: CUDA when there is one
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
-    files = image_files(inputs)
+    cfg = TrainConfig.from_dict(meta["config"])
+    volumes = len(meta["input_size"]) == 3  # a 3D network: each input a volume (NIfTI file, DICOM series folder)
+    files = [Path(p) for p in inputs] if volumes else image_files(inputs)
     tta = tta or meta["config"].get("tta", "none")
     parts, found = [], ReadLog()
     for i in range(0, len(files), chunk):
-        batch, log = load_like_training(files[i:i + chunk], meta)
+        if volumes:
+            batch, log = volumes_like_training(files[i:i + chunk], tuple(meta["input_size"]),
+                                               fit_mode(cfg.resize_mode, "size"), parse_window(cfg.window),
+                                               parse_spacing(cfg.spacing)), ReadLog()
+        else:
+            batch, log = load_like_training(files[i:i + chunk], meta)
         parts.append(predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta))
         found.merge(log)
     size = tuple(meta.get("file_size") or batch.shape[-2:])
-    for line in found.changes(size, fit_mode(TrainConfig.from_dict(meta["config"]).resize_mode, "size")):
+    for line in found.changes(size, fit_mode(cfg.resize_mode, "size")):
         (console or make_console()).print(f"note: {line}", highlight=False, soft_wrap=True)
     scores = np.concatenate(parts)
     classes, task = meta["classes"], meta["task"]

@@ -23,6 +23,9 @@ COMMON = {
     "window": Field("grey values to input: CENTER,WIDTH (e.g. 40,400 in Hounsfield units for DICOM CT) or a CT "
                     "preset (brain, subdural, stroke, lung, mediastinum, abdomen, liver, bone); unset: CT in HU "
                     "-1024..3071, other files by their bit depth", metavar="C,W|PRESET"),
+    "spacing": Field("volumes: resample to this voxel spacing in mm first (MONAI's Spacing): one number for "
+                     "isotropic voxels, or D,H,W as the data summary prints it; unset: the files' own",
+                     metavar="MM|D,H,W"),
     "data_root": Field(DATA_ROOT, metavar="DIR"),
     "channels": Field("input channels (unset: as the images are); 3 copies grey into RGB, 1 takes RGB's luminance",
                       (1, 3)),

@@ -15,6 +15,7 @@ from .medmnist import load_medmnist
 from .nuclei import load_nuclei
 from .synthetic import load_synthetic
 from .types import DatasetInfo, ImageSet
+from .volumes import parse_spacing
 
 
 def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, ImageSet]]:
@@ -25,9 +26,12 @@ def load_dataset(cfg, data: dict | None = None) -> tuple[DatasetInfo, dict[str, 
     elif cfg.dataset == PYTHON:
         raise UserError("this run was trained on data given in Python (medconv.train(cfg, out, data=...)); give the "
                         "data again, e.g. medconv.evaluate(run, data=...)")
+    elif cfg.spacing is not None and not cfg.manifest:
+        raise UserError("--spacing resamples volumes of a --manifest (NIfTI files, DICOM series); "
+                        f"{cfg.dataset or cfg.images} gives no voxel spacing to resample from")
     elif cfg.images or cfg.manifest:
         reading = Reading(size=(cfg.size, cfg.size) if cfg.size else None, fit_mode=fit_mode(cfg.resize_mode, "size"),
-                          window=parse_window(cfg.window), channels=cfg.channels)
+                          window=parse_window(cfg.window), channels=cfg.channels, spacing=parse_spacing(cfg.spacing))
         common = dict(reading=reading, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,
                       loading=cfg.loading)
         info, sets = load_manifest(cfg.manifest, **common) if cfg.manifest else load_image_folder(cfg.images, **common)

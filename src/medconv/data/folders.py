@@ -233,6 +233,8 @@ def load_manifest(csv_path: str | Path, reading: Reading | None = None, val_frac
     if is_volume(rows[0].path):  # NIfTI volumes or DICOM series: (N, 1, D, H, W)
         return load_volume_set(rows, names, csv_path.resolve().parent.name, str(csv_path),
                                reading.size[0] if reading.size else None, reading.fit_mode, reading.window,
-                               val_fraction, test_fraction, seed)
+                               val_fraction, test_fraction, seed, reading.spacing)
+    if reading.spacing is not None:
+        raise UserError(f"--spacing resamples volumes (NIfTI files, DICOM series); {csv_path} lists 2D images")
     return _build_dataset(rows, names, csv_path.resolve().parent.name, str(csv_path), reading,
                           val_fraction, test_fraction, seed, loading)

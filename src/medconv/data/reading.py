@@ -23,12 +23,13 @@ PROGRESS_ABOVE = 500  # images: a progress bar when reading more
 class Reading:
     """How image files become network input: size (H, W) or None for the size they share, fit_mode (how other
     sizes are brought to it: data.images.fit), window (center, width) for grey values, channels (None: 3 if any
-    image is colour, else 1)."""
+    image is colour, else 1), spacing (volumes only)."""
 
     size: tuple[int, int] | None = None
     fit_mode: str = "resize"
     window: tuple[float, float] | None = None
     channels: int | None = None
+    spacing: tuple[float, float, float] | None = None  # volumes: resampled to this voxel spacing in mm (D, H, W)
 
 
 def _named(error: UserError, where: str | None) -> UserError:

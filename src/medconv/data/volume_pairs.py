@@ -16,7 +16,7 @@ from medconv.data.medmnist import data_root as resolve_root
 from medconv.data.segmentation import SPLITS, SegImage, SegInfo, manifest_rows, parse_value_map, read_classes
 from medconv.data.splits import Row, assign_splits
 from medconv.data.volume_sets import to_unit
-from medconv.data.volumes import VolumeMeta, read_volume
+from medconv.data.volumes import VolumeMeta, read_volume, resample
 from medconv.errors import UserError
 
 HIPPOCAMPUS_CLASSES = ["background", "anterior", "posterior"]
@@ -55,9 +55,11 @@ def split_by_subject(rows: list[dict], val_fraction: float, test_fraction: float
             rows[i]["split"] = split
 
 
-def read_pair(row: dict, window: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray | None, str, VolumeMeta]:
-    """A row's image (1, D, H, W) in [0, 1], its raw label map (D, H, W) int64 or None, how the values were
-    scaled, and the image's VolumeMeta."""
+def read_pair(row: dict, window: tuple[float, float] | None, spacing: tuple[float, float, float] | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None, str, VolumeMeta]:
+    """A row's image (1, D, H, W) in [0, 1], its raw label map (D, H, W) int64 or None (both resampled to
+    `spacing` mm when given: trilinear and nearest), how the values were scaled, and the image's VolumeMeta (of
+    the file as stored)."""
     where = f"{row['where']}: " if row.get("where") else ""
     try:
         volume, meta = read_volume(row["image"])
@@ -69,7 +71,11 @@ def read_pair(row: dict, window: tuple[float, float] | None) -> tuple[np.ndarray
                                 f"is {'x'.join(map(str, labels.shape))} (D x H x W): they must lie on one grid")
             if not np.array_equal(labels, np.round(labels)):
                 raise UserError(f"mask {row['mask']} holds non-integer values: expected class indices")
-            mask = labels.astype(np.int64)
+            mask = labels
+        if spacing is not None:
+            volume = resample(volume, meta.spacing, spacing, where=str(row["image"]))
+            mask = None if mask is None else resample(mask, meta.spacing, spacing, labels=True)
+        mask = None if mask is None else np.round(mask).astype(np.int64)
     except UserError as exc:
         raise UserError(f"{where}{exc}") from None
     unit, how = to_unit(volume, meta, window)
@@ -79,8 +85,9 @@ def read_pair(row: dict, window: tuple[float, float] | None) -> tuple[np.ndarray
 def load_volume_segmentation(manifest: str | None = None, dataset: str | None = None, data_root: str | None = None,
                              value_map: str | None = None, classes: list[str] | None = None,
                              window: tuple[float, float] | None = None, val_fraction: float = 0.2,
-                             test_fraction: float = 0.2, seed: int = 0,
-                             mask_type: str | None = None) -> tuple[SegInfo, dict[str, list[SegImage]]]:
+                             test_fraction: float = 0.2, seed: int = 0, mask_type: str | None = None,
+                             spacing: tuple[float, float, float] | None = None
+                             ) -> tuple[SegInfo, dict[str, list[SegImage]]]:
     """-> (SegInfo, {"train", "val", "test": [SegImage with image (1, D, H, W) float32 in [0, 1], mask (D, H, W)
     int64, source = the image file]})."""
     notes = []
@@ -95,19 +102,21 @@ def load_volume_segmentation(manifest: str | None = None, dataset: str | None = 
         rows, name, source = manifest_rows(Path(manifest)), Path(manifest).stem, str(manifest)
         if any(r["split"] is None for r in rows) or any(r["subject"] for r in rows):
             split_by_subject(rows, val_fraction, test_fraction, seed, source)
-    read = [read_pair(r, window) for r in rows]
+    read = [read_pair(r, window, spacing) for r in rows]
     raw = {str(r["mask"]): m for r, (_, m, _, _) in zip(rows, read) if m is not None}
     mapped, _, classes = read_classes(raw, parse_value_map(value_map), classes, mask_type)
     out: dict[str, list[SegImage]] = {s: [] for s in SPLITS}
     for r, (image, mask, _, _) in zip(rows, read):
         out[r["split"]].append(SegImage(volume_name(r["image"]), image, mapped.get(str(r["mask"])), source=str(r["image"])))
     shapes = Counter(im.shape[1:] for im, *_ in read)
+    resampled = f" -> resampled to {'x'.join(f'{s:g}' for s in spacing)} (MONAI's Spacing)" if spacing else ""
     spacings = Counter(tuple(round(s, 3) for s in m.spacing) if m.spacing else None for *_, m in read)
     hows = Counter(how for _, _, how, _ in read)
     summary = ["volumes: " + ", ".join(f"{'x'.join(map(str, s))} ({c})" for s, c in shapes.most_common(4))
-               + (f" and {len(shapes) - 4} more shapes" if len(shapes) > 4 else "") + " (D x H x W, native)",
+               + (f" and {len(shapes) - 4} more shapes" if len(shapes) > 4 else "")
+               + (" (D x H x W, after resampling)" if spacing else " (D x H x W, native)"),
                "voxel spacing (mm, D x H x W): " + ", ".join(f"{'x'.join(map(str, s)) if s else 'not given'} ({c})"
-                                                           for s, c in spacings.most_common(3)),
+                                                           for s, c in spacings.most_common(3)) + resampled,
                "values -> [0, 1] by " + "; ".join(f"{k} ({c})" for k, c in hows.most_common()),
                *(f"{k} {len(v)} volumes" for k, v in out.items())]
     return SegInfo(name=name, classes=list(classes), channels=1, notes=notes, summary=summary), out

@@ -16,7 +16,7 @@ from medconv.data.readers import suffix
 from medconv.data.splits import Row, assign_splits, class_counts
 from medconv.data.summary import split_lines
 from medconv.data.types import DatasetInfo, ImageSet
-from medconv.data.volumes import VolumeMeta, read_volume
+from medconv.data.volumes import VolumeMeta, read_volume, resample
 from medconv.errors import UserError
 
 PERCENTILES = (0.5, 99.5)
@@ -59,16 +59,35 @@ def fit_volume(volume: np.ndarray, shape: tuple[int, int, int], mode: str) -> np
     return np.asarray(fit(volume[None]))[0].astype(np.float32)
 
 
+def read_resampled(path: Path, spacing: tuple[float, float, float] | None) -> tuple[np.ndarray, VolumeMeta]:
+    """A volume (D, H, W) as stored, resampled to `spacing` mm when given, and its file's VolumeMeta."""
+    volume, meta = read_volume(path)
+    return (volume if spacing is None else resample(volume, meta.spacing, spacing, where=str(path))), meta
+
+
+def volumes_like_training(paths: Sequence[Path], shape: tuple[int, int, int], fit_mode: str,
+                          window: tuple[float, float] | None,
+                          spacing: tuple[float, float, float] | None) -> torch.Tensor:
+    """Volume files made into a run's input as its training volumes were: resampled, scaled to [0, 1], brought
+    to `shape`: float32 (N, 1, D, H, W)."""
+    out = []
+    for path in paths:
+        volume, meta = read_resampled(Path(path), spacing)
+        out.append(torch.from_numpy(fit_volume(to_unit(volume, meta, window)[0], shape, fit_mode)))
+    return torch.stack(out)[:, None]
+
+
 def load_volume_set(rows: Sequence[Row], classes: list[str], name: str, source: str, side: int | None,
                     fit_mode: str, window: tuple[float, float] | None, val_fraction: float, test_fraction: float,
-                    seed: int) -> tuple[DatasetInfo, dict[str, ImageSet]]:
-    """Volumes of a manifest's rows -> (DatasetInfo, {split: ImageSet of float32 (N, 1, D, H, W)}); differing
-    shapes are refused unless `side` (--size) gives one."""
+                    seed: int, spacing: tuple[float, float, float] | None = None
+                    ) -> tuple[DatasetInfo, dict[str, ImageSet]]:
+    """Volumes of a manifest's rows -> (DatasetInfo, {split: ImageSet of float32 (N, 1, D, H, W)}), resampled
+    to `spacing` (mm, D x H x W) first when given; differing shapes are refused unless `side` (--size) gives one."""
     splits = assign_splits(rows, val_fraction, test_fraction, seed, source)
     read = []
     for row in rows:
         try:
-            read.append(read_volume(row.path))
+            read.append(read_resampled(row.path, spacing))
         except UserError as exc:
             raise UserError(f"{row.where}: {exc}") if row.where else exc from None
     shapes = Counter(v.shape for v, _ in read)
@@ -92,7 +111,8 @@ def load_volume_set(rows: Sequence[Row], classes: list[str], name: str, source: 
                + f" -> network input {'x'.join(map(str, shape))}"
                + (f" (by --resize-mode {fit_mode})" if set(shapes) != {shape} else " (native)"),
                "voxel spacing (mm, D x H x W): " + ", ".join(f"{'x'.join(map(str, s)) if s else 'not given'} ({c})"
-                                                           for s, c in spacings.most_common(4)),
+                                                           for s, c in spacings.most_common(4))
+               + (f" -> resampled to {'x'.join(f'{s:g}' for s in spacing)} (MONAI's Spacing)" if spacing else ""),
                "values -> [0, 1] by " + "; ".join(f"{k} ({c})" for k, c in hows.most_common())]
     info = DatasetInfo(name=name, task="binary-class" if len(classes) == 2 else "multi-class", classes=list(classes),
                        channels=1, size=shape, source=source, summary=summary + split_lines(list(classes), counts))

@@ -103,6 +103,40 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, VolumeMeta]:
         raise UserError(f"cannot read volume {path}: {one_line(exc)}") from exc
 
 
+def parse_spacing(value) -> tuple[float, float, float] | None:
+    """--spacing: one number (isotropic) or three (D, H, W, in the order the data summary prints) in mm, as a
+    string "1,1,2" or a list; None stays None."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) not in (1, 3) or not all(np.isfinite(n) and n > 0 for n in numbers):
+        raise UserError(f"--spacing {value!r}: expected one positive number of mm (isotropic voxels) or three "
+                        "(D,H,W), e.g. 1 or 3,1,1")
+    return tuple(numbers * 3 if len(numbers) == 1 else numbers)
+
+
+def resample(volume: np.ndarray, spacing: tuple[float, float, float] | None, target: tuple[float, float, float],
+             labels: bool = False, where: str = "") -> np.ndarray:
+    """(D, H, W) on voxels of `spacing` mm -> the same extent on voxels of `target` mm (MONAI's Spacing:
+    trilinear, or nearest for label maps); refused when the file gives no spacing."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing
+
+    if spacing is None:
+        raise UserError(f"--spacing: {where or 'a volume'} gives no voxel spacing to resample from")
+    if tuple(spacing) == tuple(target):
+        return volume
+    grid = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None],
+                      affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)))
+    out = Spacing(pixdim=target, mode="nearest" if labels else "bilinear")(grid)
+    return np.asarray(out[0], dtype=np.float32)
+
+
 def write_label_map(path: str | Path, labels: np.ndarray, like: str | Path | VolumeMeta) -> Path:
     """Write labels (D, H, W) as a NIfTI file at `path` on the grid of the image they were predicted from:
     `like`, a NIfTI file (the same affine and header: its qform/sform codes, units, descriptions) or the

@@ -9,6 +9,7 @@ from ..config import BaseConfig, check_model_options, option
 from ..data.augment import AugmentConfig, parse_augment
 from ..data.images import parse_window
 from ..data.readers import suffix
+from ..data.volumes import parse_spacing
 from ..errors import UserError
 
 MASK_TYPES = ("labels", "binary", "instances")
@@ -44,6 +45,7 @@ class SegmentConfig(BaseConfig):
     roi: str | None = None
     value_map: str | None = None      # mask value -> class, e.g. "255:0,0:1"
     window: str | None = None         # grey values shown as CENTER,WIDTH or a CT preset (lung, bone, ...)
+    spacing: str | None = None        # volumes: resample to this voxel spacing in mm: one number, or D,H,W
     mask_type: str | None = None      # labels (class indices, or --value-map), binary (non-zero = foreground) or
                                       # instances (object ids: foreground, ids kept for AJI); None: labels, but
                                       # masks that look like object ids are refused
@@ -81,6 +83,7 @@ class SegmentConfig(BaseConfig):
             self.classes = [c.strip() for c in self.classes.split(",")]
         super().validate()
         parse_window(self.window)
+        parse_spacing(self.spacing)
         if self.window and (self.points or self.dataset == "crchistophenotypes"):
             raise UserError("--window shows grey values (CT in HU) for segmentation; detection reads its images' "
                             "colours as they are")
@@ -110,6 +113,8 @@ class SegmentConfig(BaseConfig):
                             "detector's false positives)")
         if self.volumetric():
             self.validate_volumes()
+        elif self.spacing is not None:
+            raise UserError("--spacing resamples volumes (NIfTI files, DICOM series); these data are 2D images")
         elif self.arch in VOLUME_ARCHS:
             raise UserError(f"--arch {self.arch} segments volumes (a --manifest of NIfTI files or DICOM series "
                             "folders, or --dataset msd_hippocampus); these data are 2D images")

@@ -16,7 +16,7 @@ from ..report.slices import orthogonal_slices
 from ..data.segmentation import SegImage, SegInfo
 from ..data.transforms import normalise
 from ..data.volume_pairs import load_volume_segmentation, read_pair, volume_name
-from ..data.volumes import write_label_map
+from ..data.volumes import parse_spacing, write_label_map
 from ..data.images import parse_window
 from ..errors import UserError
 from ..fileio import write_json
@@ -40,7 +40,7 @@ def load_volume_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegIma
     return load_volume_segmentation(manifest=cfg.manifest, dataset=cfg.dataset, data_root=cfg.data_root,
                                     value_map=cfg.value_map, classes=cfg.classes, window=parse_window(cfg.window),
                                     val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,
-                                    mask_type=cfg.mask_type)
+                                    mask_type=cfg.mask_type, spacing=parse_spacing(cfg.spacing))
 
 
 @torch.no_grad()
@@ -62,6 +62,14 @@ def volume_probabilities(model: torch.nn.Module, image: np.ndarray, meta: dict, 
         probs = probs.flip(axes) if axes else probs
         total = probs if total is None else total + probs
     return (total / len(flips))[0].cpu().numpy()
+
+
+def on_grid(probs: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Probabilities (K, d, h, w) of a resampled volume brought to its file's grid `shape` (MONAI's Resize,
+    trilinear), so the argmax labels lie on the voxels the file has."""
+    from monai.transforms import Resize
+
+    return np.asarray(Resize(shape, mode="trilinear")(probs))
 
 
 def dice_per_class(labels: np.ndarray, truth: np.ndarray, classes: int) -> list[float]:
@@ -147,25 +155,30 @@ def volume_summary(m: dict) -> str:
 
 def predict_volumes(run_dir: str | Path, inputs: list[str], out_dir: str | Path, tta: str = "none",
                     device: str = "auto", pictures: bool = True, allow_unfinished: bool = False) -> list[dict]:
-    """Label maps of volume files (NIfTI; DICOM series folders): OUT/NAME_labels.nii.gz on the input's grid
-    (a NIfTI input's affine and header; a DICOM series' affine), structure volumes in mm³, and with `pictures` orthogonal slices
-    with the labels over the image (NAME_slices.png). Returns a row per volume and structure."""
+    """Label maps of volume files (NIfTI; DICOM series folders): OUT/NAME_labels.nii.gz on the input's grid (a
+    NIfTI input's affine and header; a DICOM series' affine; a run trained at --spacing predicts there and its
+    probabilities are brought back to the file's grid), structure volumes in mm³, and with `pictures`
+    orthogonal slices with the labels over the image (NAME_slices.png). Returns a row per volume and structure."""
     device = str(resolve_device(device))
     check_finished(run_dir, allow_unfinished, "best")
     model, meta = load_model(run_dir, "best", device)
     cfg = SegmentConfig.from_dict(meta["config"])
+    window, trained_at = parse_window(cfg.window), parse_spacing(cfg.spacing)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in inputs:
-        image, _, _, vmeta = read_pair({"image": path, "mask": None}, parse_window(cfg.window))
-        labels = volume_probabilities(model, image, meta, device, tta).argmax(0).astype(np.int64)
+        image, _, _, file_meta = read_pair({"image": path, "mask": None}, window, trained_at)
+        probs = volume_probabilities(model, image, meta, device, tta)
+        if probs.shape[1:] != file_meta.shape:  # resampled to --spacing: back to the file's grid
+            probs = on_grid(probs, file_meta.shape)
+            image, _, _, _ = read_pair({"image": path, "mask": None}, window)
+        labels = probs.argmax(0).astype(np.int64)
         name = volume_name(path)
-        write_label_map(out / f"{name}_labels.nii.gz", labels, vmeta)
-        spacing = vmeta.spacing
+        write_label_map(out / f"{name}_labels.nii.gz", labels, file_meta)
         if pictures:
-            orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"], spacing=vmeta.spacing)
-        for k, (voxels, mm3) in label_volumes(labels, spacing or (1.0, 1.0, 1.0)).items():
+            orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"], spacing=file_meta.spacing)
+        for k, (voxels, mm3) in label_volumes(labels, file_meta.spacing or (1.0, 1.0, 1.0)).items():
             rows.append({"file": str(path), "label": k, "name": meta["classes"][k], "voxels": voxels,
-                         "volume_mm3": round(mm3, 3) if spacing else ""})
+                         "volume_mm3": round(mm3, 3) if file_meta.spacing else ""})
     return rows
