@@ -393,6 +393,9 @@ CASES = [
      "one grid"),
     ("segment-train-volume-tile-12", "segment train --manifest {vol_seg_other_grid} --tile 12 --epochs 1 "
      "--out {out}", "multiple of 8"),
+    ("train-pretrain-data-without-cae", f"{SYN} --pretrain-data msd_hippocampus", "--pretrain cae"),
+    ("train-pretrain-data-2d-flag", "train --dataset adrenalmnist3d --arch cnn3d --pretrain cae --pretrain-epochs 1 "
+     "--pretrain-data breastmnist --epochs 1 --out {out}", "not volumes"),
     ("train-spacing-negative", f"{SYN} --spacing 1,-1,1", "--spacing"),
     ("train-spacing-two-numbers", f"{SYN} --spacing 1,2", "--spacing"),
     ("train-spacing-medmnist", "train --dataset adrenalmnist3d --arch cnn3d --spacing 1 --epochs 1 --out {out}",

@@ -213,3 +213,30 @@ def test_spacing_resamples_manifest_volumes_and_is_refused_without_voxel_spacing
         load_dataset(TrainConfig(dataset="adrenalmnist3d", arch="cnn3d", spacing="1").validate())
     with pytest.raises(UserError, match="--spacing"):
         TrainConfig(spacing="1,-2,1").validate()
+
+
+def test_cae_pretraining_on_a_source_domain_then_frozen_convolutions(tmp_path, monkeypatch):
+    """--pretrain-data: the convolutions learn on other volumes (a folder of NIfTI files of another size,
+    resized to the network's input); --finetune head then keeps them as pretrained while the head trains."""
+    import medconv.classify.train as trainer
+
+    volume_manifest(tmp_path / "source")  # 24 volumes of 10x14x12, labels unused
+    inputs = {}
+    pretrain = trainer.pretrain_convolutions
+
+    def keep(model, images, *args, **kwargs):
+        inputs["shape"] = tuple(images.shape)
+        summary = pretrain(model, images, *args, **kwargs)
+        inputs["weights"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return summary
+
+    monkeypatch.setattr(trainer, "pretrain_convolutions", keep)
+    cfg = TrainConfig(**SMALL, epochs=1, pretrain="cae", pretrain_epochs=1, pretrain_data=str(tmp_path / "source"),
+                      finetune="head")
+    train(cfg, tmp_path / "run", score_test=False)
+    assert inputs["shape"] == (24, 1, 28, 28, 28)
+    after = load_file(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    convs = [k for k in inputs["weights"] if k.startswith("features") and inputs["weights"][k].dim() == 5]
+    assert len(convs) == 2 and all(torch.equal(after[f"model.{k}"], inputs["weights"][k]) for k in convs)
+    head = "classifier.3.weight"
+    assert not torch.equal(after[f"model.{head}"], inputs["weights"][head])  # the head trained

@@ -198,6 +198,7 @@ class TrainConfig(BaseConfig):
     arch: str = "simple-cnn"
     pretrain: str = "none"            # layer-wise pretraining: rbm, ae (an mlp's hidden layers), cae (convolutions)
     pretrain_epochs: int = 10         # epochs per layer
+    pretrain_data: str | None = None  # cae: a source domain to pretrain on (MedMNIST flag, msd_hippocampus, folder)
     init_from: str | None = None      # start from weights: a run directory, a .safetensors/.pth file, or a torchvision name
     finetune: str = "all"             # which weights train: all, head (frozen features), from:LAYER
     taxonomy: str | None = None       # YAML tree whose leaves are the classes: evaluate/predict --level sums them
@@ -236,8 +237,11 @@ class TrainConfig(BaseConfig):
             raise UserError(f"--patch must be an odd number of pixels >= 5, got {self.patch}")
         if not (self.finetune in ("all", "head") or self.finetune.startswith("from:")):
             raise UserError(f"--finetune {self.finetune!r}: expected all, head or from:LAYER")
-        if self.finetune != "all" and not self.init_from:
-            raise UserError(f"--finetune {self.finetune} freezes weights, which only makes sense with --init-from WEIGHTS")
+        if self.finetune != "all" and not self.init_from and self.pretrain == "none":
+            raise UserError(f"--finetune {self.finetune} freezes weights, which only makes sense with --init-from "
+                            "WEIGHTS or --pretrain")
+        if self.pretrain_data and self.pretrain != "cae":
+            raise UserError("--pretrain-data names a source domain for --pretrain cae")
         if self.unfreeze_every < 0:
             raise UserError(f"--unfreeze-every must be 0 (off) or a number of epochs, got {self.unfreeze_every}")
         if self.resize is not None and self.resize < 8:

@@ -30,6 +30,7 @@ from ..training.engine import fit, open_run, resolve_device
 from ..training.pretrain import pretrain_mlp, write_pretrain_json
 from ..training.pretrain_cae import pretrain_convolutions
 from ..transfer.finetune import optimizer_groups, set_trainable
+from ..data.volume_sets import unlabelled_volumes
 from ..transfer.weights import apply_weights, prepare_source, source_normalisation
 from .evaluate import finish_run
 from .predict import predict_scores
@@ -222,9 +223,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
             console.print(f"initialised from {source.description}; "
                           + "; ".join(notes + [f"input mean {mean} std {std}"]))
         if cfg.pretrain != "none" and run.saved is None:
-            if is_lazy(sets["train"].images):
+            if is_lazy(sets["train"].images) and not cfg.pretrain_data:
                 raise UserError(f"--pretrain {cfg.pretrain} needs the training images in memory; use --loading memory")
-            pretrain(cfg, model, sets["train"].images, mean, std, device, run.out, console)
+            images = sets["train"].images
+            if cfg.pretrain_data:  # a source domain, labels unused (Hosseini-Asl et al. 2016)
+                images, described = unlabelled_volumes(cfg.pretrain_data, tuple(info.size), cfg.data_root)
+                console.print(f"pretraining on {described}", highlight=False)
+            pretrain(cfg, model, images, mean, std, device, run.out, console)
         write_text(run.out / "config.yaml", cfg.dump())
         if info.notes:
             console.print("\n".join(f"note: {n}" for n in info.notes))

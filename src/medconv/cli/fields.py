@@ -90,6 +90,10 @@ CLASSIFY = {  # medconv train, transfer
     "pretrain": Field("layer-wise pretraining: rbm (contrastive divergence) or ae (autoencoders) for --arch mlp, "
                       "cae (convolutional autoencoders) for a CNN's convolutions, or none"),
     "pretrain_epochs": Field("with --pretrain: pretraining epochs per layer", metavar="EPOCHS"),
+    "pretrain_data": Field("with --pretrain cae: pretrain on these images instead of the training split (labels "
+                           "unused; a source domain): a MedMNIST flag (its training split), msd_hippocampus (its "
+                           "MRIs), or a folder of NIfTI volumes; brought to the network's input size",
+                           metavar="FLAG|msd_hippocampus|DIR"),
     "init_from": Field("start from weights: a run directory, a .safetensors/.pth file, or torchvision's "
                        "IMAGENET1K_V1", metavar="WEIGHTS"),
     "finetune": Field("with --init-from, which weights train: all, head (a frozen feature extractor) or "

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from medconv.data.images import FULL_HU, windowed
+from medconv.data.medmnist import data_root as resolve_root
+from medconv.data.medmnist import load_medmnist
 from medconv.data.readers import suffix
 from medconv.data.splits import Row, assign_splits, class_counts
 from medconv.data.summary import split_lines
@@ -75,6 +77,33 @@ def volumes_like_training(paths: Sequence[Path], shape: tuple[int, int, int], fi
         volume, meta = read_resampled(Path(path), spacing)
         out.append(torch.from_numpy(fit_volume(to_unit(volume, meta, window)[0], shape, fit_mode)))
     return torch.stack(out)[:, None]
+
+
+def unlabelled_volumes(source: str, shape: tuple[int, int, int], data_root: str | None,
+                       limit: int = 2000) -> tuple[torch.Tensor, str]:
+    """Up to `limit` volumes of a source domain, labels unused, as float32 (N, 1, D, H, W) in [0, 1] at `shape`
+    (MONAI's Resize): msd_hippocampus (its MRIs), a MedMNIST 3D flag (its training split), or a folder of NIfTI
+    files. Returns them and a description."""
+    if source.lower() in ("msd_hippocampus", "hippocampus"):
+        base = resolve_root(data_root)
+        folder = base / "msd_hippocampus" / "imagesTr" if (base / "msd_hippocampus").is_dir() else base / "imagesTr"
+    elif Path(source).is_dir():
+        folder = Path(source)
+    else:
+        _, sets = load_medmnist(source, size=shape[0], root=data_root)
+        images = sets["train"].images[:limit]
+        if images.ndim != 5 or tuple(images.shape[2:]) != tuple(shape):
+            raise UserError(f"--pretrain-data {source}: its images are {tuple(images.shape[1:])}, not volumes of the "
+                            f"network's input {'x'.join(map(str, shape))}")
+        return images.float() / 255.0, f"{len(images)} training volumes of {source}"
+    files = sorted(f for f in folder.glob("*.nii*") if not f.name.startswith("."))[:limit]
+    if not files:
+        raise UserError(f"--pretrain-data {source}: no NIfTI volumes in {folder}")
+    volumes = []
+    for f in files:
+        volume, meta = read_volume(f)
+        volumes.append(torch.from_numpy(fit_volume(to_unit(volume, meta, None)[0], shape, "resize")))
+    return torch.stack(volumes)[:, None], f"{len(files)} volumes of {source} resized to {'x'.join(map(str, shape))}"
 
 
 def load_volume_set(rows: Sequence[Row], classes: list[str], name: str, source: str, side: int | None,
