@@ -59,19 +59,20 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_evaluate)
 
 
-def run_config(run: str) -> SegmentConfig:
-    """The configuration saved in a segmentation run directory (RUN/config.yaml)."""
-    path = Path(run) / "config.yaml"
-    if not path.exists():
-        raise UserError(f"{run} is not a segmentation run: no config.yaml (made by medconv segment train)")
-    return load_config(path, SegmentConfig)
+def volume_run(run: str) -> bool:
+    """Whether a run directory holds a segmentation run on volumes (by its RUN/config.yaml); anything else goes
+    the 2D way, whose loading says what is wrong with it."""
+    try:
+        return load_config(Path(run) / "config.yaml", SegmentConfig).volumetric()
+    except UserError:
+        return False
 
 
 def run_train(args: argparse.Namespace) -> None:
     from ..segment.train import train_segmentation  # torch: imported here to keep medconv --help fast
     from ..segment.volume_train import train_volume_segmentation
     cfg, resume = training_run(args, SegmentConfig)
-    volumes = (run_config(args.out) if resume else cfg.validate()).volumetric()
+    volumes = volume_run(args.out) if resume else cfg.validate().volumetric()
     trainer = train_volume_segmentation if volumes else train_segmentation
     trainer(cfg, args.out, score_test=args.score_test, **resume)
 
@@ -80,7 +81,7 @@ def run_predict(args: argparse.Namespace) -> None:
     check_not_inside(args.out, args.inputs)
     from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
     from ..segment.volume_maps import predict_volumes
-    if run_config(args.run_dir).volumetric():
+    if volume_run(args.run_dir):
         rows = predict_volumes(args.run_dir, args.inputs, args.out, args.tta, args.device,
                                allow_unfinished=args.allow_unfinished)
         print(f"{len(args.inputs)} label maps (NAME_labels.nii.gz, NAME_slices.png) -> {args.out}")
@@ -95,8 +96,7 @@ def run_predict(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..segment.evaluate import evaluate_segmentation, metrics_name, summary_figures  # torch: not in --help
     from ..segment.volume_maps import evaluate_volumes, volume_summary
-    cfg = run_config(args.run_dir)
-    if cfg.volumetric():
+    if volume_run(args.run_dir):
         m = evaluate_volumes(args.run_dir, args.split, device=args.device, tta=args.tta,
                              allow_unfinished=args.allow_unfinished)
         print(json.dumps(m, indent=2) if args.json else
