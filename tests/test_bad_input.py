@@ -396,6 +396,9 @@ CASES = [
     ("train-pretrain-data-without-cae", f"{SYN} --pretrain-data msd_hippocampus", "--pretrain cae"),
     ("train-pretrain-data-2d-flag", "train --dataset adrenalmnist3d --arch cnn3d --pretrain cae --pretrain-epochs 1 "
      "--pretrain-data breastmnist --epochs 1 --out {out}", "not volumes"),
+    ("train-nproc-more-than-devices", f"{SYN} --nproc 100000", "--nproc 100000: this machine has"),
+    ("train-nproc-0", f"{SYN} --nproc 0", "--nproc"),
+    ("segment-train-nproc-more-than-devices", f"{SEG} --nproc 100000", "--nproc 100000: this machine has"),
     ("train-spacing-negative", f"{SYN} --spacing 1,-1,1", "--spacing"),
     ("train-spacing-two-numbers", f"{SYN} --spacing 1,2", "--spacing"),
     ("train-spacing-medmnist", "train --dataset adrenalmnist3d --arch cnn3d --spacing 1 --epochs 1 --out {out}",

@@ -25,9 +25,18 @@ def umask() -> int:
     return current
 
 
+def writes_here() -> bool:
+    """Whether this process writes files: yes, unless it is a rank other than 0 of a run started by torchrun
+    (RANK and WORLD_SIZE set; training.distributed), whose files rank 0 writes."""
+    return os.environ.get("WORLD_SIZE", "1") == "1" or os.environ.get("RANK", "0") == "0"
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path), then rename tmp_path to path, so readers never see half a file. The file gets
-    the permissions the umask allows (mkstemp's own are 0600)."""
+    the permissions the umask allows (mkstemp's own are 0600). Ranks other than 0 of a torchrun launch write
+    nothing (writes_here)."""
+    if not writes_here():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)

@@ -2,6 +2,8 @@
 log. A message printed to a log file or a pipe stays one line, however long (rich wraps at 80 columns there)."""
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,7 +22,10 @@ PIPED_WIDTH = 160  # columns of tables printed to a file or a pipe (rich's defau
 def make_console(stderr: bool = True, **options) -> Console:
     """A rich Console on standard error (standard output with stderr=False); `options` as Console's. On a stream
     that is not a terminal it wraps and crops nothing (soft wrap) and lays tables out on PIPED_WIDTH columns, so
-    a line in a log or a captured output is the line printed."""
+    a line in a log or a captured output is the line printed. Ranks other than 0 of a torchrun launch print
+    nothing (rank 0 speaks for all)."""
+    if os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0":
+        options = {**options, "quiet": True}
     console = Console(stderr=stderr, **options)
     if not console.is_terminal:
         console.soft_wrap = True

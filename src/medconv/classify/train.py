@@ -131,6 +131,7 @@ class ClassificationTask:
         x = normalise(augment(unit_float(x), self.aug), self.mean, self.std)
         x, criterion = mixed_batch(x, y, self.loss_fn, self.cfg.mixup)
         loss = criterion(model(x).float())
+        model = getattr(model, "module", model)  # the network inside DDP's wrapper (training.distributed)
         # auxiliary classifiers (GoogLeNet, Inception v3) add 0.3 x their losses, as Szegedy et al.
         aux = getattr(model, "aux_outputs", ())
         weights = getattr(model, "aux_weights", None)  # deep supervision: a weight per head, decayed (--ds-decay)

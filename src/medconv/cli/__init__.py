@@ -11,12 +11,14 @@ everything else is imported at module top.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
 from ..errors import TrainingDiverged, UserError
 from . import (demo, detect, evaluate, experiment, export, inspect, measure, predict, pretrain, segment, taxonomy, train,
                transfer)
+from .launch import launch
 from .options import config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]  # config_from_args: tests build configurations with it
@@ -47,10 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     command = " ".join(["medconv", args.verb] + ([args.action] if getattr(args, "action", None) else []))
     try:
+        if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun
+            return launch(args.nproc, getattr(args, "device", None), argv)
         args.func(args)
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank: leave the process group cleanly
+            from ..training.distributed import leave  # torch: only here, --help stays fast
+            leave()
         return 0
     except UserError as exc:
         print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it holds

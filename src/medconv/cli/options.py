@@ -170,6 +170,9 @@ RESUMABLE = parent()
 RESUMABLE.add_argument("--out", required=True, metavar="RUN_DIR", type=out_folder,
                        help="run directory to create (or to continue with --resume)")
 RESUMABLE.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+RESUMABLE.add_argument("--nproc", type=number(1, whole=True), default=1, metavar="N",
+                       help="train on N processes of this machine (one per GPU, or CPU processes) with PyTorch's "
+                            "DistributedDataParallel: runs the command under torchrun (default: 1)")
 ALLOW_UNFINISHED = parent()
 ALLOW_UNFINISHED.add_argument("--allow-unfinished", action="store_true",
                               help="use a run whose training has not finished (killed or still running): its best "

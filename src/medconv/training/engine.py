@@ -37,8 +37,9 @@ from torch.optim import lr_scheduler
 from ..config import BaseConfig
 from ..data.fingerprint import differences, fingerprint
 from ..errors import TrainingDiverged, UserError
-from ..fileio import remove_leftovers, write_text
+from ..fileio import remove_leftovers, write_text, writes_here
 from ..progress import progress_bar
+from . import distributed
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
 from .lock import RunLock
@@ -112,15 +113,17 @@ class RunDir:
 
 
 def resolve_device(name: str) -> torch.device:
-    """--device: auto (CUDA when there is one), cpu, cuda or cuda:N."""
+    """--device: auto (CUDA when there is one), cpu, cuda or cuda:N; in a torchrun launch, this rank's device
+    (its local GPU), the process group joined (training.distributed)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.join(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    return distributed.join(device)
 
 
 def torch_settings() -> dict:
@@ -170,9 +173,10 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
     run = RunDir(Path(out))
     if resume and not run.last.exists():
         raise UserError(f"--resume: {run.last} not found (nothing to resume)")
-    run.lock = RunLock(run.out)  # first: a run still training here is named as such
-    for folder in (run.out, run.out / "checkpoints"):
-        remove_leftovers(folder)  # a run killed mid-write left them; no other process writes here now
+    if writes_here():  # rank 0 of a torchrun launch locks and writes for all ranks
+        run.lock = RunLock(run.out)  # first: a run still training here is named as such
+        for folder in (run.out, run.out / "checkpoints"):
+            remove_leftovers(folder)  # a run killed mid-write left them; no other process writes here now
     try:
         if resume:
             run.saved = read_checkpoint(run.last)
@@ -293,6 +297,8 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
     if cfg.precision != "fp32":  # the layout oneDNN and cuDNN run reduced precision fastest in
         volumes = any(isinstance(m, nn.Conv3d) for m in model.modules())
         model.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
+    frozen = getattr(cfg, "finetune", "all") != "all" or getattr(cfg, "unfreeze_every", 0) > 0
+    trained = distributed.wrap(model, device, frozen)  # DDP over the ranks of a torchrun launch; else the model
     optimizer = make_optimizer(cfg, model, groups)
     scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -328,8 +334,8 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
             total, count = 0.0, 0
             for step, batch in enumerate(batches):
                 with precision_context(cfg.precision, device):
-                    loss = task.loss(model, batch)
-                value = loss.item()  # the step's one synchronisation with the device
+                    loss = task.loss(trained, distributed.shard(batch))
+                value = distributed.mean(loss.item(), device)  # the step's one synchronisation with the device
                 if not math.isfinite(value):
                     raise TrainingDiverged(f"loss became {value} in epoch {epoch + 1}, step {step + 1}; "
                                            f"training stopped, last good checkpoint kept in {run.last.parent}")
@@ -362,4 +368,5 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
             bar.update(task_id, status=status)
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False, soft_wrap=True)
+    distributed.barrier()  # every rank goes on (to evaluation) once rank 0 has written the last checkpoint
     return history
