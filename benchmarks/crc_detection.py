@@ -39,7 +39,7 @@ from medconv.config import TrainConfig
 from medconv.data.points import load_crchistophenotypes
 from medconv.detect.pipeline import evaluate_detection, train_detector
 from medconv.detect.predict import predict_detections
-from medconv.export import export_onnx
+from medconv.export.run import export_run
 from medconv.infer.onnx_maps import ONNX_NAME, SIDECAR_NAME
 from medconv.segment.config import SegmentConfig
 from medconv.classify.train import train
@@ -131,7 +131,7 @@ def predict_timing(first: Path, seed: int) -> tuple[dict, str]:
     for name in (ONNX_NAME, SIDECAR_NAME):  # first the checkpoint through torch, then the ONNX export
         (first / name).unlink(missing_ok=True)
     timed = {"torch": time_predict(first, image, "torch")}
-    export_onnx(first)
+    export_run(first)
     timed["onnxruntime"] = time_predict(first, image, "onnxruntime")
     chosen_tta = json.loads((first / "detect.json").read_text())["tta"]
     if chosen_tta != "none":  # the run's own choice costs 8 maps; --tta none is the fast way

@@ -344,8 +344,8 @@ CASES = [
     ("export-run-missing", "export {tmp}/no-run", "no-run"),
     ("export-not-a-run", "export {folder}", "checkpoint"),
     ("export-corrupt-checkpoint", "export {bad_ckpt}", "safetensors"),
-    ("export-classifier", "export {clf}", "dense"),
-    ("export-patch-run", "export {seg}", "dense"),
+    ("export-format", "export {clf} --format keras", "--format"),
+    ("export-checkpoint-file", "export {clf}/checkpoints/best.safetensors", "run directory"),
     ("export-checkpoint-choice", "export {seg} --checkpoint worst", "--checkpoint"),
     # ------------------------------------------------------------------ demo
     ("demo-epochs-0", "demo --no-download --epochs 0 --out {out}", "--epochs"),

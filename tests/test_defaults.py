@@ -74,12 +74,13 @@ def test_every_device_option_defaults_to_auto_and_says_so():
 
 def test_auto_is_resolved_as_training_resolves_it():
     parser, expected = build_parser(), str(resolve_device("auto"))
-    for argv in (["evaluate", "RUN"], ["predict", "RUN", "x.png"], ["segment", "evaluate", "RUN"],
+    for argv in (["evaluate", "RUN"], ["segment", "evaluate", "RUN"],
                  ["segment", "predict", "RUN", "x.png", "--out", "maps"], ["detect", "tune", "RUN"],
                  ["detect", "evaluate", "RUN"], ["transfer", "extract", "--backbone", "simple-cnn"]):
         assert parser.parse_args(argv).device == expected, argv
-    # detect predict resolves it itself: auto runs a run's ONNX export without importing torch
+    # predict and detect predict resolve it themselves: auto runs a run's ONNX export without importing torch
     assert parser.parse_args(["detect", "predict", "RUN", "x.png"]).device == "auto"
+    assert parser.parse_args(["predict", "RUN", "x.png"]).device == "auto"
 
 
 @pytest.mark.parametrize("argv", [["evaluate", "RUN"], ["segment", "evaluate", "RUN"], ["detect", "predict", "RUN",

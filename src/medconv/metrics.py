@@ -6,19 +6,22 @@ y_score: (N, K) probabilities (softmax, or sigmoid per label for multi-label tas
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # scikit-learn is imported inside the functions that use it: it takes about a second, and commands that
-# only predict (detect predict) never need it
+# only predict (detect predict, predict through an ONNX export) never need it; torch is not imported at all
 
 MULTI_LABEL = "multi-label, binary-class"
 
 
 def scores_from_logits(logits: torch.Tensor, task: str) -> torch.Tensor:
     """Probabilities (N, K) from logits (N, K): sigmoid per label for multi-label, else softmax."""
-    return torch.sigmoid(logits) if task == MULTI_LABEL else torch.softmax(logits, dim=1)
+    return logits.sigmoid() if task == MULTI_LABEL else logits.softmax(dim=1)
 
 
 def _safe_auc(y: np.ndarray, s: np.ndarray) -> float:

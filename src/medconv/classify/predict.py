@@ -20,12 +20,13 @@ from ..data.types import ImageSet, unit_float
 from ..data.volume_sets import volumes_like_training
 from ..data.volumes import parse_spacing
 from ..fileio import image_files, write_csv
-from ..metrics import predicted_labels, scores_from_logits
+from ..metrics import scores_from_logits
 from ..training.checkpoint import load_model
 from ..training.runstate import check_finished
 from ..training.engine import resolve_device
 from ..data.levels import at_level
 from ..progress import make_console
+from .rows import prediction_rows
 from ..transfer.weights import native_side
 
 
@@ -50,6 +51,15 @@ def data_size(meta: dict) -> tuple[int, int]:
     side (a MedMNIST size, a nucleus --patch)."""
     side = native_side(TrainConfig.from_dict(meta["config"]))
     return tuple(meta.get("file_size") or (side, side))
+
+
+def reading_description(meta: dict) -> dict:
+    """How prediction reads image files for a 2D classifier run, for a reader without torch (an ONNX export's
+    sidecar, classify.onnx_predict): size (H, W) before any --resize, resize (None or a side), fit_mode (how
+    other sizes are brought to size), window ((center, width) or None) and tta."""
+    cfg = TrainConfig.from_dict(meta["config"])
+    return {"size": list(data_size(meta)), "resize": cfg.resize, "fit_mode": fit_mode(cfg.resize_mode, "size"),
+            "window": parse_window(cfg.window), "tta": cfg.tta}
 
 
 def resized_as_trained(batch: torch.Tensor, meta: dict) -> torch.Tensor:
@@ -128,12 +138,7 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     classes, task = meta["classes"], meta["task"]
     if level:
         scores, _, classes, task = at_level(meta, level, scores)
-    predicted = predicted_labels(scores, task)
-    rows = []
-    for f, s, p in zip(files, scores, predicted):
-        row = {"path": str(f), **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, s)}}
-        row["predicted"] = ";".join(classes[i] for i in np.flatnonzero(p)) if np.ndim(p) else classes[int(p)]
-        rows.append(row)
+    rows = prediction_rows(files, scores, classes, task)
     if out is not None:
         write_csv(out, rows)
     return rows

@@ -122,6 +122,12 @@ def plain_8_bit(meta: ImageMeta, window: tuple[float, float] | None) -> bool:
             and meta.photometric != "MONOCHROME1")
 
 
+def kept_8_bit(meta: ImageMeta, how: str) -> bool:
+    """Whether an image read as `how` (to_unit) is kept as uint8 (k / 255): files of 8 bits or fewer scaled by
+    their bit range, so the network sees the values training saw."""
+    return meta.bits <= 8 and how.startswith(f"{meta.bits}-bit range")
+
+
 def load_image(path: str | Path, window: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageMeta, str]:
     """A 2D image file -> float32 (H, W, C) in [0, 1] (C = 1 or 3), its metadata and how values were scaled
     (to_unit). A file of several frames or pages is refused: a 2D image is one frame."""

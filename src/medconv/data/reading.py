@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from medconv.data.images import load_image, plain_8_bit, prepare_image, range_text, read_frame, to_unit
+from medconv.data.images import kept_8_bit, load_image, plain_8_bit, prepare_image, range_text, read_frame, to_unit
 from medconv.data.readers import ImageMeta, image_header
 from medconv.data.summary import ReadLog
 from medconv.data.types import unit_float
@@ -84,8 +84,7 @@ def read_one(path: Path, reading: Reading, size: tuple[int, int], where: str | N
         return (x.expand(channels, -1, -1).contiguous() if x.shape[0] < channels else x), meta, range_text(meta)
     unit, how = to_unit(a, meta, reading.window)
     x = prepare_image(unit, channels, size, reading.fit_mode)
-    eight_bit = meta.bits <= 8 and how.startswith(f"{meta.bits}-bit range")
-    return (x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8) if eight_bit else x), meta, how
+    return (x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8) if kept_8_bit(meta, how) else x), meta, how
 
 
 def read_images(paths: Sequence[Path], reading: Reading, size: tuple[int, int], where: Sequence[str | None] = ()

@@ -12,6 +12,7 @@ memory stays bounded and the result does not depend on the tile size.
 
     dense = dense_network(model, patch)                 # once per trained model
     probs = dense_posteriors(dense, image, patch, mean, std)   # (K, H, W)
+    scan = DenseScan(dense, patch)                      # the same as one network (what medconv export writes)
 """
 from __future__ import annotations
 
@@ -108,6 +109,21 @@ def dense_network(model: nn.Module, patch: int) -> nn.Sequential:
             raise UserError(f"dense scanning does not know how to rewrite {type(layer).__name__}; "
                             "use --method sliding for this network")
     return nn.Sequential(*out).eval()
+
+
+class DenseScan(nn.Module):
+    """Dense scanning as one network: normalised images (N, C, H, W) -> logits (N, K, H, W) of the patch centred
+    on every pixel; the images are mirror-padded ("reflect") by patch // 2 inside, and the result cropped to
+    H x W, so no tiles: memory grows with the image."""
+
+    def __init__(self, dense: nn.Module, patch: int):
+        super().__init__()
+        self.dense, self.half = dense, patch // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.half
+        logits = self.dense(F.pad(x, (half, half, half, half), mode="reflect"))
+        return logits[:, :, :x.shape[2], :x.shape[3]]
 
 
 @torch.no_grad()
