@@ -1,10 +1,14 @@
 """Shared fixtures: the real datasets folder ($MEDCONV_DATA, default ../shared/datasets), the medconv command
 (in a subprocess, kept for one test per verb, or in-process for the rest), and trained runs that several test
-files only read (session scope: each is trained once per test session).
+files only read (session scope: each is trained once per test session and worker).
+
+The suite runs on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadfile, a test file's tests on one
+worker); each worker's torch gets its share of the cores (OMP_NUM_THREADS, unless set), and so do the commands it
+starts. `-p no:xdist` (or `-n 0`) runs in one process.
 
 A test that reads a shared run must not change what other tests read in it (evaluate adds its own files to a run;
 a test that re-tunes or re-trains one works on a copy). The shared runs train with torch's default thread count
-(both cores of a 2-core machine); their figures, asserted with margins, do not depend on it. A run gives the
+(a worker's share of the cores); their figures, asserted with margins, do not depend on it. A run gives the
 process back the thread count and deterministic mode it found (training.engine), so one test's --threads or
 --deterministic does not carry into the next."""
 from __future__ import annotations
@@ -18,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # before torch is imported: its thread pool is sized once
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDCONV_DATA", ROOT.parent / "shared" / "datasets")).resolve()
