@@ -4,7 +4,7 @@ files only read (session scope: each is trained once per test session and worker
 
 The suite runs on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadfile, a test file's tests on one
 worker); each worker's torch gets its share of the cores (OMP_NUM_THREADS, unless set), and so do the commands it
-starts. `-p no:xdist` (or `-n 0`) runs in one process.
+starts. `-n 0` runs in one process.
 
 A test that reads a shared run must not change what other tests read in it (evaluate adds its own files to a run;
 a test that re-tunes or re-trains one works on a copy). The shared runs train with torch's default thread count

@@ -1,0 +1,64 @@
+"""Whole-slide reading (issue 24, item 1): a pyramidal tiled TIFF the test writes is opened lazily with its levels
+and microns per pixel, regions read exactly, tissue found from a low level, and tiles cover the tissue only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from medconv.data.slides import Tile, open_slide, saturation, tissue_mask, tissue_tiles
+from medconv.errors import UserError
+
+SIZE = (1536, 2048)  # (height, width) of level 0
+
+
+@pytest.fixture(scope="module")
+def slide_file(tmp_path_factory):
+    """White glass with a pink tissue disc of radius 500 px centred at (x, y) = (1300, 700); 3 levels (1, 2, 4),
+    0.25 um per level-0 pixel, tiled and deflate-compressed (lossless)."""
+    path = tmp_path_factory.mktemp("slides") / "disc.tif"
+    rng = np.random.default_rng(0)
+    image = np.full((*SIZE, 3), 242, np.uint8) + rng.integers(0, 8, (*SIZE, 3), dtype=np.uint8)
+    rows, cols = np.mgrid[:SIZE[0], :SIZE[1]]
+    disc = (rows - 700) ** 2 + (cols - 1300) ** 2 < 500 ** 2
+    image[disc] = (rng.normal((200, 120, 170), 15, (int(disc.sum()), 3))).clip(0, 255).astype(np.uint8)
+    with tifffile.TiffWriter(path, bigtiff=True) as tiff:
+        options = dict(tile=(256, 256), photometric="rgb", compression="zlib", resolutionunit="CENTIMETER")
+        tiff.write(image, subifds=2, resolution=(1e4 / 0.25, 1e4 / 0.25), **options)
+        for k in (2, 4):
+            tiff.write(image[::k, ::k], subfiletype=1, resolution=(1e4 / (0.25 * k),) * 2, **options)
+    return path, image, disc
+
+
+def test_a_pyramidal_tiff_opens_with_its_levels_and_microns_per_pixel(slide_file):
+    path, image, _ = slide_file
+    slide = open_slide(path)
+    assert slide.sizes == [(2048, 1536), (1024, 768), (512, 384)] and slide.downsamples == [1.0, 2.0, 4.0]
+    assert slide.mpp == pytest.approx(0.25)
+    np.testing.assert_array_equal(slide.read(0, 1000, 300, 120, 80), image[300:380, 1000:1120])
+    np.testing.assert_array_equal(slide.read(1, 100, 50, 64, 32), image[::2, ::2][50:82, 100:164])
+    with pytest.raises(UserError, match=r"--level 3: .* has levels 0-2 \(0: 2048x1536, 1: 1024x768, 2: 512x384\)"):
+        slide.read(3, 0, 0, 10, 10)
+
+
+def test_the_tissue_mask_finds_the_disc_and_tiles_cover_it_only(slide_file):
+    path, _, disc = slide_file
+    slide = open_slide(path)
+    mask, level = tissue_mask(slide, side=600)
+    assert level == 2 and mask.shape == (384, 512)
+    truth = disc[::4, ::4]
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.95
+    tiles = list(tissue_tiles(slide, 0, 256, halo=32, mask=(mask, level)))
+    cores = np.zeros(SIZE, bool)
+    for t in tiles:
+        cores[t.y:t.y + t.height, t.x:t.x + t.width] = True
+    assert cores[disc].mean() > 0.99  # every part of the disc is in some tile
+    assert len(tiles) < 48 * 0.6  # of the 6 x 8 = 48 tiles of the level, glass-only ones are skipped
+    assert Tile(0, 0, 256, 256, 32).region((2048, 1536)) == (0, 0, 288, 288)  # the halo is clipped at the edge
+
+
+def test_saturation_and_a_file_that_is_not_a_slide(tmp_path):
+    assert saturation(np.array([[[255, 255, 255], [255, 0, 0], [0, 0, 0]]], np.uint8)).tolist() == [[0, 1, 0]]
+    (tmp_path / "notes.tif").write_text("not a tiff")
+    with pytest.raises(UserError, match="cannot read slide .*notes.tif"):
+        open_slide(tmp_path / "notes.tif")
