@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import nibabel as nib
+import tifffile
 import numpy as np
 import pytest
 from PIL import Image
@@ -399,6 +400,12 @@ CASES = [
     ("train-nproc-more-than-devices", f"{SYN} --nproc 100000", "--nproc 100000: this machine has"),
     ("train-nproc-0", f"{SYN} --nproc 0", "--nproc"),
     ("segment-train-nproc-more-than-devices", f"{SEG} --nproc 100000", "--nproc 100000: this machine has"),
+    ("segment-predict-slide-level-missing", "segment predict {seg} {slide} --slide-level 7 --allow-unfinished "
+     "--out {out}", "has levels 0-1"),
+    ("segment-predict-slide-halo-small", "segment predict {seg} {slide} --slide-level 0 --halo 0 --allow-unfinished "
+     "--out {out}", "receptive radius"),
+    ("segment-predict-slide-tile-off-grid", "segment predict {seg} {slide} --slide-level 0 --slide-tile 40 "
+     "--allow-unfinished --out {out}", "multiples of 16"),
     ("train-spacing-negative", f"{SYN} --spacing 1,-1,1", "--spacing"),
     ("train-spacing-two-numbers", f"{SYN} --spacing 1,2", "--spacing"),
     ("train-spacing-medmnist", "train --dataset adrenalmnist3d --arch cnn3d --spacing 1 --epochs 1 --out {out}",
@@ -617,6 +624,10 @@ def make_files(root: Path) -> dict[str, str]:
     nib.save(nib.Nifti1Image(labels, np.eye(4)), paths["labels_nii"])
     nib.save(nib.Nifti1Image(labels * 0.5, np.eye(4)), paths["float_nii"])
     nib.save(nib.Nifti1Image(np.zeros((6, 5, 3), np.float32), np.eye(4)), root / "volume.nii.gz")
+    with tifffile.TiffWriter(at("slide"), bigtiff=True) as tiff:  # a pyramidal slide of 2 levels
+        pink = np.full((256, 256, 3), (200, 120, 170), np.uint8)
+        tiff.write(pink, subifds=1, tile=(64, 64), photometric="rgb")
+        tiff.write(pink[::2, ::2], subfiletype=1, tile=(64, 64), photometric="rgb")
     at("vol_seg_other_grid").write_text("image,mask,split\nvolume.nii.gz,labels.nii.gz,train\n")
     at("two_series").mkdir()  # one folder holding slices of two DICOM series
     for k, series in enumerate((generate_uid(), generate_uid())):

@@ -62,3 +62,55 @@ def test_saturation_and_a_file_that_is_not_a_slide(tmp_path):
     (tmp_path / "notes.tif").write_text("not a tiff")
     with pytest.raises(UserError, match="cannot read slide .*notes.tif"):
         open_slide(tmp_path / "notes.tif")
+
+
+@pytest.mark.parametrize("kind", ["unet", "patch"])
+def test_slide_maps_tile_by_tile_equal_whole_image_inference(slide_file, tmp_path, kind):
+    """Any weights: a U-Net with a halo over its receptive radius and tiles on its pooling grid, and a patch
+    classifier's exact dense scanning with half its patch as halo, give the whole-image map at every pixel of
+    level 1 (1024 x 768, 12 tiles of 256), written tile by tile as a float32 tiled TIFF; without the halo the
+    U-Net's seams show."""
+    import torch
+
+    from medconv.infer.slides import slide_maps
+    from medconv.models.registry import build_model
+    from medconv.segment.maps import MapMaker
+
+    torch.manual_seed(0)
+    if kind == "unet":
+        model, meta = build_model("unet", 3, 2, (64, 64), features=[8, 8, 16, 16, 32, 8]), {"mode": "dense", "tile": 64}
+    else:
+        model = build_model("patch-cnn", 3, 2, (33, 33), widths=[4, 8], kernels=[4, 5], hidden=[8])
+        meta = {"mode": "patch", "patch": 33}
+    maker = MapMaker(model.eval(), {**meta, "mean": [0.5] * 3, "std": [0.25] * 3})
+    slide = open_slide(slide_file[0])
+    width, height = slide.sizes[1]
+    whole = maker(torch.from_numpy(slide.read(1, 0, 0, width, height).transpose(2, 0, 1).copy()) / 255.0)[1].numpy()
+    halo = 128 if kind == "unet" else 16
+    stats = slide_maps(slide, 1, 256, halo, maker, 1, 3, tmp_path / "map.tif", min_tissue=0.0, floats=True)
+    assert stats["tissue_tiles"] == 12 and stats["size"] == [1024, 768]
+    assert np.abs(tifffile.imread(tmp_path / "map.tif") - whole).max() < 1e-5
+    if kind == "unet":
+        slide_maps(slide, 1, 256, 0, maker, 1, 3, tmp_path / "seams.tif", min_tissue=0.0, floats=True)
+        assert np.abs(tifffile.imread(tmp_path / "seams.tif") - whole).max() > 1e-3
+
+
+def test_segment_predict_maps_a_slide_level_into_a_tiled_tiff(slide_file, tmp_path):
+    from conftest import run_in_process
+    from test_bad_input import save_run
+
+    from medconv.segment.config import SegmentConfig
+
+    patch = {"widths": [4], "kernels": [3], "hidden": [8]}
+    cfg = SegmentConfig(dataset="isbi2012", patch=15, model_options=patch, epochs=1).validate()
+    save_run(tmp_path / "run", "patch-cnn", patch, 3, 15, ["background", "tissue"],
+             {"task": "segmentation", "mode": "patch", "patch": 15, "tile": 128, "config": cfg.to_dict()}, last=True)
+    done = run_in_process("segment", "predict", tmp_path / "run", slide_file[0], "--slide-level", "2",
+                          "--slide-tile", "128", "--allow-unfinished", "--out", tmp_path / "maps")
+    assert done.returncode == 0, done.stderr
+    assert "tiles hold tissue" in done.stdout
+    written = tifffile.TiffFile(tmp_path / "maps" / "disc_prob.tif")
+    page = written.pages[0]
+    assert page.is_tiled and page.shape == (384, 512) and page.dtype == np.uint16
+    glass = page.asarray()[:64, :64]  # the top-left tile holds no tissue: not computed, written as 0
+    assert not glass.any()

@@ -53,6 +53,14 @@ def add_parser(subparsers) -> None:
     q.add_argument("--min-size", type=number(0, whole=True), default=0, metavar="PX",
                    help="drop objects of fewer pixels than this (default: 0, keep all)")
     q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
+    q.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
+                   help="the inputs are whole slides (pyramidal TIFF, SVS, ...): map this level tile by tile over the "
+                        "tissue into NAME_prob.tif, a tiled TIFF (two-class runs)")
+    q.add_argument("--slide-tile", type=number(16, whole=True), default=512, metavar="PX",
+                   help="with --slide-level: tile side, a multiple of 16 (default: 512)")
+    q.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
+                   help="with --slide-level: context read around each tile, a multiple of 16 (default: the network's "
+                        "receptive radius, so tiles give the whole-image map)")
     q.set_defaults(func=run_predict)
     q = verb_parser(actions, "evaluate", "pixel error, Rand error, Dice/IoU of a run on a split", EXAMPLES,
                     [run, *shared, split("test"), JSON])
@@ -81,6 +89,14 @@ def run_predict(args: argparse.Namespace) -> None:
     check_not_inside(args.out, args.inputs)
     from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
     from ..segment.volume_maps import predict_volumes
+    if args.slide_level is not None:
+        from ..segment.slide_predict import predict_slide
+        for path in args.inputs:
+            done = predict_slide(args.run_dir, path, args.out, args.slide_level, args.slide_tile, args.halo, args.tta,
+                                 args.device, floats=args.format == "tif", allow_unfinished=args.allow_unfinished)
+            print(f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, "
+                  f"{done['tiles_per_second']:.1f} tiles/s -> {done['file']}")
+        return
     if volume_run(args.run_dir):
         rows = predict_volumes(args.run_dir, args.inputs, args.out, args.tta, args.device,
                                allow_unfinished=args.allow_unfinished)

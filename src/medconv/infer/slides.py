@@ -1,0 +1,90 @@
+"""Slide-level maps in bounded memory: a whole-slide image (data.slides) is cut into tiles over its tissue, each
+read with a halo and mapped by a function of images (C, H, W) -> posteriors (K, H, W) (segment.maps.MapMaker),
+its core kept, and the cores written one by one as the tiles of a tiled TIFF, never the whole map at once.
+
+With a halo at least the network's receptive radius (a patch classifier: half its patch; a U-Net: its receptive
+field, and tiles on its down-sampling grid, multiples of 16), a core's posteriors are those whole-image inference
+gives at those pixels: the seams do not show. Glass (tiles without tissue) is written as 0.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data.images import to_channels
+from ..data.slides import Slide, Tile, tissue_mask, tissue_tiles
+from ..errors import UserError
+from ..fileio import atomic_write
+from ..progress import make_console, progress_bar
+
+ALIGN = 16  # tile and halo sides are multiples of this: a U-Net's pooling grid stays the whole slide's
+
+
+def check_tiling(tile: int, halo: int, radius: int) -> None:
+    """Refuse tiles off the U-Net grid or smaller than the network's receptive field, and a halo smaller than its
+    receptive radius (seams would show), in one line each."""
+    if tile < ALIGN or tile % ALIGN or halo % ALIGN:
+        raise UserError(f"--slide-tile {tile} and --halo {halo}: multiples of {ALIGN} (the U-Net's down-sampling "
+                        "grid)")
+    if tile < 2 * radius + 1:
+        raise UserError(f"--slide-tile {tile} is smaller than the network's receptive field ({2 * radius + 1} px); "
+                        f"use at least {-(-(2 * radius + 1) // ALIGN) * ALIGN}")
+    if halo < radius:
+        raise UserError(f"a halo of {halo} px is smaller than the network's receptive radius ({radius} px): tiles "
+                        f"would not see what whole-image inference sees; use a halo of at least {radius}")
+
+
+def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[torch.Tensor], torch.Tensor],
+               channel: int, channels: int, out: str | Path, min_tissue: float = 0.05, floats: bool = False) -> dict:
+    """Write the posterior of class `channel` over `level` of `slide` as a tiled TIFF at `out`: uint16
+    round(p x 65535), or float32 with `floats`; tiles of tile x tile, glass 0. Tiles are computed over the
+    tissue only; `maps` takes images of `channels` channels. Returns {"tiles", "tissue_tiles", "seconds",
+    "tiles_per_second", "size"}."""
+    slide.check_level(level)
+    width, height = slide.sizes[level]
+    mask = tissue_mask(slide)
+    todo = {(t.x, t.y): t for t in tissue_tiles(slide, level, tile, halo, mask, min_tissue)}
+    grid = [(x, y) for y in range(0, height, tile) for x in range(0, width, tile)]
+    console, started = make_console(), time.time()
+
+    dtype = np.float32 if floats else np.uint16
+
+    def cores(bar, task):
+        for x, y in grid:
+            core = np.zeros((tile, tile), dtype)
+            if (x, y) in todo:
+                t = todo[(x, y)]
+                p = map_core(slide, level, t, maps, channel, channels)
+                core[:t.height, :t.width] = p if floats else np.round(p.astype(np.float64) * 65535)
+                bar.update(task, advance=1)
+            yield core
+
+    with progress_bar(console) as bar:
+        task = bar.add_task("slide tiles", total=len(todo), status="")
+
+        def write(tmp: str) -> None:
+            import tifffile
+
+            tifffile.imwrite(tmp, cores(bar, task), shape=(height, width), dtype=dtype, tile=(tile, tile),
+                             bigtiff=True, compression="zlib", photometric="minisblack")
+        atomic_write(Path(out), write)
+    seconds = time.time() - started
+    return {"tiles": len(grid), "tissue_tiles": len(todo), "seconds": seconds,
+            "tiles_per_second": len(todo) / seconds if seconds else 0.0, "size": [width, height]}
+
+
+def map_core(slide: Slide, level: int, tile: Tile, maps: Callable[[torch.Tensor], torch.Tensor],
+             channel: int, channels: int = 3) -> np.ndarray:
+    """The posterior (height, width) float32 of class `channel` on a tile's core, computed on its region with
+    the halo (the slide's own pixels; mirrored only at the slide's edges, as whole-image inference does)."""
+    x0, y0, w, h = tile.region(slide.sizes[level])
+    rgb = slide.read(level, x0, y0, w, h)
+    image = torch.from_numpy(to_channels(rgb.astype(np.float32) / 255.0, channels))
+    posteriors = maps(image)
+    rows = slice(tile.y - y0, tile.y - y0 + tile.height)
+    cols = slice(tile.x - x0, tile.x - x0 + tile.width)
+    return posteriors[channel, rows, cols].numpy().astype(np.float32)
