@@ -406,6 +406,10 @@ CASES = [
      "--out {out}", "receptive radius"),
     ("segment-predict-slide-tile-off-grid", "segment predict {seg} {slide} --slide-level 0 --slide-tile 40 "
      "--allow-unfinished --out {out}", "multiples of 16"),
+    ("detect-predict-slide-level-missing", "detect predict {det} {slide} --slide-level 5 --allow-unfinished "
+     "--out {out}/d.csv", "has levels 0-1"),
+    ("detect-predict-slide-tile-off-grid", "detect predict {det} {slide} --slide-level 0 --slide-tile 40 "
+     "--allow-unfinished --out {out}/d.csv", "multiples of 16"),
     ("train-spacing-negative", f"{SYN} --spacing 1,-1,1", "--spacing"),
     ("train-spacing-two-numbers", f"{SYN} --spacing 1,2", "--spacing"),
     ("train-spacing-medmnist", "train --dataset adrenalmnist3d --arch cnn3d --spacing 1 --epochs 1 --out {out}",

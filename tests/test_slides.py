@@ -114,3 +114,28 @@ def test_segment_predict_maps_a_slide_level_into_a_tiled_tiff(slide_file, tmp_pa
     assert page.is_tiled and page.shape == (384, 512) and page.dtype == np.uint16
     glass = page.asarray()[:64, :64]  # the top-left tile holds no tissue: not computed, written as 0
     assert not glass.any()
+
+
+def test_slide_detections_are_whole_image_detections_once_each(slide_file):
+    """Peaks of a patch classifier's map, found tile by tile with the detection halo and kept in their tile's
+    core only, are exactly the peaks of the whole-image map: none lost at a seam, none found twice."""
+    import torch
+
+    from medconv.detect.peaks import detect
+    from medconv.detect.slides import detection_halo, slide_detections
+    from medconv.models.registry import build_model
+    from medconv.segment.maps import MapMaker
+
+    torch.manual_seed(1)
+    model = build_model("patch-cnn", 3, 2, (17, 17), widths=[4], kernels=[4], hidden=[8])
+    maker = MapMaker(model.eval(), {"mode": "patch", "patch": 17, "mean": [0.5] * 3, "std": [0.25] * 3})
+    maps = lambda image: maker(torch.from_numpy(image)).numpy()  # noqa: E731
+    slide = open_slide(slide_file[0])
+    width, height = slide.sizes[1]
+    whole_map = maps(slide.read(1, 0, 0, width, height).transpose(2, 0, 1).astype(np.float32) / 255.0)[1]
+    params = {"sigma": 2.0, "min_distance": 4, "threshold": float(np.quantile(whole_map, 0.9))}
+    whole = detect(whole_map, params)
+    halo = detection_halo(8, params)
+    tiled, mapped = slide_detections(slide, 1, 128, halo, maps, 3, params, min_tissue=0.0)
+    assert mapped == 48 and len(whole) > 20
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)

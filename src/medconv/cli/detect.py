@@ -64,6 +64,14 @@ def add_parser(subparsers) -> None:
                    help="write the CSV file of --out only, not the pictures of the detections beside it")
     q.add_argument("--nms-radius", type=number(0), default=None, metavar="PX",
                    help="drop detections within PX pixels of a higher-scoring one (default: off)")
+    q.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
+                   help="the inputs are whole slides (pyramidal TIFF, SVS, ...): detect at this level tile by tile "
+                        "over the tissue; x, y in level-0 pixels")
+    q.add_argument("--slide-tile", type=number(16, whole=True), default=512, metavar="PX",
+                   help="with --slide-level: tile side, a multiple of 16 (default: 512)")
+    q.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
+                   help="with --slide-level: context read around each tile, a multiple of 16 (default: the "
+                        "network's receptive radius + the smoothing's reach + the peaks' minimum distance)")
     q.set_defaults(func=run_predict)
     q = verb_parser(actions, "evaluate", "precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
                     EXAMPLES, [run, split("val"), tolerance(None, True), classifier, JSON, DEVICE, ALLOW_UNFINISHED])
@@ -128,7 +136,8 @@ def run_predict(args: argparse.Namespace) -> None:
         check_not_inside(str(overlay_folder(args.out)), args.inputs, "--out's overlay folder",
                          "write the CSV outside it, or add --no-overlays")
     rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
-                              args.tta, allow_unfinished=args.allow_unfinished, overlays=args.overlays)
+                              args.tta, allow_unfinished=args.allow_unfinished, overlays=args.overlays,
+                              slide_level=args.slide_level, slide_tile=args.slide_tile, halo=args.halo)
     if args.out is None and rows:
         print_csv(rows)
 

@@ -21,6 +21,15 @@ from medconv.errors import UserError
 
 TISSUE_SIDE = 2048  # the tissue mask is computed on the first level whose longer side is at most this
 MIN_TISSUE_FRACTION = 0.05  # a tile is read when at least this fraction of it is tissue
+ALIGN = 16  # tile and halo sides are multiples of this, so a U-Net's pooling grid stays the whole slide's
+UNET_RADIUS = 128  # px a U-Net's output depends on around it (4 down-sampling steps; tests/test_slides.py checks
+                   # that tiles with this halo give the whole-image map)
+
+
+def receptive_radius(meta: dict) -> int:
+    """Pixels around a pixel that its posterior depends on: half a patch classifier's patch, or UNET_RADIUS,
+    from a checkpoint's metadata."""
+    return int(meta["patch"]) // 2 if meta.get("mode") == "patch" else UNET_RADIUS
 
 
 @dataclass

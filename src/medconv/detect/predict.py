@@ -16,6 +16,7 @@ from ..progress import make_console, progress_bar
 from ..training.runstate import check_finished
 from .overlays import FOUND, draw_marks, overlay_folder
 from .peaks import CSV_FIELDS, detect, peaks_to_csv_rows, read_params
+from .slides import predict_slides
 
 VIEWS = {"none": 1, "flip": 4, "d4": 8}  # the maps a test-time augmentation costs per image (infer.views)
 
@@ -88,7 +89,8 @@ def detect_file(path: Path, maps: Callable, channels: int, params: dict) -> tupl
 def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path | None = None,
                        device: str = "auto", classifier: str | Path | None = None,
                        nms_radius: float | None = None, tta: str | None = None, log: Callable | None = None,
-                       allow_unfinished: bool = False, overlays: bool = True) -> list[dict]:
+                       allow_unfinished: bool = False, overlays: bool = True, slide_level: int | None = None,
+                       slide_tile: int = 512, halo: int | None = None) -> list[dict]:
     """Detections of image files as rows {image, x, y, score[, class], seconds} (1-based x = column,
     y = row, as the annotations), typed by a nucleus-type `classifier` run when given, after non-maximum
     suppression within `nms_radius` px when given; CSV at `out` when given, and with `overlays` each image with
@@ -96,7 +98,8 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     are written once every image is done. `seconds`: each image's map and peak search. `device`: auto (cuda if
     available, else cpu; a current ONNX export runs with onnxruntime), cpu, cuda or cuda:N. `tta`: test-time
     augmentation (None: none, with a line when the run chose another on validation). A run that has not
-    finished training is refused unless `allow_unfinished`."""
+    finished training is refused unless `allow_unfinished`. `slide_level`: the inputs are whole slides, detected
+    at that level tile by tile over the tissue (detect.slides; x, y in level-0 pixels; no overlays)."""
     log = log or (lambda line: print(line, file=sys.stderr))
     check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
@@ -105,6 +108,12 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
         log(note)
     tta = tta or "none"
     maps, channels, engine = map_function(run_dir, tta, device)
+    if slide_level is not None:
+        rows = predict_slides(run_dir, inputs, slide_level, slide_tile, halo, maps, channels,
+                              {**params, "nms_radius": nms_radius}, log)
+        if out is not None:
+            write_csv(out, rows, list(CSV_FIELDS))
+        return rows
     typing = type_function(classifier, device)
     paths, rows, found_all = image_files(inputs), [], []
     with progress_bar(make_console(), disable=len(paths) < 2) as bar:

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 
 from ..data.images import to_channels
-from ..data.slides import Slide, Tile, tissue_mask, tissue_tiles
+from ..data.slides import ALIGN, Slide, Tile, tissue_mask, tissue_tiles
 from ..errors import UserError
 from ..fileio import atomic_write
 from ..progress import make_console, progress_bar
 
-ALIGN = 16  # tile and halo sides are multiples of this: a U-Net's pooling grid stays the whole slide's
 
 
 def check_tiling(tile: int, halo: int, radius: int) -> None:

@@ -6,22 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..data.slides import open_slide
+from ..data.slides import ALIGN, open_slide, receptive_radius
 from ..errors import UserError
-from ..infer.slides import ALIGN, check_tiling, slide_maps
+from ..infer.slides import check_tiling, slide_maps
 from ..training.engine import resolve_device
 from ..training.runstate import check_finished
 from .evaluate import load_segmenter
 from .maps import MapMaker
-
-UNET_RADIUS = 128  # px a U-Net's output depends on around it (4 down-sampling steps; tests/test_slides.py checks
-                   # that tiles with this halo give the whole-image map)
-
-
-def receptive_radius(meta: dict) -> int:
-    """Pixels around a pixel that its posterior depends on: half a patch classifier's patch, or UNET_RADIUS."""
-    return meta["patch"] // 2 if meta["mode"] == "patch" else UNET_RADIUS
-
 
 def predict_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, level: int = 0, tile: int = 512,
                   halo: int | None = None, tta: str = "none", device: str = "auto", floats: bool = False,
