@@ -9,8 +9,8 @@ from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
 from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, device,
-                      inputs, number, out_file, parent, print_csv, run_dir, split, training_run, tta, verb_actions,
-                      verb_parser)
+                      inputs, number, out_file, parent, print_csv, run_dir, slide_options, split, training_run, tta,
+                      verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det
@@ -55,7 +55,9 @@ def add_parser(subparsers) -> None:
                     "each image with its detections circled (with --out)", EXAMPLES,
                     [run, inputs(), classifier, tta(None, "default: none, the fastest; a line names the one the run "
                                                           "chose on validation, if another"), device(exported=True),
-                     ALLOW_UNFINISHED])
+                     ALLOW_UNFINISHED, slide_options(
+                         "detect at this level tile by tile over the tissue; x, y in level-0 pixels",
+                         "the network's receptive radius + the smoothing's reach + the peaks' minimum distance")])
     q.add_argument("--out", default=None, metavar="CSV", type=out_file("detections.csv"),
                    help="CSV file to write, a row per detection, and beside it a folder of the images with their "
                         "detections circled (detections.csv: detections_overlays/) (default: print the CSV, no "
@@ -64,14 +66,6 @@ def add_parser(subparsers) -> None:
                    help="write the CSV file of --out only, not the pictures of the detections beside it")
     q.add_argument("--nms-radius", type=number(0), default=None, metavar="PX",
                    help="drop detections within PX pixels of a higher-scoring one (default: off)")
-    q.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
-                   help="the inputs are whole slides (pyramidal TIFF, SVS, ...): detect at this level tile by tile "
-                        "over the tissue; x, y in level-0 pixels")
-    q.add_argument("--slide-tile", type=number(16, whole=True), default=512, metavar="PX",
-                   help="with --slide-level: tile side, a multiple of 16 (default: 512)")
-    q.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
-                   help="with --slide-level: context read around each tile, a multiple of 16 (default: the "
-                        "network's receptive radius + the smoothing's reach + the peaks' minimum distance)")
     q.set_defaults(func=run_predict)
     q = verb_parser(actions, "evaluate", "precision, recall, F1 (TP/FP/FN summed over images), PR curve, overlays",
                     EXAMPLES, [run, split("val"), tolerance(None, True), classifier, JSON, DEVICE, ALLOW_UNFINISHED])

@@ -9,8 +9,9 @@ from pathlib import Path
 from ..config import load_config
 from ..errors import UserError
 from ..segment.config import SegmentConfig
-from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs, print_csv,
-                      number, out_folder, parent, run_dir, split, training_run, tta, verb_actions, verb_parser)
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs,
+                      number, out_folder, parent, print_csv, run_dir, slide_options, split, training_run, tta,
+                      verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em
@@ -35,7 +36,9 @@ def add_parser(subparsers) -> None:
                       "images by Rand error; evaluate adds the thinned Rand error)")
     run, shared = run_dir("medconv segment train"), [scan, tta("none", "default: none"), DEVICE, ALLOW_UNFINISHED]
     q = verb_parser(actions, "predict", "posterior maps, masks and overlays of image files", EXAMPLES,
-                    [run, inputs(), *shared])
+                    [run, inputs(), *shared, slide_options(
+                        "map this level tile by tile over the tissue into NAME_prob.tif, a tiled TIFF (two-class runs)",
+                        "the network's receptive radius, so tiles give the whole-image map")])
     q.add_argument("--out", required=True, metavar="DIR", type=out_folder,
                    help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
     q.add_argument("--threshold", type=number(0, 1), default=None, metavar="P",
@@ -53,14 +56,6 @@ def add_parser(subparsers) -> None:
     q.add_argument("--min-size", type=number(0, whole=True), default=0, metavar="PX",
                    help="drop objects of fewer pixels than this (default: 0, keep all)")
     q.add_argument("--instances", action="store_true", help="separate touching objects (watershed)")
-    q.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
-                   help="the inputs are whole slides (pyramidal TIFF, SVS, ...): map this level tile by tile over the "
-                        "tissue into NAME_prob.tif, a tiled TIFF (two-class runs)")
-    q.add_argument("--slide-tile", type=number(16, whole=True), default=512, metavar="PX",
-                   help="with --slide-level: tile side, a multiple of 16 (default: 512)")
-    q.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
-                   help="with --slide-level: context read around each tile, a multiple of 16 (default: the network's "
-                        "receptive radius, so tiles give the whole-image map)")
     q.set_defaults(func=run_predict)
     q = verb_parser(actions, "evaluate", "pixel error, Rand error, Dice/IoU of a run on a split", EXAMPLES,
                     [run, *shared, split("test"), JSON])
