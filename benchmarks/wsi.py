@@ -181,7 +181,7 @@ def main() -> None:
     origin = max(0, (args.side - REGION) // 2) // TILE * TILE
     seams = seam_check(slide, run, maps / f"{slide.stem}_prob.tif", detections, origin)
     tissue = int(segment["stdout"].split(" of ")[0].split()[-1])
-    rows = [stamped({"command": f"{kind} predict --slide-level 0", "side": args.side, "tissue_tiles": tissue,
+    rows = [stamped({"verb": f"{kind} predict --slide-level 0", "side": args.side, "tissue_tiles": tissue,
                      "seconds": r["seconds"], "tiles_per_second": tissue / r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
                      "detections": len(detections) if kind == "detect" else None})
             for kind, r in (("segment", segment), ("detect", detect))]
@@ -190,7 +190,7 @@ def main() -> None:
                "wsi_detect_tiles_per_second": rows[1]["tiles_per_second"], **seams}
     lines = [f"# Whole slide: {args.side:,} x {args.side:,} px mosaic of CRCHistoPhenotypes tissue", "",
              "| command | tissue tiles (512 px) | seconds | tiles/s | peak memory (MB) |", "|---|---|---|---|---|",
-             *[f"| `{r['command']}` | {r['tissue_tiles']} | {r['seconds']:.0f} | {r['tiles_per_second']:.2f} | "
+             *[f"| `{r['verb']}` | {r['tissue_tiles']} | {r['seconds']:.0f} | {r['tiles_per_second']:.2f} | "
                f"{r['peak_rss_mb']:.0f} |" for r in rows], "",
              f"Peak memory target < {MEMORY_TARGET_MB} MB: " + ("met." if summary["wsi_peak_rss_mb"] < MEMORY_TARGET_MB
                                                                 else "missed."),
