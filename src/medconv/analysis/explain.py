@@ -13,18 +13,15 @@ from monai.visualize import GradCAM, OcclusionSensitivity
 from rich.console import Console
 from torch import nn
 
-from ..classify.predict import data_size, load_like_training
+from ..classify.predict import data_size, input_files, inputs_like_training
 from ..config import TrainConfig
 from ..data.datasets import fit_mode
-from ..data.images import parse_window
 from ..data.summary import ReadLog
 from ..data.transforms import normalise
 from ..data.types import unit_float
 from ..data.volume_pairs import volume_name
-from ..data.volume_sets import volumes_like_training
-from ..data.volumes import parse_spacing
 from ..errors import UserError
-from ..fileio import image_files, write_csv
+from ..fileio import write_csv
 from ..metrics import scores_from_logits
 from ..progress import make_console
 from ..report.heatmaps import heat_over_image, heat_over_volume, peak_of
@@ -158,16 +155,6 @@ def class_number(target: str | int | None, classes: list[str]) -> int | None:
                     f"{', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}")
 
 
-def read_inputs(files: list[Path], meta: dict) -> tuple[torch.Tensor, ReadLog]:
-    """Files as `predict` reads them for the run of `meta`: images (N, C, H, W) or volumes (N, 1, D, H, W),
-    uint8 or float32 in [0, 1], and what reading found."""
-    cfg = TrainConfig.from_dict(meta["config"])
-    if len(meta["input_size"]) == 3:
-        return volumes_like_training(files, tuple(meta["input_size"]), fit_mode(cfg.resize_mode, "size"),
-                                     parse_window(cfg.window), parse_spacing(cfg.spacing)), ReadLog()
-    return load_like_training(files, meta)
-
-
 def explain_files(run_dir: str | Path, inputs: list[str], out: str | Path = "explanations", method: str = "gradcam",
                   layer: str | None = None, target: str | int | None = None, which: str = "best",
                   device: str = "auto", allow_unfinished: bool = False, console: Console | None = None
@@ -184,11 +171,11 @@ def explain_files(run_dir: str | Path, inputs: list[str], out: str | Path = "exp
         raise UserError(f"{run_dir} is a segmentation or detection run; explain takes a classification run "
                         "(medconv train)")
     volumes = len(meta["input_size"]) == 3
-    files = [Path(p) for p in inputs] if volumes else image_files(inputs)
+    files = input_files(inputs, meta)
     classes, task, chosen = meta["classes"], meta["task"], class_number(target, meta["classes"])
     explained, found = [], ReadLog()
     for start in range(0, len(files), BATCH):
-        batch, log = read_inputs(files[start:start + BATCH], meta)
+        batch, log = inputs_like_training(files[start:start + BATCH], meta)
         found.merge(log)
         x = normalise(unit_float(batch), meta["mean"], meta["std"]).to(device)
         with torch.no_grad():

@@ -82,6 +82,22 @@ def load_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, Rea
     return resized_as_trained(torch.stack(tensors), meta), log
 
 
+def input_files(inputs: list[str], meta: dict) -> list[Path]:
+    """The files a run reads: for a 3D network each input is a volume (NIfTI file, DICOM series folder), else
+    image files named or found in the folders named."""
+    return [Path(p) for p in inputs] if len(meta["input_size"]) == 3 else image_files(inputs)
+
+
+def inputs_like_training(files: list[Path], meta: dict) -> tuple[torch.Tensor, ReadLog]:
+    """Files as the run of `meta` read its training data: images (N, C, H, W) or volumes (N, 1, D, H, W), uint8
+    or float32 in [0, 1], and what reading found (nothing to say for volumes)."""
+    cfg = TrainConfig.from_dict(meta["config"])
+    if len(meta["input_size"]) == 3:
+        return volumes_like_training(files, tuple(meta["input_size"]), fit_mode(cfg.resize_mode, "size"),
+                                     parse_window(cfg.window), parse_spacing(cfg.spacing)), ReadLog()
+    return load_like_training(files, meta)
+
+
 def predict(run_dir: str | Path, images, which: str = "best", tta: str | None = None, device: str = "auto",
             level: str | None = None, allow_unfinished: bool = False) -> np.ndarray:
     """Class probabilities (N, K) for images given in Python: (N, C, H, W), (N, H, W, C) or (N, H, W) arrays or
@@ -118,17 +134,11 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
-    volumes = len(meta["input_size"]) == 3  # a 3D network: each input a volume (NIfTI file, DICOM series folder)
-    files = [Path(p) for p in inputs] if volumes else image_files(inputs)
+    files = input_files(inputs, meta)
     tta = tta or meta["config"].get("tta", "none")
     parts, found = [], ReadLog()
     for i in range(0, len(files), chunk):
-        if volumes:
-            batch, log = volumes_like_training(files[i:i + chunk], tuple(meta["input_size"]),
-                                               fit_mode(cfg.resize_mode, "size"), parse_window(cfg.window),
-                                               parse_spacing(cfg.spacing)), ReadLog()
-        else:
-            batch, log = load_like_training(files[i:i + chunk], meta)
+        batch, log = inputs_like_training(files[i:i + chunk], meta)
         parts.append(predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta))
         found.merge(log)
     size = tuple(meta.get("file_size") or batch.shape[-2:])
