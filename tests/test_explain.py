@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import run_in_process
-from medconv.analysis.explain import explain, explain_files, read_inputs, target_layer
+from medconv.analysis.explain import explain, explain_files, target_layer
+from medconv.classify.predict import inputs_like_training
 from medconv.classify.train import train
 from medconv.config import TrainConfig
 from medconv.data.transforms import normalise
@@ -99,7 +100,7 @@ def test_a_3d_classifier_gets_maps_of_its_volumes_shape_and_pictures(tmp_path):
     train(cfg, tmp_path / "run")
     model, meta = load_model(tmp_path / "run")
     files = [tmp_path / "v" / "case00.nii.gz", tmp_path / "v" / "case01.nii.gz"]
-    volumes, _ = read_inputs(files, meta)
+    volumes, _ = inputs_like_training(files, meta)
     x = normalise(unit_float(volumes), meta["mean"], meta["std"])
     for method in ("gradcam", "occlusion"):
         maps = explain(model, x, method, task=meta["task"])
