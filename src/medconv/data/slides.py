@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from medconv.data.images import one_line
+from medconv.data.images import one_line, to_channels
 from medconv.errors import UserError
 
 TISSUE_SIDE = 2048  # the tissue mask is computed on the first level whose longer side is at most this
@@ -135,6 +135,27 @@ class Tile:
         x0, y0 = max(0, self.x - self.halo), max(0, self.y - self.halo)
         x1, y1 = min(size[0], self.x + self.width + self.halo), min(size[1], self.y + self.height + self.halo)
         return x0, y0, x1 - x0, y1 - y0
+
+
+def check_tiling(tile: int, halo: int, radius: int) -> None:
+    """Refuse tiles off the U-Net grid or smaller than the network's receptive field, and a halo smaller than its
+    receptive radius (seams would show), in one line each."""
+    if tile < ALIGN or tile % ALIGN or halo % ALIGN:
+        raise UserError(f"--slide-tile {tile} and --halo {halo}: multiples of {ALIGN} (the U-Net's down-sampling "
+                        "grid)")
+    if tile < 2 * radius + 1:
+        raise UserError(f"--slide-tile {tile} is smaller than the network's receptive field ({2 * radius + 1} px); "
+                        f"use at least {-(-(2 * radius + 1) // ALIGN) * ALIGN}")
+    if halo < radius:
+        raise UserError(f"a halo of {halo} px is smaller than the network's receptive radius ({radius} px): tiles "
+                        f"would not see what whole-image inference sees; use a halo of at least {radius}")
+
+
+def tile_image(slide: Slide, level: int, tile: Tile, channels: int) -> tuple[np.ndarray, int, int]:
+    """A tile's region with its halo as the network's input: float32 (channels, H, W) in [0, 1], and the
+    region's top-left (x0, y0) in the level's pixels."""
+    x0, y0, w, h = tile.region(slide.sizes[level])
+    return to_channels(slide.read(level, x0, y0, w, h).astype(np.float32) / 255.0, channels), x0, y0
 
 
 def tissue_tiles(slide: Slide, level: int, tile: int, halo: int = 0,

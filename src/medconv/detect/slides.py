@@ -13,9 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.images import to_channels
-from ..data.slides import ALIGN, Slide, open_slide, receptive_radius, tissue_mask, tissue_tiles
-from ..errors import UserError
+from ..data.slides import (ALIGN, Slide, check_tiling, open_slide, receptive_radius, tile_image, tissue_mask,
+                           tissue_tiles)
 from ..progress import make_console, progress_bar
 from .peaks import detect, peaks_to_csv_rows, suppress
 
@@ -38,8 +37,7 @@ def slide_detections(slide: Slide, level: int, tile: int, halo: int, maps: Calla
     with progress_bar(make_console(), disable=len(tiles) < 2) as bar:
         task = bar.add_task("slide tiles", total=len(tiles), status="")
         for t in tiles:
-            x0, y0, w, h = t.region(slide.sizes[level])
-            image = to_channels(slide.read(level, x0, y0, w, h).astype(np.float32) / 255.0, channels)
+            image, x0, y0 = tile_image(slide, level, t, channels)
             peaks = detect(maps(image)[1], {**params, "nms_radius": None})
             rows, cols = peaks[:, 0] + y0, peaks[:, 1] + x0
             inside = (rows >= t.y) & (rows < t.y + t.height) & (cols >= t.x) & (cols < t.x + t.width)
@@ -62,9 +60,9 @@ def predict_slides(run_dir: str | Path, inputs: list[str], level: int, tile: int
         try:
             slide.check_level(level)
             meta = json.loads((Path(run_dir) / "checkpoints" / "best.json").read_text())  # torch-free
-            reach = halo if halo is not None else detection_halo(receptive_radius(meta), params)
-            if tile < ALIGN or tile % ALIGN or reach % ALIGN:
-                raise UserError(f"--slide-tile {tile} and --halo {reach}: multiples of {ALIGN}")
+            radius = receptive_radius(meta)
+            reach = halo if halo is not None else detection_halo(radius, params)
+            check_tiling(tile, reach, radius)
             tic = time.perf_counter()
             peaks, mapped = slide_detections(slide, level, tile, reach, maps, channels, params)
             scale = slide.downsamples[level]

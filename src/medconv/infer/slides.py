@@ -15,26 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..data.images import to_channels
-from ..data.slides import ALIGN, Slide, Tile, tissue_mask, tissue_tiles
-from ..errors import UserError
+from ..data.slides import Slide, Tile, tile_image, tissue_mask, tissue_tiles
 from ..fileio import atomic_write
 from ..progress import make_console, progress_bar
 
-
-
-def check_tiling(tile: int, halo: int, radius: int) -> None:
-    """Refuse tiles off the U-Net grid or smaller than the network's receptive field, and a halo smaller than its
-    receptive radius (seams would show), in one line each."""
-    if tile < ALIGN or tile % ALIGN or halo % ALIGN:
-        raise UserError(f"--slide-tile {tile} and --halo {halo}: multiples of {ALIGN} (the U-Net's down-sampling "
-                        "grid)")
-    if tile < 2 * radius + 1:
-        raise UserError(f"--slide-tile {tile} is smaller than the network's receptive field ({2 * radius + 1} px); "
-                        f"use at least {-(-(2 * radius + 1) // ALIGN) * ALIGN}")
-    if halo < radius:
-        raise UserError(f"a halo of {halo} px is smaller than the network's receptive radius ({radius} px): tiles "
-                        f"would not see what whole-image inference sees; use a halo of at least {radius}")
 
 
 def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[torch.Tensor], torch.Tensor],
@@ -80,10 +64,8 @@ def map_core(slide: Slide, level: int, tile: Tile, maps: Callable[[torch.Tensor]
              channel: int, channels: int = 3) -> np.ndarray:
     """The posterior (height, width) float32 of class `channel` on a tile's core, computed on its region with
     the halo (the slide's own pixels; mirrored only at the slide's edges, as whole-image inference does)."""
-    x0, y0, w, h = tile.region(slide.sizes[level])
-    rgb = slide.read(level, x0, y0, w, h)
-    image = torch.from_numpy(to_channels(rgb.astype(np.float32) / 255.0, channels))
-    posteriors = maps(image)
+    image, x0, y0 = tile_image(slide, level, tile, channels)
+    posteriors = maps(torch.from_numpy(image))
     rows = slice(tile.y - y0, tile.y - y0 + tile.height)
     cols = slice(tile.x - x0, tile.x - x0 + tile.width)
     return posteriors[channel, rows, cols].numpy().astype(np.float32)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..data.slides import ALIGN, open_slide, receptive_radius
+from ..data.slides import ALIGN, check_tiling, open_slide, receptive_radius
 from ..errors import UserError
-from ..infer.slides import check_tiling, slide_maps
+from ..infer.slides import slide_maps
 from ..training.engine import resolve_device
 from ..training.runstate import check_finished
 from .evaluate import load_segmenter
