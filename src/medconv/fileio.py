@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .progress import other_rank
+
 
 TMP_SUFFIX = ".tmp"
 
@@ -27,8 +29,8 @@ def umask() -> int:
 
 def writes_here() -> bool:
     """Whether this process writes files: yes, unless it is a rank other than 0 of a run started by torchrun
-    (RANK and WORLD_SIZE set; training.distributed), whose files rank 0 writes."""
-    return os.environ.get("WORLD_SIZE", "1") == "1" or os.environ.get("RANK", "0") == "0"
+    (training.distributed), whose files rank 0 writes."""
+    return not other_rank()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:

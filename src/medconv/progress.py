@@ -19,12 +19,18 @@ from rich.text import Text
 PIPED_WIDTH = 160  # columns of tables printed to a file or a pipe (rich's default there: 80)
 
 
+def other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun launch (RANK and WORLD_SIZE set): rank 0
+    prints and writes for all (training.distributed)."""
+    return os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0"
+
+
 def make_console(stderr: bool = True, **options) -> Console:
     """A rich Console on standard error (standard output with stderr=False); `options` as Console's. On a stream
     that is not a terminal it wraps and crops nothing (soft wrap) and lays tables out on PIPED_WIDTH columns, so
     a line in a log or a captured output is the line printed. Ranks other than 0 of a torchrun launch print
     nothing (rank 0 speaks for all)."""
-    if os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0":
+    if other_rank():
         options = {**options, "quiet": True}
     console = Console(stderr=stderr, **options)
     if not console.is_terminal:
