@@ -86,6 +86,8 @@ class BaseConfig:
     deterministic: bool = False
     device: str = "auto"              # auto, cpu, cuda, cuda:1, ...
     threads: int | None = None        # CPU threads for torch (default: torch's choice)
+    # tracking
+    tensorboard: bool = False         # TensorBoard logs in RUN_DIR/tensorboard/ (needs the tensorboard package)
 
     CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "step", "constant"),
                "precision": PRECISIONS}

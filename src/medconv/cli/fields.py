@@ -58,6 +58,9 @@ COMMON = {
     "device": Field("where to train: auto (CUDA when there is one, else cpu), cpu, cuda or cuda:N",
                     metavar="DEVICE"),
     "threads": Field("CPU threads torch may use (unset: torch's choice)", metavar="N"),
+    "tensorboard": Field("write TensorBoard logs in RUN_DIR/tensorboard/: each epoch's history (losses, metrics, "
+                         "learning rate, seconds) and a grid of its first training inputs (needs pip install "
+                         "tensorboard; view with tensorboard --logdir RUN_DIR/tensorboard)"),
 }
 
 CLASSIFY = {  # medconv train, transfer

@@ -15,7 +15,8 @@ batch and the validation metrics; `fit` does the rest, the same way for all of t
 - checkpoints/last.safetensors every epoch (optimiser, average and scaler included), history.csv,
   a progress bar with steps/s and ETA on a terminal, one plain line per epoch in a log;
 - the fingerprint of the data the task trains and validates on (data.fingerprint) in the checkpoints:
-  `--resume` refuses a run whose data changed since it started.
+  `--resume` refuses a run whose data changed since it started;
+- with `--tensorboard`, each history row and a grid of each epoch's first inputs in RUN_DIR/tensorboard/ (tracking).
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ from . import distributed
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
 from .lock import RunLock
+from .tracking import require, track
 
-RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root")
+RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root", "tensorboard")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -184,6 +186,7 @@ def open_run(cfg: BaseConfig, out: str | Path, resume: bool, overrides: dict | N
         elif run.last.exists() or (run.out / "metrics.json").exists():
             raise UserError(f"{run.out} already holds a run: add --resume to continue it, or choose another --out")
         cfg.validate()
+        require(cfg)  # --tensorboard without the tensorboard package: refused before any data is read
     except BaseException:
         run.release(failed=True)
         raise
@@ -321,13 +324,14 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
             scaler.load_state_dict(saved["scaler"])
         console.print(f"resuming {run.out} after epoch {start} of {cfg.epochs}")
     sign = -1.0 if task.lower_is_better else 1.0
-    with progress_bar(console) as bar:
+    with progress_bar(console) as bar, track(cfg, run.out, model, start) as tracker:  # tracker: --tensorboard
         task_id = bar.add_task("training", total=None, status="")
         for epoch in range(start, cfg.epochs):
             tic = time.time()
             torch.manual_seed(epoch_seed(cfg, epoch))
             lr = base_rate(optimizer)
             model.train()
+            tracker.watch()  # the epoch's first inputs, for --tensorboard's grid
             batches = task.batches(epoch, torch.Generator().manual_seed(epoch_seed(cfg, epoch)))
             if epoch == start:
                 bar.update(task_id, total=(cfg.epochs - start) * len(batches))
@@ -363,6 +367,7 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
                                               "best_epoch": best_epoch, "history": history, **resume_meta},
                             optimizer, resume_tensors)
             write_history(run.out / "history.csv", history, columns)
+            tracker.log(row)
             status = f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} {task.status(row)} " \
                      f"(best {task.select} {sign * best:.4f} @ {best_epoch})"
             bar.update(task_id, status=status)
