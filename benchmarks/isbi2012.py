@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common import PROVENANCE, RUNS, cell, hardware, mean, recorded_runs, stamped, write_results
 
+from medconv.published import ISBI2012
 from medconv.segment.config import SegmentConfig
 from medconv.segment.evaluate import evaluate_segmentation, metrics_name, thinning_path
 from medconv.segment.train import train_segmentation
@@ -72,10 +73,7 @@ AT_VAL = {"at_val_rand_error": ("at_threshold", "rand_error"), "at_val_v_rand": 
           "at_val_v_info": ("at_threshold", "v_info"),
           "challenge_at_val_v_rand": ("challenge_thinned", "at_threshold", "v_rand"),
           "challenge_at_val_v_info": ("challenge_thinned", "at_threshold", "v_info")}
-PUBLISHED = [  # as Ronneberger et al. 2015 (Table 1) list them: warping, Rand and pixel error
-    ("U-Net (Ronneberger et al. 2015, Table 1)", 0.000353, 0.0382, 0.0611),
-    ("IDSIA sliding-window DNN (Ciresan et al. 2012, 65 or 95 px windows)", 0.000420, 0.0504, 0.0613),
-    ("second human observer (same table)", 0.000005, 0.0021, 0.0010)]
+PUBLISHED = ISBI2012  # warping, Rand and pixel error, as Ronneberger et al. 2015 (Table 1) list them
 PUBLISHED_PROTOCOL = ("the challenge's test stack (the 30 slices of isbi2012_em/test, whose labels are not public), "
                       "scored by the organisers under the 2012 definitions on raw maps (no thinning); their V_rand "
                       "and V_info are not cited here")

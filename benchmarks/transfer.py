@@ -26,6 +26,7 @@ from common import RUNS, hardware, mean_sd, recorded_runs, stamped, write_result
 from medconv.config import TrainConfig
 from medconv.classify.evaluate import evaluate
 from medconv.classify.train import train
+from medconv.published import SC_CNN_NUCLEI
 from medconv.transfer.heads import fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ TARGET = dict(dataset="breastmnist", augment="light", epochs=40)
 FINETUNE_LR = 3e-4  # a smaller rate than from scratch, so fine-tuning starts near the source weights
 NUCLEI = dict(dataset="crchistophenotypes", augment="histology", epochs=12, batch_size=128,
               taxonomy=str(ROOT / "examples" / "nuclei_taxonomy.yaml"))
-PUBLISHED_NUCLEI = {"weighted_f1": 0.784, "auc": 0.917}  # Sirinukunwattana et al. 2016, softmax CNN + NEP
+PUBLISHED_NUCLEI = SC_CNN_NUCLEI  # Sirinukunwattana et al. 2016, softmax CNN + NEP
 
 
 def trained(out: Path, cfg: TrainConfig) -> dict:

@@ -29,6 +29,7 @@ from ..progress import make_console
 from ..training.engine import fit, open_run, resolve_device
 from ..training.pretrain import pretrain_mlp, write_pretrain_json
 from ..training.pretrain_cae import pretrain_convolutions
+from ..training.runstate import tell_data
 from ..transfer.finetune import optimizer_groups, set_trainable
 from ..data.volume_sets import unlabelled_volumes
 from ..transfer.weights import apply_weights, prepare_source, source_normalisation
@@ -210,8 +211,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         info, sets = load_dataset(cfg, data)
         if len(info.size) == 3:
             check_volume_augment(parse_augment(cfg.augment))
-        if info.summary:
-            console.print("\n".join(f"data: {line}" for line in info.summary), highlight=False, soft_wrap=True)
+        tell_data(run.out, console, info.summary, info.notes)
         check_selectable(cfg, info, sets["val"])
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -232,8 +232,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 console.print(f"pretraining on {described}", highlight=False)
             pretrain(cfg, model, images, mean, std, device, run.out, console)
         write_text(run.out / "config.yaml", cfg.dump())
-        if info.notes:
-            console.print("\n".join(f"note: {n}" for n in info.notes))
         task = ClassificationTask(cfg, model, info, sets, mean, std, device)
         fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
         scored = sets if score_test else {k: v for k, v in sets.items() if k != "test"}

@@ -16,14 +16,14 @@ import re
 import sys
 
 from ..errors import TrainingDiverged, UserError
-from . import (demo, detect, evaluate, experiment, export, inspect, measure, predict, pretrain, segment, taxonomy, train,
-               transfer, explain)
+from . import (demo, detect, evaluate, experiment, explain, export, inspect, measure, predict, pretrain, report, segment,
+               taxonomy, train, transfer)
 from .launch import launch
 from .options import config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]  # config_from_args: tests build configurations with it
 VERBS = (demo, train, evaluate, predict, pretrain, experiment, inspect, transfer, segment, detect, export, taxonomy,
-         measure, explain)
+         measure, explain, report)
 
 
 class Parser(argparse.ArgumentParser):

@@ -27,6 +27,7 @@ from ..fileio import write_text
 from ..models.registry import build_model
 from ..progress import make_console
 from ..training.engine import fit, open_run, resolve_device
+from ..training.runstate import tell_data
 from .config import SegmentConfig, tile_augment
 from .data import load_data, pixel_stats
 from .evaluate import BOUNDARY_CLASSES, finish_segmentation, split_metrics
@@ -222,10 +223,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool = False
                 "task": "segmentation", "mode": cfg.mode, "patch": cfg.patch, "tile": cfg.tile, "dataset": info.name,
                 "mean": mean, "std": std, "config": cfg.to_dict()}
         write_text(run.out / "config.yaml", cfg.dump())
-        for line in info.summary:
-            console.print(f"data: {line}", highlight=False, soft_wrap=True)
-        for note in info.notes:
-            console.print(f"note: {note}")
+        tell_data(run.out, console, info.summary, info.notes)
         fit(SegmentationTask(cfg, model, info, splits, sampler, meta, device, tolerance), cfg, run, meta, console)
         scored = splits if score_test else {k: v for k, v in splits.items() if k != "test"}
         return finish_segmentation(run.out, info, scored, console, str(device))

@@ -29,7 +29,7 @@ from ..progress import make_console
 from ..data.fingerprint import fingerprint
 from ..training.checkpoint import read_checkpoint
 from ..training.engine import fit, open_run, resolve_device
-from ..training.runstate import write_fingerprints
+from ..training.runstate import tell_data, write_fingerprints
 from .config import SegmentConfig, tile_augment
 from .data import pixel_stats
 from .volume_maps import evaluate_volumes, load_volume_data, score_volumes, volume_summary
@@ -170,11 +170,9 @@ def train_volume_segmentation(cfg: SegmentConfig, out: str | Path, resume: bool 
                 "task": "segmentation", "mode": "dense", "dims": 3, "dataset": info.name, "mean": mean, "std": std,
                 "config": cfg.to_dict()}
         write_text(run.out / "config.yaml", cfg.dump())
-        for line in info.summary + [f"crops {'x'.join(map(str, crop))} (D x H x W), {cfg.samples_per_epoch} an "
-                                    f"epoch in batches of {cfg.batch_size}"]:
-            console.print(f"data: {line}", highlight=False, soft_wrap=True)
-        for note in info.notes:
-            console.print(f"note: {note}")
+        tell_data(run.out, console, info.summary + [f"crops {'x'.join(map(str, crop))} (D x H x W), "
+                                                    f"{cfg.samples_per_epoch} an epoch in batches of {cfg.batch_size}"],
+                  info.notes)
         sampler = CropSampler([im for im in splits["train"] if im.mask is not None], crop)
         fit(VolumeSegmentationTask(cfg, model, info, splits, sampler, meta, device), cfg, run, meta, console)
         _, last = read_checkpoint(run.last)

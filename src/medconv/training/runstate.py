@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..data.fingerprint import differences, split_fingerprint
 from ..errors import UserError
-from ..fileio import write_json
+from ..fileio import write_json, write_text
 
 DATA_FILE = "data.json"
 
@@ -96,3 +96,12 @@ def warn_if_data_changed(run_dir: str | Path, split: str, items) -> None:
     if changed:
         print(f"warning: the data changed since {run_folder(run_dir)} was trained ({'; '.join(changed)}): "
               f"these {split} figures are not comparable with the ones in its metrics.json", file=sys.stderr)
+
+
+def tell_data(run_dir: Path, console, lines: list[str], notes: list[str] = ()) -> None:
+    """Print the data summary ("data: ..." lines) and notes ("note: ...") of a run starting to train, and keep them
+    in RUN_DIR/data_summary.txt for its report."""
+    said = [f"data: {line}" for line in lines] + [f"note: {note}" for note in notes]
+    for line in said:
+        console.print(line, highlight=False, soft_wrap=True)
+    write_text(run_dir / "data_summary.txt", "\n".join(said) + "\n")
