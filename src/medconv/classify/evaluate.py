@@ -18,6 +18,7 @@ from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from ..training.engine import resolve_device
 from ..data.levels import at_level
+from .pictures import write_pictures
 from .predict import predict_scores
 
 
@@ -67,6 +68,8 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     if task != MULTI_LABEL:
         plot_confusion(metrics["confusion_matrix"], classes, plots / f"confusion_{name}.png",
                        title=f"{info.name} {name}: ACC {metrics['acc']:.3f}")
+    write_pictures(model, meta, data_split.images, labels, scores, task, classes, plots, name, device,
+                   title=f"{info.name} {name}:")
     return metrics
 
 
