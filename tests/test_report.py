@@ -91,3 +91,12 @@ def test_report_refuses_what_is_not_a_run(tmp_path):
         read_run(tmp_path / "missing")
     with pytest.raises(UserError, match="not a medconv run"):
         read_run(tmp_path)
+
+
+def test_report_verb(breast_run, cli, tmp_path):
+    """medconv report: the page where --out says, its path printed; a folder that is not a run is one line."""
+    done = cli("report", breast_run[0], "--out", tmp_path / "page.html")
+    assert done.returncode == 0 and f"report -> {tmp_path / 'page.html'}" in done.stdout, done.stderr
+    assert "breastmnist" in (tmp_path / "page.html").read_text()
+    refused = cli("report", tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not a medconv run" in refused.stderr

@@ -76,6 +76,9 @@ def test_resume_may_add_epochs_but_not_change_the_model(tmp_path, medconv, cli):
     proc = cli("train", "--out", run, "--resume", "--epochs", "2")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    assert f"report -> {run / 'report.html'}" in proc.stderr  # rewritten after every training and evaluation
+    resumed = json.loads((run / "metrics.json").read_text())["test"]["auc"]
+    assert f"<td>{resumed:.4g}</td>" in (run / "report.html").read_text()
     proc = cli("train", "--out", run, "--resume", "--arch", "simple-cnn", "--lr", "0.1")
     assert proc.returncode == 2 and "--lr cannot change" in proc.stderr
 

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun
             return launch(args.nproc, getattr(args, "device", None), argv)
         args.func(args)
+        report.report_after(command, args)
         if os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank: leave the process group cleanly
             from ..training.distributed import leave  # torch: only here, --help stays fast
             leave()

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .options import verb_parser
 
+# commands after which the run's report is written again: the argument naming their run folder
+REPORTED = {"medconv train": "out", "medconv evaluate": "run_dir", "medconv segment train": "out",
+            "medconv segment evaluate": "run_dir", "medconv detect train": "out", "medconv detect evaluate": "run_dir",
+            "medconv detect tune": "run_dir"}
 EXAMPLES = """examples:
   medconv report runs/breast                     # -> runs/breast/report.html
   medconv report runs/unet runs/patch65 --out compare.html"""
@@ -23,3 +28,16 @@ def add_parser(subparsers) -> None:
 def run_report(args: argparse.Namespace) -> None:
     from ..report.page import write_report  # matplotlib: imported here to keep medconv --help fast
     print(f"report -> {write_report(args.runs, args.out)}")
+
+
+def report_after(command: str, args: argparse.Namespace) -> None:
+    """After a training or evaluation command: rewrite RUN_DIR/report.html (its path on standard error). A report
+    that cannot be written is a warning, not a failed command: the run itself is complete."""
+    from ..fileio import writes_here
+    from ..report.page import write_report
+    if command not in REPORTED or not writes_here():
+        return
+    try:
+        print(f"report -> {write_report([getattr(args, REPORTED[command])])}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the run is complete whatever the page does
+        print(f"{command}: warning: report not written: {exc}", file=sys.stderr)
