@@ -39,6 +39,7 @@ from .hard_negatives import centre_maps, detection_maps
 from .matching import detection_scores, match, per_class_f1, threshold_sweep
 from .overlays import draw_marks
 from .peaks import find_peaks, read_params
+from .pictures import detection_pictures
 from .targets import point_parts
 from .tuning import THRESHOLDS, tune
 
@@ -114,6 +115,7 @@ def evaluate_detection(run_dir: str | Path, split: str = "val", tolerance: float
         result["typed"] = per_class_f1([(f[:, :2], classify_detections(classifier, im.image, f, device), *truth[im.name])
                                         for f, im in zip(found, images)], tolerance)
     write_json(run_dir / f"detect_{split}.json", result)
+    detection_pictures(run_dir, split, images, low, params["threshold"], tolerance)
     plot_pr(sweep, params["threshold"], run_dir / "plots" / f"precision_recall_{split}.png")
     if overlays:
         for f, im in zip(found, images):

@@ -39,6 +39,7 @@ from .metrics import (
     isbi_scores,
     object_dice,
 )
+from .pictures import segmentation_pictures
 from .postprocess import (
     binary_cleanup,
     choose_thinning,
@@ -184,6 +185,7 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
         metrics["challenge_thinned"] = challenge_thinned(labelled, probs,
                                                          json.loads(path.read_text())["challenge_threshold"])
     write_json(Path(run_dir) / metrics_name(split, tta), {k: v for k, v in metrics.items() if k != "threshold"})
+    segmentation_pictures(Path(run_dir), metrics_name(split, tta), labelled, probs, metrics, meta["classes"])
     return metrics
 
 
