@@ -26,8 +26,10 @@ section { min-width: 0; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-figure { margin: 0.5em 0 1.5em; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.pictures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+figure { margin: 0 0 1em; flex: 1 1 360px; max-width: 560px; }
+figure.wide { flex-basis: 100%; max-width: 100%; }
+figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: 0.85em; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
 """
@@ -60,7 +62,10 @@ def png_uri(data: bytes) -> str:
 
 
 def figure(data: bytes, caption: str) -> str:
-    return (f'<figure><img src="{png_uri(data)}" alt="{esc(caption)}">'
+    """A captioned picture; a large or wide one (a grid of images) takes the whole width."""
+    width, height = Image.open(io.BytesIO(data)).size
+    wide = " class='wide'" if width > 1.6 * height or width >= 900 else ""
+    return (f'<figure{wide}><img src="{png_uri(data)}" alt="{esc(caption)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
@@ -121,7 +126,8 @@ def run_section(view: RunView) -> str:
         parts += ["<h3>Training</h3>", figure(curves_png(view.history, view.checkpoint.get("epoch")),
                                               "per-epoch history (history.csv)")]
     if view.pictures:
-        parts += ["<h3>Pictures</h3>"] + [figure(png.read_bytes(), caption) for caption, png in view.pictures]
+        parts += ["<h3>Pictures</h3><div class='pictures'>"] + [figure(png.read_bytes(), caption)
+                                                                  for caption, png in view.pictures] + ["</div>"]
     parts.append(scores(view))
     if view.data_lines:
         parts += ["<h3>Data</h3><pre>", esc("\n".join(view.data_lines)), "</pre>"]
