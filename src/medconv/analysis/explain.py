@@ -13,7 +13,7 @@ from monai.visualize import GradCAM, OcclusionSensitivity
 from rich.console import Console
 from torch import nn
 
-from ..classify.predict import data_size, input_files, inputs_like_training
+from ..classify.predict import class_number, data_size, input_files, inputs_like_training
 from ..config import TrainConfig
 from ..data.datasets import fit_mode
 from ..data.summary import ReadLog
@@ -141,18 +141,6 @@ def explain(model: nn.Module, x: torch.Tensor, method: str = "gradcam", layer: s
     finally:
         model.train(was_training)
     return unit_range(maps)
-
-
-def class_number(target: str | int | None, classes: list[str]) -> int | None:
-    """The index of a class given by name or by index (--class), None when not given."""
-    if target is None:
-        return None
-    if str(target) in classes:
-        return classes.index(str(target))
-    if str(target).lstrip("-").isdigit() and 0 <= int(target) < len(classes):
-        return int(target)
-    raise UserError(f"--class {target}: expected a class index 0..{len(classes) - 1} or a name: "
-                    f"{', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}")
 
 
 def explain_files(run_dir: str | Path, inputs: list[str], out: str | Path = "explanations", method: str = "gradcam",

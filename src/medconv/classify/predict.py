@@ -19,6 +19,7 @@ from ..data.transforms import normalise, tta_views
 from ..data.types import ImageSet, unit_float
 from ..data.volume_sets import volumes_like_training
 from ..data.volumes import parse_spacing
+from ..errors import UserError
 from ..fileio import image_files, write_csv
 from ..metrics import scores_from_logits
 from ..training.checkpoint import load_model
@@ -152,3 +153,15 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     if out is not None:
         write_csv(out, rows)
     return rows
+
+
+def class_number(target: str | int | None, classes: list[str]) -> int | None:
+    """The index of a class given by name or by index (--class), None when not given."""
+    if target is None:
+        return None
+    if str(target) in classes:
+        return classes.index(str(target))
+    if str(target).lstrip("-").isdigit() and 0 <= int(target) < len(classes):
+        return int(target)
+    raise UserError(f"--class {target}: expected a class index 0..{len(classes) - 1} or a name: "
+                    f"{', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}")

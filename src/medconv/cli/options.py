@@ -173,16 +173,18 @@ RESUMABLE.add_argument("--resume", action="store_true", help="continue the run i
 RESUMABLE.add_argument("--nproc", type=number(1, whole=True), default=1, metavar="N",
                        help="train on N processes of this machine (one per GPU, or CPU processes) with PyTorch's "
                             "DistributedDataParallel: runs the command under torchrun (default: 1)")
-def slide_options(what: str, halo: str) -> argparse.ArgumentParser:
+def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16") -> argparse.ArgumentParser:
     """--slide-level, --slide-tile and --halo of a verb that also works on whole slides: `what` it does with the
-    level, and what its default `halo` covers."""
+    level, what its default `halo` covers (None: no --halo, the verb reads the context it needs) and what the
+    `tile` side must be."""
     p = parent()
     p.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
                    help=f"the inputs are whole slides (pyramidal TIFF, SVS, ...): {what}")
     p.add_argument("--slide-tile", type=number(16, whole=True), default=512, metavar="PX",
-                   help="with --slide-level: tile side, a multiple of 16 (default: 512)")
-    p.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
-                   help=f"with --slide-level: context read around each tile, a multiple of 16 (default: {halo})")
+                   help=f"with --slide-level: tile side, {tile} (default: 512)")
+    if halo is not None:
+        p.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
+                       help=f"with --slide-level: context read around each tile, a multiple of 16 (default: {halo})")
     return p
 
 

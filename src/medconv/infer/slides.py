@@ -31,7 +31,7 @@ def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[t
     width, height = slide.sizes[level]
     mask = tissue_mask(slide)
     todo = {(t.x, t.y): t for t in tissue_tiles(slide, level, tile, halo, mask, min_tissue)}
-    grid = [(x, y) for y in range(0, height, tile) for x in range(0, width, tile)]
+    grid = tile_origins(slide.sizes[level], tile)
     console, started = make_console(), time.time()
 
     dtype = np.float32 if floats else np.uint16
@@ -55,9 +55,34 @@ def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[t
             tifffile.imwrite(tmp, cores(bar, task), shape=(height, width), dtype=dtype, tile=(tile, tile),
                              bigtiff=True, compression="zlib", photometric="minisblack")
         atomic_write(Path(out), write)
+    return {**tile_stats(len(grid), len(todo), started), "size": [width, height]}
+
+
+def tile_origins(size: tuple[int, int], tile: int) -> list[tuple[int, int]]:
+    """Top-left corners (x, y) of the tile x tile tiles of a level of `size` (width, height), row by row."""
+    return [(x, y) for y in range(0, size[1], tile) for x in range(0, size[0], tile)]
+
+
+def tile_stats(tiles: int, tissue: int, started: float) -> dict:
+    """{"tiles", "tissue_tiles", "seconds", "tiles_per_second"} of `tissue` tiles computed out of `tiles` since
+    `started` (time.time())."""
     seconds = time.time() - started
-    return {"tiles": len(grid), "tissue_tiles": len(todo), "seconds": seconds,
-            "tiles_per_second": len(todo) / seconds if seconds else 0.0, "size": [width, height]}
+    return {"tiles": tiles, "tissue_tiles": tissue, "seconds": seconds,
+            "tiles_per_second": tissue / seconds if seconds else 0.0}
+
+
+def halo_image(slide: Slide, level: int, tile: Tile, channels: int = 3) -> np.ndarray:
+    """A tile's core with its whole halo on every side, float32 (channels, height + 2 halo, width + 2 halo) in
+    [0, 1], pixel [0, 0] at the level's (x - halo, y - halo): the slide's own pixels, mirrored (np.pad's
+    "reflect", as training's patches are cut, data.nuclei.extract_patches) where the halo passes the slide's
+    edges. The halo must be smaller than the level's sides."""
+    image, x0, y0 = tile_image(slide, level, tile, channels)
+    top, left = tile.halo - (tile.y - y0), tile.halo - (tile.x - x0)
+    bottom = tile.y + tile.height + tile.halo - (y0 + image.shape[1])
+    right = tile.x + tile.width + tile.halo - (x0 + image.shape[2])
+    if top or left or bottom or right:
+        image = np.pad(image, ((0, 0), (top, bottom), (left, right)), mode="reflect")
+    return image
 
 
 def map_core(slide: Slide, level: int, tile: Tile, maps: Callable[[torch.Tensor], torch.Tensor],
