@@ -128,6 +128,10 @@ def read_run(run: str | Path) -> RunView:
     checkpoint.pop("optimizer", None)
     history = numeric_rows(read_rows(run / "history.csv")[1]) if (run / "history.csv").is_file() else []
     data_lines = (run / "data_summary.txt").read_text().splitlines() if (run / "data_summary.txt").is_file() else []
+    sizes = {split: f.get("n") for split, f in read_json(run / "data.json").items() if isinstance(f, dict)}
+    if sizes:  # the splits the run was trained and scored on (data.json: their fingerprints)
+        data_lines = [line for line in data_lines if line] + [
+            "split sizes: " + ", ".join(f"{split} {n}" for split, n in sizes.items() if n is not None)]
     config_text = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
     scores = {p.stem.removeprefix("scores_"): read_rows(p) for p in sorted(run.glob("scores_*.csv"))}
     size = checkpoint.get("input_size") or []
