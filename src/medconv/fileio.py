@@ -5,13 +5,16 @@ import csv
 import json
 import os
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .progress import other_rank
 
 
 TMP_SUFFIX = ".tmp"
+OWN_FILES: ContextVar[bool] = ContextVar("own_files", default=False)  # set by own_files
 
 
 def umask() -> int:
@@ -29,14 +32,26 @@ def umask() -> int:
 
 def writes_here() -> bool:
     """Whether this process writes files: yes, unless it is a rank other than 0 of a run started by torchrun
-    (training.distributed), whose files rank 0 writes."""
-    return not other_rank()
+    (training.distributed), whose files rank 0 writes, outside an own_files block."""
+    return OWN_FILES.get() or not other_rank()
+
+
+@contextmanager
+def own_files() -> Iterator[None]:
+    """Within it, this process writes its files whatever its rank: the per-image outputs (maps, masks,
+    overlays) of the inputs that this rank took of a prediction on several processes (infer.shards), which no
+    other rank computes. Files shared by all ranks (a CSV of every row) are written outside it, by rank 0."""
+    token = OWN_FILES.set(True)
+    try:
+        yield
+    finally:
+        OWN_FILES.reset(token)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call write(tmp_path), then rename tmp_path to path, so readers never see half a file. The file gets
     the permissions the umask allows (mkstemp's own are 0600). Ranks other than 0 of a torchrun launch write
-    nothing (writes_here)."""
+    nothing (writes_here), but inside own_files."""
     if not writes_here():
         return
     path = Path(path)

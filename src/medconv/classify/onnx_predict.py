@@ -16,6 +16,7 @@ from ..data.summary import ReadLog
 from ..errors import UserError
 from ..fileio import image_files, write_csv
 from ..infer.onnx_maps import SIDECAR_NAME, current_export, onnx_session, read_sidecar, softmax
+from ..infer.shards import everyone, gather_in_order, my_share
 from ..metrics import MULTI_LABEL
 from ..progress import make_console
 from ..training.runstate import check_finished
@@ -94,8 +95,9 @@ def predict_exported(run_dir: str | Path, inputs: list[str], out: str | Path | N
                      ) -> list[dict] | None:
     """Rows {path, prob_<class>..., predicted} as classify.predict.predict_files makes them, by the run's current
     ONNX export (RUN/model.onnx of a classifier) on the CPU, CSV at `out` when given; None when torch must make
-    them (device other than auto or cpu, no current export, or `unusable`: a note on `console` says why). Files
-    are read `chunk` at a time."""
+    them (device other than auto or cpu, no current export, or `unusable`: a note on `console` says why; every
+    file is looked at, so all ranks of a torchrun launch choose alike). Files are read `chunk` at a time; under
+    torchrun each rank classifies its share of them (infer.shards) and every rank returns all rows, in order."""
     onnx = current_export(run_dir, ("classifier",)) if device in ("auto", "cpu") else None
     if onnx is None:
         return None
@@ -108,20 +110,28 @@ def predict_exported(run_dir: str | Path, inputs: list[str], out: str | Path | N
         return None
     check_finished(run_dir, allow_unfinished, which)
     reading, session, parts, found = meta["reading"], onnx_session(onnx), [], ReadLog()
-    size = tuple(reading["size"])
-    for start in range(0, len(files), chunk):
-        batch = []
-        for path in files[start:start + chunk]:
-            x, image_meta, how = read_as_trained(path, reading["window"], meta["in_channels"])
-            if x.shape[1:] != size:  # the header said otherwise
-                raise UserError(f"{path}: {x.shape[1]}x{x.shape[2]} pixels, though its header says {size[0]}x{size[1]}")
-            found.add(image_meta, how)
-            batch.append(x)
-        parts.append(exported_scores(session, np.stack(batch), meta, tta or reading["tta"]))
+    size, mine, failure, stop = tuple(reading["size"]), my_share(files), None, 0  # under torchrun: this rank's
+    try:
+        for start in range(0, len(mine), chunk):
+            batch = []
+            for stop, path in enumerate(mine[start:start + chunk], start):
+                x, image_meta, how = read_as_trained(path, reading["window"], meta["in_channels"])
+                if x.shape[1:] != size:  # the header said otherwise
+                    raise UserError(f"{path}: {x.shape[1]}x{x.shape[2]} pixels, though its header says "
+                                    f"{size[0]}x{size[1]}")
+                found.add(image_meta, how)
+                batch.append(x)
+            parts.append(exported_scores(session, np.stack(batch), meta, tta or reading["tta"]))
+    except UserError as exc:  # under torchrun: raised on every rank once all are here (infer.shards)
+        failure = exc
+    scores = np.concatenate(parts) if parts else np.zeros((0, len(meta["classes"])), np.float32)
+    rows = gather_in_order(prediction_rows(mine, scores, meta["classes"], meta["task"]), failure, stop)
+    logs, found = everyone(found), ReadLog()  # every rank's reading, so the notes count all files
+    for log in logs:
+        found.merge(log)
     for line in found.changes(size, reading["fit_mode"]):
         console.print(f"note: {line}", highlight=False, soft_wrap=True)
-    rows = prediction_rows(files, np.concatenate(parts), meta["classes"], meta["task"])
     if out is not None:
-        write_csv(out, rows)
+        write_csv(out, rows)  # by rank 0 (fileio.writes_here)
     console.print(f"{len(rows)} images classified by {onnx} (onnxruntime)", highlight=False, soft_wrap=True)
     return rows

@@ -21,6 +21,7 @@ from ..data.volume_sets import volumes_like_training
 from ..data.volumes import parse_spacing
 from ..errors import UserError
 from ..fileio import image_files, write_csv
+from ..infer.shards import everyone, gather_in_order, local_device, my_share
 from ..metrics import scores_from_logits
 from ..training.checkpoint import load_model
 from ..training.runstate import check_finished
@@ -130,28 +131,37 @@ def predict_files(run_dir: str | Path, inputs: list[str], out: str | Path | None
     reading changed (other sizes, alpha) is said on `console` (default stderr).
     `tta` None: as the run was trained to evaluate. Files are read `chunk` at a time. `level`: summed up
     to that level of the run's --taxonomy. A run that has not finished training is refused unless
-    `allow_unfinished`."""
-    device = str(resolve_device(device))  # auto: CUDA when there is one
+    `allow_unfinished`. Under torchrun each rank classifies its share of the files (infer.shards) and every rank
+    returns all rows, in input order."""
+    device = local_device(str(resolve_device(device)))  # auto: CUDA when there is one (under torchrun: its GPU)
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
     files = input_files(inputs, meta)
+    mine = my_share(files)  # under torchrun: this rank's files (infer.shards), all of them in one process
     tta = tta or meta["config"].get("tta", "none")
-    parts, found = [], ReadLog()
-    for i in range(0, len(files), chunk):
-        batch, log = inputs_like_training(files[i:i + chunk], meta)
-        parts.append(predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta))
-        found.merge(log)
-    size = tuple(meta.get("file_size") or batch.shape[-2:])
-    for line in found.changes(size, fit_mode(cfg.resize_mode, "size")):
-        (console or make_console()).print(f"note: {line}", highlight=False, soft_wrap=True)
-    scores = np.concatenate(parts)
+    parts, found, size = [], ReadLog(), tuple(meta.get("file_size") or ())
+    failure, i = None, 0
+    try:
+        for i in range(0, len(mine), chunk):
+            batch, log = inputs_like_training(mine[i:i + chunk], meta)
+            parts.append(predict_scores(model, batch, meta["mean"], meta["std"], meta["task"], device, tta=tta))
+            found.merge(log)
+            size = size or tuple(batch.shape[-2:])
+    except UserError as exc:  # under torchrun: raised on every rank once all are here (infer.shards)
+        failure = exc
+    scores = np.concatenate(parts) if parts else np.zeros((0, len(meta["classes"])), np.float32)
     classes, task = meta["classes"], meta["task"]
     if level:
         scores, _, classes, task = at_level(meta, level, scores)
-    rows = prediction_rows(files, scores, classes, task)
+    rows = gather_in_order(prediction_rows(mine, scores, classes, task), failure, i)  # all ranks', in input order
+    logs, found = everyone(found), ReadLog()  # every rank's reading, so the notes count all files
+    for log in logs:
+        found.merge(log)
+    for line in found.changes(size, fit_mode(cfg.resize_mode, "size")) if size else []:
+        (console or make_console()).print(f"note: {line}", highlight=False, soft_wrap=True)
     if out is not None:
-        write_csv(out, rows)
+        write_csv(out, rows)  # by rank 0 (fileio.writes_here)
     return rows
 
 

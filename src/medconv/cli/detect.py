@@ -8,9 +8,9 @@ import json
 from ..errors import UserError
 from ..segment.config import SegmentConfig
 from .fields import TTA
-from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, device,
-                      inputs, number, out_file, parent, print_csv, run_dir, slide_options, split, training_run, tta,
-                      verb_actions, verb_parser)
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, SHARDED, check_not_inside, config_options,
+                      device, inputs, number, out_file, parent, print_csv, run_dir, slide_options, split, training_run,
+                      tta, verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv detect train --dataset crchistophenotypes --patch 27 --radius 4 --out runs/nuclei-det
@@ -18,6 +18,7 @@ EXAMPLES = """examples:
 --out runs/nuclei-unet
   medconv detect tune runs/nuclei-det --tolerance 8
   medconv detect predict runs/nuclei-det images/*.png --out detections.csv
+  medconv detect predict runs/nuclei-det images/ --nproc 2 --out detections.csv   # 2 processes
   medconv export runs/nuclei-unet   # then detect predict runs without torch (onnxruntime)
   medconv detect evaluate runs/nuclei-det --split val --tolerance 6"""
 
@@ -57,7 +58,8 @@ def add_parser(subparsers) -> None:
                                                           "chose on validation, if another"), device(exported=True),
                      ALLOW_UNFINISHED, slide_options(
                          "detect at this level tile by tile over the tissue; x, y in level-0 pixels",
-                         "the network's receptive radius + the smoothing's reach + the peaks' minimum distance")])
+                         "the network's receptive radius + the smoothing's reach + the peaks' minimum distance"),
+                     SHARDED])
     q.add_argument("--out", default=None, metavar="CSV", type=out_file("detections.csv"),
                    help="CSV file to write, a row per detection, and beside it a folder of the images with their "
                         "detections circled (detections.csv: detections_overlays/) (default: print the CSV, no "
@@ -132,7 +134,8 @@ def run_predict(args: argparse.Namespace) -> None:
     rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
                               args.tta, allow_unfinished=args.allow_unfinished, overlays=args.overlays,
                               slide_level=args.slide_level, slide_tile=args.slide_tile, halo=args.halo)
-    if args.out is None and rows:
+    from ..progress import other_rank
+    if args.out is None and rows and not other_rank():  # under torchrun every rank has all rows; rank 0 prints
         print_csv(rows)
 
 

@@ -166,13 +166,26 @@ CHECKPOINT.add_argument("--checkpoint", default="best", choices=["best", "last"]
 LEVEL = parent()
 LEVEL.add_argument("--level", default=None, help="a level of the run's --taxonomy: leaf probabilities summed up to "
                    "its classes (default: the leaves)")
+
+
+def add_nproc(p: argparse.ArgumentParser, what: str, how: str) -> argparse.ArgumentParser:
+    """--nproc N on `p`: the command run again under torchrun with N processes (cli.launch, which refuses more
+    than the GPUs or CPU cores there are): `what` they do, and `how`."""
+    p.add_argument("--nproc", type=number(1, whole=True), default=1, metavar="N",
+                   help=f"{what} on N processes of this machine (one per GPU, or CPU processes){how}: runs the "
+                        "command under torchrun (default: 1)")
+    return p
+
+
 RESUMABLE = parent()
 RESUMABLE.add_argument("--out", required=True, metavar="RUN_DIR", type=out_folder,
                        help="run directory to create (or to continue with --resume)")
 RESUMABLE.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-RESUMABLE.add_argument("--nproc", type=number(1, whole=True), default=1, metavar="N",
-                       help="train on N processes of this machine (one per GPU, or CPU processes) with PyTorch's "
-                            "DistributedDataParallel: runs the command under torchrun (default: 1)")
+add_nproc(RESUMABLE, "train", " with PyTorch's DistributedDataParallel")
+SHARDED = add_nproc(parent(), "predict", ", each taking every N-th input file or slide (rank 0 writes the rows in "
+                    "input order, each process the per-image files of its share)")
+
+
 def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16") -> argparse.ArgumentParser:
     """--slide-level, --slide-tile and --halo of a verb that also works on whole slides: `what` it does with the
     level, what its default `halo` covers (None: no --halo, the verb reads the context it needs) and what the

@@ -7,11 +7,12 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .options import (ALLOW_UNFINISHED, CHECKPOINT, LEVEL, check_target, device, inputs, number, print_csv, run_dir,
-                      slide_options, tta, verb_parser)
+from .options import (ALLOW_UNFINISHED, CHECKPOINT, LEVEL, SHARDED, check_target, device, inputs, number, print_csv,
+                      run_dir, slide_options, tta, verb_parser)
 
 EXAMPLES = """examples:
   medconv predict runs/breast scans/*.png --out preds.csv
+  medconv predict runs/breast scans/ --nproc 4 --out preds.csv   # 4 processes, rows in input order
   medconv export runs/breast && medconv predict runs/breast scans/   # onnxruntime, no torch
   medconv predict runs/nuclei slide.svs --slide-level 1 --stride 27 --class epithelial --out heatmaps"""
 
@@ -30,7 +31,7 @@ def add_parser(subparsers) -> None:
                      slide_options("classify the window of the run's input size around every --stride-th pixel of "
                                    "this level, over the tissue only, into a class heat map (NAME_heatmap.tif, "
                                    "NAME_heatmap.png in the --out folder)", None,
-                                   "rounded to a multiple of --stride, at least the window")])
+                                   "rounded to a multiple of --stride, at least the window"), SHARDED])
     p.add_argument("--stride", type=number(1, whole=True), default=None, metavar="PX",
                    help="with --slide-level: pixels of the level between the centres of the windows classified, the "
                         "heat map's cell size (default: the window side, windows side by side)")
@@ -60,6 +61,9 @@ def run_predict(args: argparse.Namespace) -> None:
     if rows is None:
         from ..classify.predict import predict_files  # torch: imported here to keep medconv --help fast
         rows = predict_files(args.run_dir, args.inputs, args.out, **options)
+    from ..progress import other_rank
+    if other_rank():  # under torchrun every rank has all rows; rank 0 prints them
+        return
     if args.out is None:
         print_csv(rows)
     else:
@@ -71,10 +75,14 @@ def run_slides(args: argparse.Namespace) -> None:
         raise UserError(f"--slide-level: --out names the folder for the heat maps (NAME_heatmap.tif, .png), got "
                         f"{args.out or 'none'}")
     from ..classify.slide_heatmap import predict_slide_heatmap  # torch: imported here to keep medconv --help fast
-    for path in args.inputs:
+    from ..infer.shards import each_input, local_device
+    from ..training.engine import resolve_device
+    device = local_device(str(resolve_device(args.device)))  # under torchrun: the rank's own GPU
+
+    def heat_map(path: str) -> str:
         done = predict_slide_heatmap(args.run_dir, path, args.out, args.slide_level, args.slide_tile, args.stride,
-                                     args.target, args.checkpoint, args.tta, args.device, args.level,
-                                     args.allow_unfinished)
-        print(f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, {done['windows']} windows "
-              f"({done['grid'][0]}x{done['grid'][1]} cells every {done['stride']} px) in {done['seconds']:.1f} s, "
-              f"{done['tiles_per_second']:.1f} tiles/s -> {', '.join(done['files'])}")
+                                     args.target, args.checkpoint, args.tta, device, args.level, args.allow_unfinished)
+        return (f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, {done['windows']} windows "
+                f"({done['grid'][0]}x{done['grid'][1]} cells every {done['stride']} px) in {done['seconds']:.1f} s, "
+                f"{done['tiles_per_second']:.1f} tiles/s -> {', '.join(done['files'])}")
+    each_input(args.inputs, heat_map)  # under torchrun: each rank maps its share of the slides

@@ -9,14 +9,15 @@ from pathlib import Path
 from ..config import load_config
 from ..errors import UserError
 from ..segment.config import SegmentConfig
-from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, check_not_inside, config_options, inputs,
-                      number, out_folder, parent, print_csv, run_dir, slide_options, split, training_run, tta,
+from .options import (ALLOW_UNFINISHED, DEVICE, JSON, NO_TEST, RESUMABLE, SHARDED, check_not_inside, config_options,
+                      inputs, number, out_folder, parent, print_csv, run_dir, slide_options, split, training_run, tta,
                       verb_actions, verb_parser)
 
 EXAMPLES = """examples:
   medconv segment train --dataset isbi2012 --mode patch --patch 65 --epochs 20 --out runs/em
   medconv segment train --dataset isbi2012 --mode dense --arch unet --out runs/em-unet
   medconv segment predict runs/em slice.png --method dense --out maps/
+  medconv segment predict runs/em slices/ --nproc 2 --out maps/   # 2 processes, each maps its share
   medconv segment evaluate runs/em --split test --method sliding
   medconv segment evaluate runs/em-unet --split test --tta d4 --thin"""
 
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> None:
     q = verb_parser(actions, "predict", "posterior maps, masks and overlays of image files", EXAMPLES,
                     [run, inputs(), *shared, slide_options(
                         "map this level tile by tile over the tissue into NAME_prob.tif, a tiled TIFF (two-class runs)",
-                        "the network's receptive radius, so tiles give the whole-image map")])
+                        "the network's receptive radius, so tiles give the whole-image map"), SHARDED])
     q.add_argument("--out", required=True, metavar="DIR", type=out_folder,
                    help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
     q.add_argument("--threshold", type=number(0, 1), default=None, metavar="P",
@@ -84,15 +85,22 @@ def run_predict(args: argparse.Namespace) -> None:
     check_not_inside(args.out, args.inputs)
     from ..segment.evaluate import predict_segmentation  # torch: imported here to keep medconv --help fast
     from ..segment.volume_maps import predict_volumes
+    from ..infer.shards import each_input, local_device
+    from ..progress import other_rank
     if args.slide_level is not None:
         from ..segment.slide_predict import predict_slide
-        for path in args.inputs:
+
+        def slide_map(path: str) -> str:
             done = predict_slide(args.run_dir, path, args.out, args.slide_level, args.slide_tile, args.halo, args.tta,
-                                 args.device, floats=args.format == "tif", allow_unfinished=args.allow_unfinished)
-            print(f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, "
-                  f"{done['tiles_per_second']:.1f} tiles/s -> {done['file']}")
+                                 local_device(args.device), floats=args.format == "tif",
+                                 allow_unfinished=args.allow_unfinished)
+            return (f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, "
+                    f"{done['tiles_per_second']:.1f} tiles/s -> {done['file']}")
+        each_input(args.inputs, slide_map)  # under torchrun: each rank maps its share of the slides
         return
     if volume_run(args.run_dir):
+        if other_rank():  # volumes are not shared out: rank 0 maps them all
+            return
         rows = predict_volumes(args.run_dir, args.inputs, args.out, args.tta, args.device,
                                allow_unfinished=args.allow_unfinished)
         print(f"{len(args.inputs)} label maps (NAME_labels.nii.gz, NAME_slices.png) -> {args.out}")

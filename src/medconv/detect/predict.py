@@ -10,9 +10,11 @@ from typing import Callable
 import numpy as np
 
 from ..data.images import read_image, to_channels
-from ..fileio import image_files, write_csv
+from ..errors import UserError
+from ..fileio import image_files, own_files, write_csv
 from ..infer.onnx_maps import OnnxMaps, current_export
-from ..progress import make_console, progress_bar
+from ..infer.shards import flattened, gather_in_order, local_device, my_share
+from ..progress import make_console, other_rank, progress_bar
 from ..training.runstate import check_finished
 from .overlays import FOUND, draw_marks, overlay_folder
 from .peaks import CSV_FIELDS, detect, peaks_to_csv_rows, read_params
@@ -37,9 +39,10 @@ def map_function(run_dir: str | Path, tta: str, device: str = "auto") -> tuple[C
 
 
 def torch_device(device: str) -> str:
-    """auto, cpu, cuda or cuda:N as torch names it (auto: cuda if available, else cpu); imports torch."""
+    """auto, cpu, cuda or cuda:N as torch names it (auto: cuda if available, else cpu; under torchrun cuda is the
+    rank's GPU); imports torch."""
     from ..training.engine import resolve_device  # torch: only once the ONNX export is ruled out
-    return str(resolve_device(device))
+    return local_device(str(resolve_device(device)))
 
 
 def type_function(classifier: str | Path | None, device: str) -> Callable | None:
@@ -99,8 +102,10 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     available, else cpu; a current ONNX export runs with onnxruntime), cpu, cuda or cuda:N. `tta`: test-time
     augmentation (None: none, with a line when the run chose another on validation). A run that has not
     finished training is refused unless `allow_unfinished`. `slide_level`: the inputs are whole slides, detected
-    at that level tile by tile over the tissue (detect.slides; x, y in level-0 pixels; no overlays)."""
-    log = log or (lambda line: print(line, file=sys.stderr))
+    at that level tile by tile over the tissue (detect.slides; x, y in level-0 pixels; no overlays). Under torchrun
+    each rank detects on its share of the images or slides and draws their overlays (infer.shards); rank 0 writes
+    the CSV and logs (by default), and every rank returns all rows, in input order."""
+    log = log or ((lambda line: None) if other_rank() else (lambda line: print(line, file=sys.stderr)))
     check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
     note = tta_note(params) if tta is None else None
@@ -108,29 +113,40 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
         log(note)
     tta = tta or "none"
     maps, channels, engine = map_function(run_dir, tta, device)
+    mine, failure = [], None  # under torchrun: per input of this rank's share, its rows
     if slide_level is not None:
-        rows = predict_slides(run_dir, inputs, slide_level, slide_tile, halo, maps, channels,
-                              {**params, "nms_radius": nms_radius}, log)
+        try:
+            for path in my_share(inputs):
+                mine.append(predict_slides(run_dir, [path], slide_level, slide_tile, halo, maps, channels,
+                                           {**params, "nms_radius": nms_radius}, log))
+        except UserError as exc:
+            failure = exc
+        rows = flattened(gather_in_order(mine, failure))
         if out is not None:
-            write_csv(out, rows, list(CSV_FIELDS))
+            write_csv(out, rows, list(CSV_FIELDS))  # by rank 0 (fileio.writes_here)
         return rows
     typing = type_function(classifier, device)
-    paths, rows, found_all = image_files(inputs), [], []
-    with progress_bar(make_console(), disable=len(paths) < 2) as bar:
-        task = bar.add_task("detecting", total=len(paths), status="")
-        for path in paths:
-            image, found, seconds = detect_file(path, maps, channels, {**params, "nms_radius": nms_radius})
-            found_rows = peaks_to_csv_rows(path.name, found)
-            for row, kind in zip(found_rows, typing(image, found) if typing else []):
-                row["class"] = kind
-            rows += [{**row, "seconds": round(seconds, 3)} for row in found_rows]
-            found_all.append((path, found))
-            log(f"{path.name}: {len(found)} detections in {seconds:.2f} s ({engine})"
-                + (f", test-time augmentation {tta}" if tta != "none" else ""))
-            bar.advance(task)
+    paths, found_all = my_share(image_files(inputs)), []
+    try:
+        with progress_bar(make_console(), disable=len(paths) < 2) as bar:
+            task = bar.add_task("detecting", total=len(paths), status="")
+            for path in paths:
+                image, found, seconds = detect_file(path, maps, channels, {**params, "nms_radius": nms_radius})
+                found_rows = peaks_to_csv_rows(path.name, found)
+                for row, kind in zip(found_rows, typing(image, found) if typing else []):
+                    row["class"] = kind
+                mine.append([{**row, "seconds": round(seconds, 3)} for row in found_rows])
+                found_all.append((path, found))
+                log(f"{path.name}: {len(found)} detections in {seconds:.2f} s ({engine})"
+                    + (f", test-time augmentation {tta}" if tta != "none" else ""))
+                bar.advance(task)
+    except UserError as exc:
+        failure = exc
+    rows = flattened(gather_in_order(mine, failure))
     if out is not None:  # no detections at all: the header alone, never an older file left in place
-        write_csv(out, rows, [*CSV_FIELDS, *(["class"] if classifier else []), "seconds"])
+        write_csv(out, rows, [*CSV_FIELDS, *(["class"] if classifier else []), "seconds"])  # by rank 0
         if overlays:
-            write_overlays(found_all, overlay_folder(out))
+            with own_files():  # each rank draws the images it detected on
+                write_overlays(found_all, overlay_folder(out))
             log(f"overlays: {overlay_folder(out)}/ (the detections circled, a PNG per image)")
     return rows

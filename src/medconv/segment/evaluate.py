@@ -23,7 +23,8 @@ from ..data.fingerprint import fingerprint
 from ..data.images import parse_window, prepare_image, read_image
 from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
-from ..fileio import image_files, write_json
+from ..fileio import image_files, own_files, write_json, writes_here
+from ..infer.shards import barrier, everyone, gather_in_order, local_device, my_share
 from ..training.checkpoint import load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from ..training.engine import resolve_device
@@ -301,9 +302,10 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     """Posterior maps, label masks and overlays for image files; returns one row per image. `threshold` None:
     the one chosen on the run's validation images (threshold.json), else 0.5. `fmt`: png (16-bit) or tif.
     `thin` (membranes): the mask is thin_membranes of the map, with the seeds chosen on validation. A run that
-    has not finished training is refused unless `allow_unfinished`."""
+    has not finished training is refused unless `allow_unfinished`. Under torchrun each rank maps its share of the
+    files and writes their outputs (infer.shards); every rank returns all rows, in input order."""
 
-    device = str(resolve_device(device))  # auto: CUDA when there is one
+    device = local_device(str(resolve_device(device)))  # auto: CUDA when there is one (under torchrun: its GPU)
     console = console or make_console()
     check_finished(run_dir, allow_unfinished)
     model, meta = load_segmenter(run_dir, device=device)
@@ -319,19 +321,26 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
     if threshold is None:
         chosen = Path(run_dir) / "threshold.json"
         threshold = json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
-    rows, existed = [], out_dir.exists()
+    files = image_files(inputs)
+    existed = all(everyone(out_dir.exists()))  # under torchrun: looked at by every rank before any writes
+    rows, failure = [], None
     try:
-        for path in image_files(inputs):
-            rows.append(predict_one(path, maker, meta, out_dir, fmt, sigma, seeds, threshold, opening, closing,
-                                    fill_holes, min_size, instances, console))
+        with own_files():  # under torchrun: each rank maps its share of the files and writes their maps
+            for path in my_share(files):
+                rows.append(predict_one(path, maker, meta, out_dir, fmt, sigma, seeds, threshold, opening, closing,
+                                        fill_holes, min_size, instances, console))
+    except UserError as exc:
+        failure = exc
+    try:
+        return gather_in_order(rows, failure)  # every rank's rows, in input order (raises any rank's failure)
     except UserError:  # a bad input among them: take back what this call wrote, so nothing is half done
         for row in rows:
             for name in (f"_prob.{fmt}", "_mask.png", "_overlay.png"):
                 (out_dir / f"{Path(row['image']).stem}{name}").unlink(missing_ok=True)
-        if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+        barrier()  # under torchrun: every rank has taken back its maps before rank 0 looks at the folder
+        if writes_here() and not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
-    return rows
 
 
 def predict_one(path: Path, maker: MapMaker, meta: dict, out_dir: Path, fmt: str, sigma: float, seeds: dict | None,

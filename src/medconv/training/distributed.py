@@ -19,18 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def distributed() -> bool:
-    """Whether this process is one of several ranks started by torchrun."""
-    return world_size() > 1
+from ..infer.shards import distributed, rank, world_size
 
 
 def join(device: torch.device) -> torch.device:
