@@ -537,6 +537,8 @@ CASES = [
     ("explain-occlusion-layer", "explain {clf} {png} --method occlusion --layer features.0 --out {out}", "--layer"),
     ("explain-segment-run", "explain {seg} {png} --out {out}", "classification run"),
     ("explain-run-missing", "explain {tmp}/no-run {png} --out {out}", "no-run"),
+    ("report-run-missing", "report {tmp}/no-run", "no such run folder"),
+    ("report-not-a-run", "report {tmp}", "not a medconv run"),
     ("explain-corrupt-checkpoint", "explain {bad_ckpt} {png} --out {out}", "safetensors"),
     ("explain-method", "explain {clf} {png} --method lime --out {out}", "--method"),
     ("explain-class-unknown", "explain {clf} {png} --class cyst --out {out}", "--class"),

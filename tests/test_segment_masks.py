@@ -178,7 +178,7 @@ def test_summary_figures_are_those_at_the_chosen_threshold():
 def test_printed_summaries_of_train_and_evaluate_say_which_threshold(instance_run, tmp_path):
     run, stderr, _ = instance_run
     metrics = json.loads((run / "metrics.json").read_text())
-    last = stderr.strip().splitlines()[-1]
+    last = next(line for line in reversed(stderr.splitlines()) if line.startswith("best epoch"))
     val = metrics["val"]["at_threshold"]
     assert f"val pixel error {val['pixel_error']:.4f}  F1 {val['f1']:.4f}" in last
     assert f"at threshold {metrics['threshold']['threshold']:g} (chosen on validation" in last

@@ -86,8 +86,12 @@ def unit_range(maps: torch.Tensor) -> torch.Tensor:
 
 def gradcam(model: nn.Module, x: torch.Tensor, layer: str, classes: torch.Tensor) -> torch.Tensor:
     """Grad-CAM maps (N, *spatial) of x (N, C, *spatial) for classes (N,) on `layer`, upsampled to x's size,
-    unscaled. MONAI leaves its hooks on the network it is given: it gets a copy."""
+    unscaled. MONAI leaves its hooks on the network it is given: it gets a copy, whose in-place activations (AlexNet's
+    ReLUs) are made out-of-place, since a backward hook's output must not be modified in place."""
     net = copy.deepcopy(model).eval().requires_grad_(True)
+    for module in net.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
     cam = GradCAM(net, target_layers=layer, postprocessing=lambda m: m)
     out = torch.zeros(len(x), *x.shape[2:])
     with torch.enable_grad():

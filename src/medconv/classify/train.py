@@ -211,7 +211,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
         info, sets = load_dataset(cfg, data)
         if len(info.size) == 3:
             check_volume_augment(parse_augment(cfg.augment))
-        tell_data(run.out, console, info.summary, info.notes)
+        if info.summary:  # said before the checks: a refused run still shows what was read
+            console.print("\n".join(f"data: {line}" for line in info.summary), highlight=False, soft_wrap=True)
         check_selectable(cfg, info, sets["val"])
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -232,6 +233,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, console: Cons
                 console.print(f"pretraining on {described}", highlight=False)
             pretrain(cfg, model, images, mean, std, device, run.out, console)
         write_text(run.out / "config.yaml", cfg.dump())
+        tell_data(run.out, console, [], info.notes, said=info.summary)
         task = ClassificationTask(cfg, model, info, sets, mean, std, device)
         fit(task, cfg, run, run_meta(cfg, info, mean, std), console, groups=optimizer_groups(model, cfg.lr_decay))
         scored = sets if score_test else {k: v for k, v in sets.items() if k != "test"}

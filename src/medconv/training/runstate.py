@@ -98,10 +98,11 @@ def warn_if_data_changed(run_dir: str | Path, split: str, items) -> None:
               f"these {split} figures are not comparable with the ones in its metrics.json", file=sys.stderr)
 
 
-def tell_data(run_dir: Path, console, lines: list[str], notes: list[str] = ()) -> None:
-    """Print the data summary ("data: ..." lines) and notes ("note: ...") of a run starting to train, and keep them
-    in RUN_DIR/data_summary.txt for its report."""
-    said = [f"data: {line}" for line in lines] + [f"note: {note}" for note in notes]
-    for line in said:
+def tell_data(run_dir: Path, console, lines: list[str], notes: list[str] = (), said: list[str] = ()) -> None:
+    """Print the data summary ("data: ..." lines) and notes ("note: ...") of a run whose checks passed and that
+    starts to train, and keep them in RUN_DIR/data_summary.txt for its report; `said`: data lines printed
+    already (before the checks), kept but not printed again."""
+    told = [f"data: {line}" for line in lines] + [f"note: {note}" for note in notes]
+    for line in told:
         console.print(line, highlight=False, soft_wrap=True)
-    write_text(run_dir / "data_summary.txt", "\n".join(said) + "\n")
+    write_text(run_dir / "data_summary.txt", "\n".join([f"data: {line}" for line in said] + told) + "\n")
