@@ -25,8 +25,9 @@ from .predict import predict_scores
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
              data_root: str | None = None, device: str = "auto",
              data: tuple[DatasetInfo, dict[str, ImageSet]] | dict | None = None, level: str | None = None,
-             allow_unfinished: bool = False) -> dict:
-    """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots.
+             allow_unfinished: bool = False, pictures: bool = True) -> dict:
+    """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots (and with
+    `pictures` the precision-recall curves, most confident errors and Grad-CAM maps: classify.pictures).
     `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level}).
     A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
     from the split the run was trained and scored on gets a warning on standard error. `data`: (info, sets) as
@@ -68,8 +69,9 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     if task != MULTI_LABEL:
         plot_confusion(metrics["confusion_matrix"], classes, plots / f"confusion_{name}.png",
                        title=f"{info.name} {name}: ACC {metrics['acc']:.3f}")
-    write_pictures(model, meta, data_split.images, labels, scores, task, classes, plots, name, device,
-                   title=f"{info.name} {name}:")
+    if pictures:
+        write_pictures(model, meta, data_split.images, labels, scores, task, classes, plots, name, device,
+                       title=f"{info.name} {name}:")
     return metrics
 
 
@@ -91,9 +93,10 @@ def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], cons
     plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])
     result = {"dataset": info.name, "arch": last["arch"], "epochs": last["epoch"], "best_epoch": last["best_epoch"],
               "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
-    for split in ("val", "test"):
-        if split in sets:
-            result[split] = evaluate(run_dir, split, data=(info, sets), device=device, allow_unfinished=True)
+    scored = [s for s in ("val", "test") if s in sets]
+    for split in scored:  # pictures of the last split scored (test when there is one): the report's
+        result[split] = evaluate(run_dir, split, data=(info, sets), device=device, allow_unfinished=True,
+                                 pictures=split == scored[-1])
     write_fingerprints(run_dir, fingerprint(sets))
     write_json(run_dir / "metrics.json", result)
     summary = ", ".join(f"{s} AUC {result[s]['auc']:.4f} ACC {result[s]['acc']:.4f}" for s in ("val", "test") if s in result)

@@ -129,7 +129,7 @@ def metrics_name(split: str, tta: str = "none") -> str:
 def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str = "auto", which: str = "best",
                           device: str = "auto", data: tuple[SegInfo, dict] | None = None,
                           choose: bool = False, tta: str = "none", thin: bool = False,
-                          allow_unfinished: bool = False) -> dict:
+                          allow_unfinished: bool = False, pictures: bool = True) -> dict:
     """Metrics of a run's checkpoint on a split; writes RUN_DIR/metrics_name(split, tta). With `choose` (binary
     tasks), the foreground threshold is chosen on these same maps: metrics["threshold"], RUN/threshold.json.
     Binary tasks also get metrics["at_threshold"]: every metric again with foreground = probability > the
@@ -186,7 +186,8 @@ def evaluate_segmentation(run_dir: str | Path, split: str = "test", method: str 
         metrics["challenge_thinned"] = challenge_thinned(labelled, probs,
                                                          json.loads(path.read_text())["challenge_threshold"])
     write_json(Path(run_dir) / metrics_name(split, tta), {k: v for k, v in metrics.items() if k != "threshold"})
-    segmentation_pictures(Path(run_dir), metrics_name(split, tta), labelled, probs, metrics, meta["classes"])
+    if pictures:  # per-image scores and the worst images, for the report
+        segmentation_pictures(Path(run_dir), metrics_name(split, tta), labelled, probs, metrics, meta["classes"])
     return metrics
 
 
@@ -256,10 +257,10 @@ def finish_segmentation(out: Path, info: SegInfo, splits: dict, console: Console
     _, last = read_checkpoint(out / "checkpoints" / "last.safetensors")
     result = {"dataset": info.name, "arch": last["arch"], "mode": last["mode"], "epochs": last["epoch"],
               "best_epoch": last["best_epoch"], "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
-    for split in ("val", "test"):
-        if any(im.mask is not None for im in splits.get(split, [])):
-            result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits), choose=split == "val",
-                                                  allow_unfinished=True)
+    scored = [s for s in ("val", "test") if any(im.mask is not None for im in splits.get(s, []))]
+    for split in scored:  # pictures of the last split scored (test when labelled): the report's
+        result[split] = evaluate_segmentation(out, split, device=device, data=(info, splits), choose=split == "val",
+                                              allow_unfinished=True, pictures=split == scored[-1])
     if "threshold" in result.get("val", {}):
         result["threshold"] = result["val"].pop("threshold")
     write_fingerprints(out, fingerprint({k: v for k, v in splits.items() if v}))
