@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from picture_checks import check_segmentation_table, decodes, f1_of, read_rows
 
 from medconv.detect.targets import disc_mask, proximity_map
 from medconv.detect.tuning import tune
@@ -331,3 +332,68 @@ def test_test_time_augmentation_is_chosen_only_for_a_clear_gain(tmp_path):
     quiet = Console(file=open(tmp_path / "log.txt", "w"))
     assert tune_run(tmp_path, {"none": [noisy], "d4": [clean]}, val, 3, quiet)["tta"] == "d4"
     assert tune_run(tmp_path, {"none": [clean], "d4": [clean]}, val, 3, quiet)["tta"] == "none"  # equal: no gain
+
+
+def test_detector_evaluation_writes_per_image_counts_that_add_up(crc_detector):
+    """Each detection evaluation (val: the selection images; test) left its table, overlays and F1 curve; the
+    disc masks' segmentation evaluation of the same run left its own, by F1."""
+    run, _ = crc_detector
+    for split in ("val", "test"):
+        scored = json.loads((run / f"detect_{split}.json").read_text())
+        rows = read_rows(run / f"scores_detect_{split}.csv")
+        assert len(rows) == scored["images"] == len({r["image"] for r in rows})
+        f1 = [float(r["f1"]) for r in rows]
+        assert f1 == sorted(f1) and f1[0] < f1[-1]
+        totals = {k: sum(int(r[k]) for r in rows) for k in ("hits", "false_positives", "misses", "true", "found")}
+        assert (totals["hits"], totals["false_positives"], totals["misses"]) == (scored["tp"], scored["fp"], scored["fn"])
+        assert totals["true"] == scored["tp"] + scored["fn"] and totals["found"] == scored["tp"] + scored["fp"]
+        for r in rows:
+            tp, fp, fn = int(r["hits"]), int(r["false_positives"]), int(r["misses"])
+            assert float(r["f1"]) == pytest.approx(f1_of(tp, fp, fn), abs=1e-12)
+            assert float(r["precision"]) == pytest.approx(tp / (tp + fp) if tp + fp else 0.0, abs=1e-12)
+            assert float(r["recall"]) == pytest.approx(tp / (tp + fn) if tp + fn else 0.0, abs=1e-12)
+        decodes(run / "plots" / f"overlays_detect_{split}.png")
+        decodes(run / "plots" / f"f1_threshold_detect_{split}.png")
+    check_segmentation_table(run, "test", "f1")  # the disc masks' pictures: of the last split scored
+
+
+def test_f1_threshold_sweep_gives_the_reported_f1_at_the_chosen_threshold(crc_detector):
+    """The sweep over the validation maps (made again here, as tune_detector made them) at the chosen threshold
+    is exactly the reported detection score; recall and the number of detections never rise with the threshold."""
+    from medconv.detect.hard_negatives import centre_maps, detection_maps
+    from medconv.detect.peaks import find_peaks, read_params
+    from medconv.detect.pictures import STEPS, f1_threshold_sweep
+    from medconv.detect.pipeline import run_config
+    from medconv.detect.tuning import THRESHOLDS
+    from medconv.segment.data import load_data
+
+    run, _ = crc_detector
+    params, scored = read_params(run), json.loads((run / "detect_val.json").read_text())
+    images = [im for im in load_data(run_config(run))[1]["val"] if im.points is not None]
+    maps = centre_maps(detection_maps(run, params)[1], images)
+    peaks = [find_peaks(m, params["sigma"], params["min_distance"], min(THRESHOLDS) - 1e-6) for m in maps]
+    sweep = f1_threshold_sweep(peaks, [im.points for im in images], scored["tolerance"], params["threshold"])
+    thresholds = [r["threshold"] for r in sweep]
+    assert thresholds == sorted(thresholds) and STEPS <= len(thresholds) <= STEPS + 1
+    assert thresholds[0] == min(THRESHOLDS) and thresholds[-1] == max(THRESHOLDS)
+    chosen = next(r for r in sweep if r["threshold"] == params["threshold"])
+    assert {k: chosen[k] for k in ("tp", "fp", "fn")} == {k: scored[k] for k in ("tp", "fp", "fn")}
+    assert chosen["f1"] == scored["f1"] and chosen["precision"] == scored["precision"]
+    recall, found = [r["recall"] for r in sweep], [r["tp"] + r["fp"] for r in sweep]
+    assert recall == sorted(recall, reverse=True) and found == sorted(found, reverse=True) and found[0] > found[-1]
+
+
+def test_zero_detections_still_write_a_csv_header_over_an_older_file(crc_detector, data_root, tmp_path):
+    import json
+    import shutil
+
+    from medconv.detect.predict import predict_detections
+    run = tmp_path / "strict"
+    shutil.copytree(crc_detector[0], run)
+    params = json.loads((run / "detect.json").read_text())
+    (run / "detect.json").write_text(json.dumps({**params, "threshold": 2.0}))  # no probability reaches it
+    out = tmp_path / "z.csv"
+    out.write_text("image,x,y,score,seconds\nold.png,1,1,0.9,0.1\n")
+    rows = predict_detections(run, [str(data_root / "crchistophenotypes" / "images" / "img4.png")], out=out,
+                              log=lambda line: None)
+    assert rows == [] and out.read_text().splitlines() == ["image,x,y,score,seconds"]

@@ -41,19 +41,3 @@ def test_the_limit_is_the_users_to_raise_or_lower(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDCONV_MAX_PIXELS", "lots")
     with pytest.raises(UserError, match="whole number"):
         read_image(small)
-
-
-def test_zero_detections_still_write_a_csv_header_over_an_older_file(crc_detector, data_root, tmp_path):
-    import json
-    import shutil
-
-    from medconv.detect.predict import predict_detections
-    run = tmp_path / "strict"
-    shutil.copytree(crc_detector[0], run)
-    params = json.loads((run / "detect.json").read_text())
-    (run / "detect.json").write_text(json.dumps({**params, "threshold": 2.0}))  # no probability reaches it
-    out = tmp_path / "z.csv"
-    out.write_text("image,x,y,score,seconds\nold.png,1,1,0.9,0.1\n")
-    rows = predict_detections(run, [str(data_root / "crchistophenotypes" / "images" / "img4.png")], out=out,
-                              log=lambda line: None)
-    assert rows == [] and out.read_text().splitlines() == ["image,x,y,score,seconds"]

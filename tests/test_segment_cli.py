@@ -6,8 +6,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from picture_checks import check_segmentation_table
 
 from medconv.errors import UserError
+from medconv.report.page import write_report
+from medconv.report.run_view import read_run
 from medconv.segment.config import SegmentConfig
 from medconv.segment.train import train_segmentation
 
@@ -247,3 +250,25 @@ def test_d4_test_time_augmentation_is_rotation_equivariant():
     maker = MapMaker(patch_cnn, {"mode": "patch", "patch": 15, "mean": [0.5], "std": [0.2]}, tta="d4")
     torch.testing.assert_close(torch.rot90(maker(torch.rot90(x, 1, (-2, -1))), -1, (-2, -1)), maker(x),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_isbi_evaluation_writes_scores_worst_first_and_overlays(isbi_patch_run):
+    """Training ended with the evaluation of val (slices 20-24) and test (25-29): the test split (the report's) left
+    its table and grid."""
+    assert not (isbi_patch_run / "scores_val.csv").exists()
+    for split in ("test",):
+        rows = check_segmentation_table(isbi_patch_run, split, "rand_error")
+        assert len(rows) == 5 and sum(int(r["pixels"]) for r in rows) == 5 * 512 * 512  # ISBI has no roi
+        assert all(0 <= float(r["rand_error"]) <= 1 for r in rows)
+        assert float(rows[0]["rand_error"]) > float(rows[-1]["rand_error"])  # the worst slice leads, by a margin
+
+
+def test_report_of_a_segmentation_run(isbi_patch_run, tmp_path):
+    """The page of a segmentation run: its Rand error at the threshold chosen on validation beside the published
+    rows (the same figure), its worst-first overlays, kind and dataset read from the run."""
+    text = write_report([isbi_patch_run], tmp_path / "isbi.html").read_text()
+    test = json.loads((isbi_patch_run / "metrics_test.json").read_text())
+    assert f"<td>{test['at_threshold']['rand_error']:.4g}</td>" in text and "U-Net (Ronneberger" in text
+    assert "overlays, worst first: test" in text and "per image, worst first" in text
+    view = read_run(isbi_patch_run)
+    assert (view.kind, view.dims, view.dataset) == ("segmentation", 2, "isbi2012")
