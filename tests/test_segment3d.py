@@ -94,7 +94,11 @@ def test_a_3d_unet_learns_the_structures_and_writes_label_maps_on_the_input_grid
     assert float(rows[-2].split(",")[4]) == 3.0 * int(rows[-2].split(",")[3])
     evaluated = run_in_process("segment", "evaluate", out, "--split", "test")
     assert evaluated.returncode == 0 and "2 volumes" in evaluated.stdout
-    assert json.loads((out / "metrics_test.json").read_text())["dice_mean"] == pytest.approx(result["test"]["dice_mean"])
+    test = json.loads((out / "metrics_test.json").read_text())
+    assert test["dice_mean"] == pytest.approx(result["test"]["dice_mean"])
+    page = (out / "report.html").read_text()  # rewritten by the evaluation: a 3D run's page, its slices
+    assert "report ->" in evaluated.stderr and "segmentation, 3D" in page and f"<td>{test['dice_mean']:.4g}</td>" in page
+    assert page.count("data:image/png;base64,") >= 3 and "<figcaption>test: " in page
 
 
 def test_a_resumed_3d_segmentation_run_ends_with_the_same_weights(manifest, tmp_path):
