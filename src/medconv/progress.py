@@ -19,10 +19,24 @@ from rich.text import Text
 PIPED_WIDTH = 160  # columns of tables printed to a file or a pipe (rich's default there: 80)
 
 
+def world_size() -> int:
+    """The number of processes of a torchrun launch (WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def distributed() -> bool:
+    """Whether this process is one of several ranks started by torchrun."""
+    return world_size() > 1
+
+
 def other_rank() -> bool:
     """Whether this process is a rank other than 0 of a torchrun launch (RANK and WORLD_SIZE set): rank 0
     prints and writes for all (training.distributed)."""
-    return os.environ.get("WORLD_SIZE", "1") != "1" and os.environ.get("RANK", "0") != "0"
+    return distributed() and rank() != 0
 
 
 def make_console(stderr: bool = True, **options) -> Console:

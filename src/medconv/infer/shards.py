@@ -15,23 +15,10 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import UserError
 from ..fileio import own_files
-from ..progress import other_rank
+from ..progress import distributed, other_rank, rank, world_size
 
 T = TypeVar("T")
 PATIENCE = timedelta(days=7)  # how long a rank done with its share waits for the others (gloo's default: 30 min)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def distributed() -> bool:
-    """Whether this process is one of several ranks started by torchrun."""
-    return world_size() > 1
 
 
 def my_share(items: Sequence[T]) -> list[T]:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..infer.shards import distributed, rank, world_size
+from ..progress import distributed, rank, world_size
 
 
 def join(device: torch.device) -> torch.device:
