@@ -28,11 +28,13 @@ def axial(image: np.ndarray, depth: int | None = None) -> np.ndarray:
     return image[:, image.shape[1] // 2 if depth is None else depth]
 
 
-def grid_axes(count: int, title: str = ""):
-    """(figure, `count` axes without ticks) in rows of up to COLUMNS; the grid's unused axes hidden."""
-    cols = min(count, COLUMNS)
-    rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows + (0.4 if title else 0)), squeeze=False)
+def grid_axes(count: int, title: str = "", side: float = 2.6):
+    """(figure, `count` axes without ticks) of panels `side` inches wide in rows of up to COLUMNS (constrained
+    layout, so a legend may go under them); the grid's unused axes hidden."""
+    cols = max(1, min(count, COLUMNS))
+    rows = max(1, math.ceil(count / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (side + 0.2) * rows + (0.4 if title else 0)),
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     if title:

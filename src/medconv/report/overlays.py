@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Patch
 
+from .grids import grid_axes
 from .plots import plt, save_figure
 
 MAX_PANELS = 8  # images in one grid
-COLUMNS = 4
 HIT, FALSE_POSITIVE, MISS = "#2ca02c", "#e6194b", "#1f9bff"  # green, red, blue: the same in every picture
 ALPHA = 0.45  # of the segmentation colours over the image
 SEGMENT_KEY = {HIT: "true positive (predicted and true)", FALSE_POSITIVE: "false positive (predicted only)",
@@ -27,18 +27,6 @@ DETECT_KEY = {HIT: "hit (matched detection)", FALSE_POSITIVE: "false positive", 
 def grey(image: np.ndarray) -> np.ndarray:
     """An image (C, H, W) in [0, 1] as one grey (H, W) plane: the mean of its channels."""
     return np.asarray(image, dtype=np.float32).mean(0)
-
-
-def panel_grid(n: int, side: float = 3.6):
-    """A figure of min(n, MAX_PANELS) square panels, COLUMNS to a row: (figure, list of the panels' axes)."""
-    n = min(n, MAX_PANELS)
-    cols = max(1, min(n, COLUMNS))
-    rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (side + 0.3) * rows + 0.8), squeeze=False,
-                             layout="constrained")
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    return fig, list(axes.ravel()[:n])
 
 
 def agreement_rgba(pred: np.ndarray, truth: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
@@ -76,7 +64,7 @@ def segmentation_overlays(images: Sequence[np.ndarray], preds: Sequence[np.ndarr
                           title: str = "") -> Path:
     """Write a PNG grid of the first MAX_PANELS images (C, H, W) in [0, 1], each in grey under agreement_rgba of
     its predicted and true foreground, (H, W) bool; its roi, (H, W) bool or None, outlined (dashed white)."""
-    fig, axes = panel_grid(len(images))
+    fig, axes = grid_axes(min(len(images), MAX_PANELS), side=3.6)
     for ax, image, pred, truth, roi, name in zip(axes, images, preds, truths, rois, titles):
         show_image(ax, image, name)
         ax.imshow(agreement_rgba(pred, truth, roi), interpolation="nearest")
@@ -89,7 +77,7 @@ def detection_overlays(images: Sequence[np.ndarray], hits: Sequence[np.ndarray],
                        misses: Sequence[np.ndarray], titles: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Write a PNG grid of the first MAX_PANELS images (C, H, W) in [0, 1] in grey, with a ring around each point
     of an image's hits (HIT), false positives (FALSE_POSITIVE) and misses (MISS), each (N, 2) (row, col)."""
-    fig, axes = panel_grid(len(images))
+    fig, axes = grid_axes(min(len(images), MAX_PANELS), side=3.6)
     for ax, image, *marks, name in zip(axes, images, hits, false_positives, misses, titles):
         show_image(ax, image, name)
         for points, colour in zip(marks, (HIT, FALSE_POSITIVE, MISS)):
