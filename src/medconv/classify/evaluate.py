@@ -13,7 +13,7 @@ from ..data.types import DatasetInfo, ImageSet
 from ..errors import UserError
 from ..fileio import write_csv, write_json
 from ..metrics import MULTI_LABEL, classification_metrics
-from ..report.plots import plot_confusion, plot_roc, plot_training_curves
+from ..report.plots import plot_confusion, plot_roc
 from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from ..training.engine import resolve_device
@@ -87,10 +87,9 @@ def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classe
 
 def finish_run(run_dir: Path, info: DatasetInfo, sets: dict[str, ImageSet], console: Console,
                device: str = "cpu") -> dict:
-    """After training: evaluate the best checkpoint on val and test, plot curves, write data.json (the
+    """After training: evaluate the best checkpoint on val and test, write data.json (the
     fingerprints of `sets`) and metrics.json (last: it marks the run finished)."""
     _, last = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
-    plot_training_curves(last["history"], run_dir / "plots" / "training_curves.png", last["best_epoch"])
     result = {"dataset": info.name, "arch": last["arch"], "epochs": last["epoch"], "best_epoch": last["best_epoch"],
               "train_seconds": round(sum(r["seconds"] for r in last["history"]), 1)}
     scored = [s for s in ("val", "test") if s in sets]

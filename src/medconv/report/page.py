@@ -122,8 +122,8 @@ def about(view: RunView) -> str:
 
 def run_section(view: RunView) -> str:
     parts = [f"<section><h2>{esc(view.name)}</h2>", about(view), "<h3>Results</h3>", results(view), published(view)]
-    if view.history:
-        parts += ["<h3>Training</h3>", figure(curves_png(view.history, view.checkpoint.get("epoch")),
+    if view.history and not (view.path / "plots" / "training_curves.png").is_file():  # a run from before the engine
+        parts += ["<h3>Training</h3>", figure(curves_png(view.history, view.checkpoint.get("epoch")),  # drew them
                                               "per-epoch history (history.csv)")]
     if view.pictures:
         parts += ["<h3>Pictures</h3><div class='pictures'>"] + [figure(png.read_bytes(), caption)

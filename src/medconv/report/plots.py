@@ -20,25 +20,6 @@ def save_figure(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_training_curves(history: list[dict], path: str | Path, best_epoch: int | None = None) -> None:
-    """Loss (train, val) and validation AUC/ACC per epoch, side by side."""
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train loss")
-    ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation loss")
-    ax_metric.plot(epochs, [r["val_auc"] for r in history], label="validation AUC")
-    ax_metric.plot(epochs, [r["val_acc"] for r in history], label="validation ACC")
-    for ax in (ax_loss, ax_metric):
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax_loss.set_title("loss")
-    ax_metric.set_title("validation metrics")
-    save_figure(fig, path)
-
-
 def one_vs_rest(y_true: np.ndarray, y_score: np.ndarray, task: str, classes: list[str]
                 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The curves a task's ROC and precision-recall plots draw, as (name, positive (N,) bool, score (N,)) from labels

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..errors import UserError
 
 # pictures by file-name prefix, in the order a report shows them (and their captions)
-PICTURES = [("roc_", "ROC curves"), ("pr_", "precision-recall curves"), ("confusion_", "confusion matrix"),
+PICTURES = [("training_curves", "per-epoch history (history.csv)"), ("roc_", "ROC curves"),
+            ("pr_", "precision-recall curves"), ("confusion_", "confusion matrix"),
             ("errors_", "most confident errors"), ("cam_", "what the network looks at (Grad-CAM of the predicted class)"),
             ("overlays_", "overlays, worst first"), ("f1_threshold_", "precision, recall and F1 against the threshold")]
 SLICES_PER_FOLDER = 4  # orthogonal-slice pictures of volumes: the first few of each split
@@ -100,17 +101,16 @@ def metrics_files(run: Path) -> dict[str, dict[str, float]]:
 
 
 def pictures_of(run: Path) -> list[tuple[str, Path]]:
-    """(caption, PNG) of the run's plots/ in PICTURES order; volumes' slices (plots/SPLIT/) next, the rest last.
-    training_curves.png is left out: the report draws every history column itself."""
+    """(caption, PNG) of the run's plots/ in PICTURES order; volumes' slices (plots/SPLIT/) next, the rest last."""
     plots = run / "plots"
     if not plots.is_dir():
         return []
-    top = sorted(p for p in plots.glob("*.png") if p.name != "training_curves.png")
+    top = sorted(plots.glob("*.png"))
     shown, chosen = [], set()
     for prefix, caption in PICTURES:
         for png in top:
             if png.name.startswith(prefix):
-                shown.append((f"{caption}: {png.stem.removeprefix(prefix)}", png))
+                shown.append((f"{caption}: {png.stem.removeprefix(prefix)}".removesuffix(": "), png))
                 chosen.add(png)
     for folder in sorted(p for p in plots.iterdir() if p.is_dir()):
         shown += [(f"{folder.name}: {png.stem}", png) for png in sorted(folder.glob("*.png"))[:SLICES_PER_FOLDER]]

@@ -40,6 +40,7 @@ from ..data.fingerprint import differences, fingerprint
 from ..errors import TrainingDiverged, UserError
 from ..fileio import remove_leftovers, write_text, writes_here
 from ..progress import progress_bar
+from ..report.curves import write_curves
 from . import distributed
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
@@ -373,5 +374,6 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
             bar.update(task_id, status=status)
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False, soft_wrap=True)
+    write_curves(history, run.out / "plots" / "training_curves.png", best_epoch)  # every history column
     distributed.barrier()  # every rank goes on (to evaluation) once rank 0 has written the last checkpoint
     return history
