@@ -79,6 +79,15 @@ def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in a file; None when the file is missing, unreadable or holds no object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 

@@ -3,11 +3,11 @@ score tables, the pictures under plots/)."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import read_json
 
 # pictures by file-name prefix, in the order a report shows them (and their captions)
 PICTURES = [("training_curves", "per-epoch history (history.csv)"), ("roc_", "ROC curves"),
@@ -44,10 +44,6 @@ class RunView:
     @property
     def arch(self) -> str:
         return str(self.checkpoint.get("arch", ""))
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def flatten(numbers: dict, prefix: str = "", depth: int = 3) -> dict[str, float]:
@@ -94,9 +90,9 @@ def metrics_files(run: Path) -> dict[str, dict[str, float]]:
     """{split name: flattened numbers} of metrics_*.json and detect_*.json (detections, named "detect SPLIT")."""
     found = {}
     for path in sorted(run.glob("metrics_*.json")):
-        found[path.stem.removeprefix("metrics_")] = flatten(read_json(path))
+        found[path.stem.removeprefix("metrics_")] = flatten(read_json(path) or {})
     for path in sorted(run.glob("detect_*.json")):
-        found[f"detect {path.stem.removeprefix('detect_')}"] = flatten(read_json(path))
+        found[f"detect {path.stem.removeprefix('detect_')}"] = flatten(read_json(path) or {})
     return found
 
 
@@ -122,13 +118,13 @@ def read_run(run: str | Path) -> RunView:
     run = Path(run)
     if not run.is_dir():
         raise UserError(f"{run}: no such run folder")
-    checkpoint = read_json(run / "checkpoints" / "best.json") or read_json(run / "checkpoints" / "last.json")
+    checkpoint = read_json(run / "checkpoints" / "best.json") or read_json(run / "checkpoints" / "last.json") or {}
     if not checkpoint:
         raise UserError(f"{run}: not a medconv run (no checkpoints/best.json)")
     checkpoint.pop("optimizer", None)
     history = numeric_rows(read_rows(run / "history.csv")[1]) if (run / "history.csv").is_file() else []
     data_lines = (run / "data_summary.txt").read_text().splitlines() if (run / "data_summary.txt").is_file() else []
-    sizes = {split: f.get("n") for split, f in read_json(run / "data.json").items() if isinstance(f, dict)}
+    sizes = {split: f.get("n") for split, f in (read_json(run / "data.json") or {}).items() if isinstance(f, dict)}
     if sizes:  # the splits the run was trained and scored on (data.json: their fingerprints)
         data_lines = [line for line in data_lines if line] + [
             "split sizes: " + ", ".join(f"{split} {n}" for split, n in sizes.items() if n is not None)]
@@ -136,7 +132,7 @@ def read_run(run: str | Path) -> RunView:
     scores = {p.stem.removeprefix("scores_"): read_rows(p) for p in sorted(run.glob("scores_*.csv"))}
     size = checkpoint.get("input_size") or []
     return RunView(run, run.resolve().name, run_kind(run, checkpoint), 3 if len(size) == 3 else 2, checkpoint,
-                   config_text, metrics_files(run), read_json(run / "metrics.json"), history, data_lines,
+                   config_text, metrics_files(run), read_json(run / "metrics.json") or {}, history, data_lines,
                    pictures_of(run), scores)
 
 

@@ -13,13 +13,12 @@ checkpoints (detect predict runs an ONNX export without torch).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ..data.fingerprint import differences, split_fingerprint
 from ..errors import UserError
-from ..fileio import write_json, write_text
+from ..fileio import read_json, write_json, write_text
 
 DATA_FILE = "data.json"
 
@@ -31,14 +30,6 @@ def run_folder(run_dir: str | Path) -> Path | None:
     if p.suffix == ".safetensors":
         return p.parent.parent if p.parent.name == "checkpoints" else None
     return p
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def unfinished(run_dir: str | Path) -> str | None:
