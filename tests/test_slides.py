@@ -30,6 +30,25 @@ def slide_file(tmp_path_factory):
     return path, image, disc
 
 
+def levels_of(path) -> list[np.ndarray]:
+    """Every level of a pyramidal TIFF, level 0 first."""
+    with tifffile.TiffFile(path) as tiff:
+        return [level.asarray() for level in tiff.series[0].levels]
+
+
+def block_mean(a: np.ndarray) -> np.ndarray:
+    """The mean of each 2 x 2 block of `a` (H, W), float64 (ceil(H / 2), ceil(W / 2)); at odd sides the blocks
+    hold fewer pixels, and the mean is theirs."""
+    sums, counts = np.zeros(((a.shape[0] + 1) // 2, (a.shape[1] + 1) // 2)), np.zeros(((a.shape[0] + 1) // 2,
+                                                                                        (a.shape[1] + 1) // 2))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            part = a[dy::2, dx::2].astype(np.float64)
+            sums[:part.shape[0], :part.shape[1]] += part
+            counts[:part.shape[0], :part.shape[1]] += 1
+    return sums / counts
+
+
 def test_a_pyramidal_tiff_opens_with_its_levels_and_microns_per_pixel(slide_file):
     path, image, _ = slide_file
     slide = open_slide(path)
@@ -87,33 +106,70 @@ def test_slide_maps_tile_by_tile_equal_whole_image_inference(slide_file, tmp_pat
     width, height = slide.sizes[1]
     whole = maker(torch.from_numpy(slide.read(1, 0, 0, width, height).transpose(2, 0, 1).copy()) / 255.0)[1].numpy()
     halo = 128 if kind == "unet" else 16
-    stats = slide_maps(slide, 1, 256, halo, maker, 1, 3, tmp_path / "map.tif", min_tissue=0.0, floats=True)
-    assert stats["tissue_tiles"] == 12 and stats["size"] == [1024, 768]
+    threshold = float(np.median(whole))
+    stats = slide_maps(slide, 1, 256, halo, maker, 1, 3, tmp_path / "map.tif", min_tissue=0.0, floats=True,
+                       mask_out=tmp_path / "mask.tif", threshold=threshold)
+    assert stats["tissue_tiles"] == 12 and stats["size"] == [1024, 768] and stats["levels"] == 3
     assert np.abs(tifffile.imread(tmp_path / "map.tif") - whole).max() < 1e-5
+    prob, mask = levels_of(tmp_path / "map.tif"), levels_of(tmp_path / "mask.tif")
+    assert [p.shape for p in prob] == [m.shape for m in mask] == [(768, 1024), (384, 512), (192, 256)]
+    assert prob[0].dtype == np.float32 and mask[0].dtype == np.uint8
+    for above, below in zip(prob, prob[1:]):  # 2 x 2 means of the float map
+        np.testing.assert_allclose(below, block_mean(above), atol=1e-6)
+    np.testing.assert_array_equal(mask[0], np.where(prob[0] > threshold, 255, 0))  # the map's own pixels
+    assert 0.3 < (mask[0] == 255).mean() < 0.7
+    for above, below in zip(mask, mask[1:]):
+        np.testing.assert_array_equal(below, above[::2, ::2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "mask.tif"]  # no scratch file left
     if kind == "unet":
         slide_maps(slide, 1, 256, 0, maker, 1, 3, tmp_path / "seams.tif", min_tissue=0.0, floats=True)
         assert np.abs(tifffile.imread(tmp_path / "seams.tif") - whole).max() > 1e-3
 
 
-def test_segment_predict_maps_a_slide_level_into_a_tiled_tiff(slide_file, tmp_path):
+def test_segment_predict_maps_a_slide_level_into_pyramidal_tiffs_with_a_mask(slide_file, tmp_path):
+    """NAME_prob.tif (uint16) and NAME_mask.tif (uint8 255 where the map is above the run's threshold.json, as
+    for whole images), both tiled pyramids that tifffile and tiffslide open with their levels: level 1 the 2 x 2
+    means of level 0 (the map), or its every other pixel (the mask)."""
+    import json
+
+    import torch
     from conftest import run_in_process
     from test_bad_input import save_run
 
     from medconv.segment.config import SegmentConfig
+    from medconv.segment.evaluate import load_segmenter
+    from medconv.segment.maps import MapMaker
 
+    torch.manual_seed(0)
     patch = {"widths": [4], "kernels": [3], "hidden": [8]}
     cfg = SegmentConfig(dataset="isbi2012", patch=15, model_options=patch, epochs=1).validate()
     save_run(tmp_path / "run", "patch-cnn", patch, 3, 15, ["background", "tissue"],
              {"task": "segmentation", "mode": "patch", "patch": 15, "tile": 128, "config": cfg.to_dict()}, last=True)
+    slide = open_slide(slide_file[0])
+    level2 = torch.from_numpy(slide.read(2, 0, 0, 512, 384).transpose(2, 0, 1).copy()) / 255.0
+    whole = MapMaker(*load_segmenter(tmp_path / "run"))(level2)[1].numpy()
+    threshold = float(np.median(whole[slide_file[2][::4, ::4]]))  # half the disc above it
+    (tmp_path / "run" / "threshold.json").write_text(json.dumps({"threshold": threshold}))
     done = run_in_process("segment", "predict", tmp_path / "run", slide_file[0], "--slide-level", "2",
                           "--slide-tile", "128", "--allow-unfinished", "--out", tmp_path / "maps")
     assert done.returncode == 0, done.stderr
-    assert "tiles hold tissue" in done.stdout
+    assert "tiles hold tissue" in done.stdout and "disc_mask.tif" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["disc_mask.tif", "disc_prob.tif"]
     written = tifffile.TiffFile(tmp_path / "maps" / "disc_prob.tif")
     page = written.pages[0]
-    assert page.is_tiled and page.shape == (384, 512) and page.dtype == np.uint16
-    glass = page.asarray()[:64, :64]  # the top-left tile holds no tissue: not computed, written as 0
-    assert not glass.any()
+    assert page.is_tiled and page.shape == (384, 512) and page.dtype == np.uint16 and written.is_bigtiff
+    assert [level.shape for level in written.series[0].levels] == [(384, 512), (192, 256), (96, 128)]
+    assert open_slide(tmp_path / "maps" / "disc_prob.tif").sizes == [(512, 384), (256, 192), (128, 96)]
+    prob, mask = levels_of(tmp_path / "maps" / "disc_prob.tif"), levels_of(tmp_path / "maps" / "disc_mask.tif")
+    assert not prob[0][:64, :64].any()  # the top-left tile holds no tissue: not computed, written as 0
+    for above, below in zip(prob, prob[1:]):  # 2 x 2 means, rounded
+        assert np.abs(below.astype(float) - block_mean(above)).max() <= 1
+    assert mask[0].dtype == np.uint8 and set(np.unique(mask[0])) == {0, 255}
+    sure = np.abs(prob[0] - threshold * 65535) > 0.5  # pixels whose side of the threshold the uint16 map tells
+    np.testing.assert_array_equal(mask[0][sure], np.where(prob[0] > threshold * 65535, 255, 0)[sure])
+    assert 0.3 < (mask[0][slide_file[2][::4, ::4]] == 255).mean() < 0.7
+    for above, below in zip(mask, mask[1:]):
+        np.testing.assert_array_equal(below, above[::2, ::2])
 
 
 def test_slide_detections_are_whole_image_detections_once_each(slide_file):
@@ -139,3 +195,49 @@ def test_slide_detections_are_whole_image_detections_once_each(slide_file):
     tiled, mapped = slide_detections(slide, 1, 128, halo, maps, 3, params, min_tissue=0.0)
     assert mapped == 48 and len(whole) > 20
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, reduce", [(np.uint16, "mean"), (np.float32, "mean"), (np.uint8, "nearest")])
+def test_write_pyramid_halves_every_level_by_its_reduction(tmp_path, dtype, reduce):
+    """A 701 x 1003 array (odd sides, partial tiles) streamed as tiles of 128: 4 levels (701 x 1003 down to
+    88 x 126, the first within one tile), each the 2 x 2 means (rounded for integers) or every other pixel of the
+    level above, as SubIFDs of level 0 in a zlib-compressed tiled BigTIFF; no scratch file is left."""
+    from medconv.infer.pyramid import write_pyramid
+
+    rng, tile = np.random.default_rng(0), 128
+    array = (rng.random((701, 1003)) * (255 if dtype == np.uint8 else 65535 if dtype == np.uint16 else 1)).astype(dtype)
+    tiles = (np.pad(array[y:y + tile, x:x + tile], ((0, max(0, y + tile - 701)), (0, max(0, x + tile - 1003))))
+             for y in range(0, 701, tile) for x in range(0, 1003, tile))
+    shapes = write_pyramid(tmp_path / "pyramid.tif", tiles, array.shape, dtype, tile, reduce)
+    assert shapes == [(701, 1003), (351, 502), (176, 251), (88, 126)]
+    expected = [array]
+    for _ in shapes[1:]:
+        above = expected[-1]
+        if reduce == "nearest":
+            expected.append(above[::2, ::2])
+        else:
+            mean = block_mean(above)
+            expected.append((np.round(mean) if dtype == np.uint16 else mean).astype(dtype))
+    levels = levels_of(tmp_path / "pyramid.tif")
+    assert len(levels) == 4
+    for got, want in zip(levels, expected):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+    with tifffile.TiffFile(tmp_path / "pyramid.tif") as tiff:
+        page = tiff.pages[0]
+        assert tiff.is_bigtiff and page.is_tiled and page.tile == (tile, tile) and len(page.subifds) == 3
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+    assert [p.name for p in tmp_path.iterdir()] == ["pyramid.tif"]
+
+
+def test_write_pyramid_leaves_nothing_when_its_tiles_fail(tmp_path):
+    """An error while level 0 streams in leaves neither the output nor a scratch file."""
+    from medconv.infer.pyramid import write_pyramid
+
+    def tiles():
+        yield np.zeros((64, 64), np.uint8)
+        raise RuntimeError("the network failed")
+    with pytest.raises(RuntimeError, match="the network failed"):
+        write_pyramid(tmp_path / "pyramid.tif", tiles(), (100, 200), np.uint8, 64, "nearest")
+    assert list(tmp_path.iterdir()) == []

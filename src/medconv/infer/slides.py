@@ -1,6 +1,7 @@
 """Slide-level maps in bounded memory: a whole-slide image (data.slides) is cut into tiles over its tissue, each
 read with a halo and mapped by a function of images (C, H, W) -> posteriors (K, H, W) (segment.maps.MapMaker),
-its core kept, and the cores written one by one as the tiles of a tiled TIFF, never the whole map at once.
+its core kept, and the cores written one by one as the tiles of a tiled TIFF, never the whole map at once; that
+file is then written again as a tiled pyramidal TIFF (infer.pyramid), with a mask beside it at a threshold.
 
 With a halo at least the network's receptive radius (a patch classifier: half its patch; a U-Net: its receptive
 field, and tiles on its down-sampling grid, multiples of 16), a core's posteriors are those whole-image inference
@@ -16,17 +17,21 @@ import numpy as np
 import torch
 
 from ..data.slides import Slide, Tile, tile_image, tissue_mask, tissue_tiles
-from ..fileio import atomic_write
+from ..fileio import writes_here
 from ..progress import make_console, progress_bar
-
+from .pyramid import pyramid_from_file, scratch_files, write_tiled
 
 
 def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[torch.Tensor], torch.Tensor],
-               channel: int, channels: int, out: str | Path, min_tissue: float = 0.05, floats: bool = False) -> dict:
-    """Write the posterior of class `channel` over `level` of `slide` as a tiled TIFF at `out`: uint16
-    round(p x 65535), or float32 with `floats`; tiles of tile x tile, glass 0. Tiles are computed over the
-    tissue only; `maps` takes images of `channels` channels. Returns {"tiles", "tissue_tiles", "seconds",
-    "tiles_per_second", "size"}."""
+               channel: int, channels: int, out: str | Path, min_tissue: float = 0.05, floats: bool = False,
+               mask_out: str | Path | None = None, threshold: float = 0.5) -> dict:
+    """Write the posterior of class `channel` over `level` of `slide` as a tiled pyramidal TIFF at `out`
+    (infer.pyramid: reduced levels by 2 x 2 means): uint16 round(p x 65535), or float32 with `floats`; tiles of
+    tile x tile, glass 0. With `mask_out`, also the mask there: uint8 255 where p > `threshold`, else 0, same tiles,
+    reduced levels by nearest pixel. Tiles are computed over the tissue only, once for both files (level 0 of
+    float32 p goes to a scratch file beside `out`, read back tile by tile for each); `maps` takes images of
+    `channels` channels. Returns {"tiles", "tissue_tiles", "seconds", "tiles_per_second"} of the mapping pass
+    (the pyramids after it not counted), "size" (width, height) and "levels" (of the pyramids)."""
     slide.check_level(level)
     width, height = slide.sizes[level]
     mask = tissue_mask(slide)
@@ -34,28 +39,33 @@ def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[t
     grid = tile_origins(slide.sizes[level], tile)
     console, started = make_console(), time.time()
 
-    dtype = np.float32 if floats else np.uint16
-
     def cores(bar, task):
         for x, y in grid:
-            core = np.zeros((tile, tile), dtype)
+            core = np.zeros((tile, tile), np.float32)
             if (x, y) in todo:
                 t = todo[(x, y)]
-                p = map_core(slide, level, t, maps, channel, channels)
-                core[:t.height, :t.width] = p if floats else np.round(p.astype(np.float64) * 65535)
+                core[:t.height, :t.width] = map_core(slide, level, t, maps, channel, channels)
                 bar.update(task, advance=1)
             yield core
 
-    with progress_bar(console) as bar:
-        task = bar.add_task("slide tiles", total=len(todo), status="")
+    stats, levels = tile_stats(len(grid), len(todo), started), []
+    if writes_here():  # as atomic_write: ranks other than 0 of a torchrun launch map nothing, but inside own_files
+        with scratch_files(out) as scratch:
+            posterior = scratch()
+            with progress_bar(console) as bar:
+                task = bar.add_task("slide tiles", total=len(todo), status="")
+                write_tiled(posterior, cores(bar, task), (height, width), np.float32, tile)
+            stats = tile_stats(len(grid), len(todo), started)  # the mapping pass alone
+            levels = pyramid_from_file(out, posterior, "mean", None if floats else probability_uint16,
+                                       np.float32 if floats else np.uint16)
+            if mask_out is not None:
+                pyramid_from_file(mask_out, posterior, "nearest", lambda p: (p > threshold) * np.uint8(255), np.uint8)
+    return {**stats, "size": [width, height], "levels": len(levels)}
 
-        def write(tmp: str) -> None:
-            import tifffile
 
-            tifffile.imwrite(tmp, cores(bar, task), shape=(height, width), dtype=dtype, tile=(tile, tile),
-                             bigtiff=True, compression="zlib", photometric="minisblack")
-        atomic_write(Path(out), write)
-    return {**tile_stats(len(grid), len(todo), started), "size": [width, height]}
+def probability_uint16(p: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as uint16 round(p x 65535), as segment.postprocess.save_probability writes them."""
+    return np.round(p.astype(np.float64) * 65535).astype(np.uint16)
 
 
 def tile_origins(size: tuple[int, int], tile: int) -> list[tuple[int, int]]:

@@ -25,10 +25,10 @@ from ..data.segmentation import SegImage, SegInfo
 from ..errors import UserError
 from ..fileio import image_files, own_files, write_json, writes_here
 from ..infer.shards import barrier, everyone, gather_in_order, local_device, my_share
-from ..training.checkpoint import load_model, read_checkpoint
-from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
-from ..training.engine import resolve_device
 from ..progress import make_console
+from ..training.checkpoint import load_model, read_checkpoint
+from ..training.engine import resolve_device
+from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from .config import SegmentConfig
 from .data import load_data
 from .maps import MapMaker
@@ -319,9 +319,7 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
             raise UserError(f"--thin: no seeds chosen for {run_dir} with --tta {tta}; run medconv segment evaluate "
                             f"{run_dir} --split val --thin{'' if tta == 'none' else ' --tta ' + tta} first")
         seeds = json.loads(path.read_text())
-    if threshold is None:
-        chosen = Path(run_dir) / "threshold.json"
-        threshold = json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
+    threshold = foreground_threshold(run_dir, threshold)
     files = image_files(inputs)
     existed = all(everyone(out_dir.exists()))  # under torchrun: looked at by every rank before any writes
     rows, failure = [], None
@@ -342,6 +340,15 @@ def predict_segmentation(run_dir: str | Path, inputs: list[str], out_dir: str | 
         if writes_here() and not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
+
+
+def foreground_threshold(run_dir: str | Path, threshold: float | None = None) -> float:
+    """The foreground cut of `segment predict`'s masks (probability > it): `threshold` when given, else the one
+    chosen on the run's validation images (RUN/threshold.json), else 0.5."""
+    if threshold is not None:
+        return threshold
+    chosen = Path(run_dir) / "threshold.json"
+    return json.loads(chosen.read_text())["threshold"] if chosen.exists() else 0.5
 
 
 def predict_one(path: Path, maker: MapMaker, meta: dict, out_dir: Path, fmt: str, sigma: float, seeds: dict | None,
