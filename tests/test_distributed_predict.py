@@ -163,6 +163,37 @@ def test_detect_predict_on_two_processes_gives_the_rows_and_overlays_of_one(made
             (tmp_path / "one" / "found_overlays" / name).read_bytes()
 
 
+def test_a_bad_input_on_two_processes_is_one_line_and_exit_code_2(made, tmp_path):
+    """As in one process: the error in one line, exit code 2, nothing written; not torchrun's exit code 1, its
+    traceback and report of the failed ranks (both ranks fail alike here: the failure is gathered by all)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "img01.png").write_bytes(b"not a png")  # the second input: rank 1's share
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "medconv.cli", "segment", "predict", str(made / "seg"),
+                           str(made / "crops" / "img00.png"), str(tmp_path / "in" / "img01.png"), "--allow-unfinished",
+                           "--out", str(tmp_path / "out"), "--nproc", "2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert not any(word in done.stderr for word in ("Traceback", "ChildFailedError", "terminate", "exitcode"))
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [f"medconv segment predict: error: cannot read image {tmp_path / 'in' / 'img01.png'}: cannot "
+                      f"identify image file '{tmp_path / 'in' / 'img01.png'}'"], done.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_launcher_prints_each_ranks_own_error_once_and_returns_its_code(tmp_path, capsys):
+    from medconv.cli.launch import failures, report_failures
+
+    for rank, (code, line) in enumerate([(2, "a: error: x"), (2, "a: error: x"), (2, "a: error: y"), (1, "a: z")]):
+        (tmp_path / f"rank{rank}").write_text(f"{code}\n{line}")
+    left = failures(tmp_path)
+    assert left == {0: (2, "a: error: x"), 1: (2, "a: error: x"), 2: (2, "a: error: y"), 3: (1, "a: z")}
+    assert report_failures(left, [-15, 2]) == 2  # bad input on a rank: 2, as in one process
+    assert capsys.readouterr().err.splitlines() == ["(rank 2) a: error: y", "(rank 3) a: z"]  # rank 0 printed x
+    assert report_failures({1: (1, "a: diverged")}, [1]) == 1 and "(rank 1) a: diverged" in capsys.readouterr().err
+    assert report_failures({}, [-9, 1]) == 1  # killed ranks that left no line: 1
+
+
 # ---------------------------------------------------------------- the options
 
 @pytest.mark.parametrize("verb", [["predict"], ["segment", "predict"], ["detect", "predict"]])

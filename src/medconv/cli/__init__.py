@@ -18,7 +18,7 @@ import sys
 from ..errors import TrainingDiverged, UserError
 from . import (demo, detect, evaluate, experiment, explain, export, inspect, measure, predict, pretrain, report, segment,
                taxonomy, train, transfer)
-from .launch import launch
+from .launch import launch, note_failure
 from .options import config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]  # config_from_args: tests build configurations with it
@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def failed(code: int, line: str) -> int:
+    """Print an error `line` (in a rank of a --nproc launch: rank 0 only, the launcher prints the others'); `code`."""
+    if note_failure(code, line):
+        print(line, file=sys.stderr)
+    if os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank: leave the process group, not waiting
+        from ..training.distributed import abandon  # torch: only here, --help stays fast
+        abandon()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -62,11 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             leave()
         return 0
     except UserError as exc:
-        print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever it holds
-        return 2
+        return failed(2, f"{command}: error: {' '.join(str(exc).split())}")  # one line, whatever it holds
     except TrainingDiverged as exc:
-        print(f"{command}: training diverged: {exc}", file=sys.stderr)
-        return 1
+        return failed(1, f"{command}: training diverged: {exc}")
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130

@@ -73,6 +73,13 @@ def barrier() -> None:
         dist.barrier()
 
 
+def abandon() -> None:
+    """Leave the process group after a failure, without waiting for the other ranks (which may be dead or
+    stopped), so that the process exits with its own code instead of an abort in the communication threads."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def leave() -> None:
     """Leave the process group at the end of a command (so the process exits cleanly)."""
     if dist.is_available() and dist.is_initialized():
