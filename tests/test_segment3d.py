@@ -4,10 +4,14 @@ on hand-made maps, and a resumed run ends bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 from conftest import run_in_process
@@ -99,6 +103,29 @@ def test_a_3d_unet_learns_the_structures_and_writes_label_maps_on_the_input_grid
     page = (out / "report.html").read_text()  # rewritten by the evaluation: a 3D run's page, its slices
     assert "report ->" in evaluated.stderr and "segmentation, 3D" in page and f"<td>{test['dice_mean']:.4g}</td>" in page
     assert page.count("data:image/png;base64,") >= 3 and "<figcaption>test: " in page
+
+
+def test_volumes_on_two_processes_give_the_maps_and_rows_of_one(trained, manifest, tmp_path):
+    """segment predict --nproc 2 on volumes: each rank maps every other volume (infer.shards) and writes its files;
+    the maps are those of one process and rank 0 prints every volume's rows in input order."""
+    out, _ = trained
+    volumes = [str(manifest.parent / f"case{i}.nii.gz") for i in (6, 7, 8, 9)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1): the same sums in the same order
+    try:
+        one = run_in_process("segment", "predict", out, *volumes, "--out", tmp_path / "one")
+    finally:
+        torch.set_num_threads(threads)
+    two = subprocess.run([sys.executable, "-m", "medconv.cli", "segment", "predict", str(out), *volumes, "--out",
+                          str(tmp_path / "two"), "--nproc", "2"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert one.returncode == two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.splitlines()[1:] == one.stdout.splitlines()[1:] and len(one.stdout.splitlines()) > 8
+    for i in (6, 7, 8, 9):
+        a, b = (nib.load(str(tmp_path / run / f"case{i}_labels.nii.gz")) for run in ("one", "two"))
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        np.testing.assert_array_equal(a.affine, b.affine)
+        assert (tmp_path / "two" / f"case{i}_slices.png").exists()
 
 
 def test_a_resumed_3d_segmentation_run_ends_with_the_same_weights(manifest, tmp_path):

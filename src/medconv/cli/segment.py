@@ -100,10 +100,10 @@ def run_predict(args: argparse.Namespace) -> None:
         each_input(args.inputs, slide_map)  # under torchrun: each rank maps its share of the slides
         return
     if volume_run(args.run_dir):
-        if other_rank():  # volumes are not shared out: rank 0 maps them all
-            return
         rows = predict_volumes(args.run_dir, args.inputs, args.out, args.tta, args.device,
-                               allow_unfinished=args.allow_unfinished)
+                               allow_unfinished=args.allow_unfinished)  # under torchrun: each rank its share
+        if other_rank():  # rank 0 prints for all
+            return
         print(f"{len(args.inputs)} label maps (NAME_labels.nii.gz, NAME_slices.png) -> {args.out}")
         if rows:
             print_csv(rows)

@@ -19,7 +19,8 @@ from ..data.volume_pairs import load_volume_segmentation, read_pair, volume_name
 from ..data.volumes import parse_spacing, write_label_map
 from ..data.images import parse_window
 from ..errors import UserError
-from ..fileio import write_json
+from ..fileio import own_files, write_json
+from ..infer.shards import flattened, gather_in_order, local_device, my_share
 from ..measure import label_volumes
 from ..progress import make_console
 from ..training.checkpoint import load_model
@@ -158,27 +159,39 @@ def predict_volumes(run_dir: str | Path, inputs: list[str], out_dir: str | Path,
     """Label maps of volume files (NIfTI; DICOM series folders): OUT/NAME_labels.nii.gz on the input's grid (a
     NIfTI input's affine and header; a DICOM series' affine; a run trained at --spacing predicts there and its
     probabilities are brought back to the file's grid), structure volumes in mm³, and with `pictures`
-    orthogonal slices with the labels over the image (NAME_slices.png). Returns a row per volume and structure."""
-    device = str(resolve_device(device))
+    orthogonal slices with the labels over the image (NAME_slices.png). Returns a row per volume and structure.
+    Under torchrun each rank maps its share of the volumes and writes their files; every rank returns all rows,
+    in input order."""
+    device = local_device(str(resolve_device(device)))  # auto: CUDA when there is one (under torchrun: its GPU)
     check_finished(run_dir, allow_unfinished, "best")
     model, meta = load_model(run_dir, "best", device)
     cfg = SegmentConfig.from_dict(meta["config"])
     window, trained_at = parse_window(cfg.window), parse_spacing(cfg.spacing)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for path in inputs:
-        image, _, _, file_meta = read_pair({"image": path, "mask": None}, window, trained_at)
-        probs = volume_probabilities(model, image, meta, device, tta)
-        if probs.shape[1:] != file_meta.shape:  # resampled to --spacing: back to the file's grid
-            probs = on_grid(probs, file_meta.shape)
-            image, _, _, _ = read_pair({"image": path, "mask": None}, window)
-        labels = probs.argmax(0).astype(np.int64)
-        name = volume_name(path)
-        write_label_map(out / f"{name}_labels.nii.gz", labels, file_meta)
-        if pictures:
-            orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"], spacing=file_meta.spacing)
-        for k, (voxels, mm3) in label_volumes(labels, file_meta.spacing or (1.0, 1.0, 1.0)).items():
-            rows.append({"file": str(path), "label": k, "name": meta["classes"][k], "voxels": voxels,
-                         "volume_mm3": round(mm3, 3) if file_meta.spacing else ""})
-    return rows
+    per_volume, failure = [], None
+    try:
+        with own_files():  # under torchrun: each rank maps its share of the volumes and writes their files
+            for path in my_share(inputs):
+                per_volume.append(predict_volume(model, meta, path, out, window, trained_at, tta, device, pictures))
+    except UserError as exc:
+        failure = exc
+    return flattened(gather_in_order(per_volume, failure))  # every rank's rows, in input order
+
+
+def predict_volume(model: torch.nn.Module, meta: dict, path: str, out: Path, window, trained_at, tta: str,
+                   device: str, pictures: bool) -> list[dict]:
+    """predict_volumes for one volume file: its files written, its rows (one per structure) returned."""
+    image, _, _, file_meta = read_pair({"image": path, "mask": None}, window, trained_at)
+    probs = volume_probabilities(model, image, meta, device, tta)
+    if probs.shape[1:] != file_meta.shape:  # resampled to --spacing: back to the file's grid
+        probs = on_grid(probs, file_meta.shape)
+        image, _, _, _ = read_pair({"image": path, "mask": None}, window)
+    labels = probs.argmax(0).astype(np.int64)
+    name = volume_name(path)
+    write_label_map(out / f"{name}_labels.nii.gz", labels, file_meta)
+    if pictures:
+        orthogonal_slices(image[0], labels, out / f"{name}_slices.png", meta["classes"], spacing=file_meta.spacing)
+    return [{"file": str(path), "label": k, "name": meta["classes"][k], "voxels": voxels,
+             "volume_mm3": round(mm3, 3) if file_meta.spacing else ""}
+            for k, (voxels, mm3) in label_volumes(labels, file_meta.spacing or (1.0, 1.0, 1.0)).items()]
