@@ -76,6 +76,7 @@ def test_a_manifest_of_volumes_is_read_as_volumes_with_their_splits(manifest):
     assert {k: len(v) for k, v in splits.items()} == {"train": 6, "val": 2, "test": 2}
     first = splits["train"][0]
     assert first.image.shape == (1, 16, 18, 14) and first.mask.shape == (16, 18, 14)
+    assert first.spacing == pytest.approx((2.0, 1.0, 1.5))  # (D, H, W): evaluate's slices drawn at true proportions
     assert 0 <= first.image.min() and first.image.max() <= 1 and set(np.unique(first.mask)) == {0, 1, 2}
     assert any("1.5" in line and "2.0" in line for line in info.summary)  # the spacing, (D, H, W) = (2, 1, 1.5)
 

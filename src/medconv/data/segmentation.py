@@ -46,6 +46,8 @@ class SegImage:
     instances: np.ndarray | None = None  # (H, W) int object ids (0 = background), where the data has them
     points: np.ndarray | None = None     # (N, 2) 0-based (row, col) object centres, for point-annotated data
     source: str | None = None            # volumes: the file read (label maps are written back on its grid)
+    spacing: tuple[float, float, float] | None = None  # volumes: voxel spacing in mm (D, H, W) as read (after
+                                                        # --spacing), where the file gives one
     target: np.ndarray | None = None     # (H, W) float32 in [0, 1]: a soft foreground probability (proximity
                                          # to the nearest centre) trained instead of the mask, when given
 

@@ -106,8 +106,9 @@ def load_volume_segmentation(manifest: str | None = None, dataset: str | None = 
     raw = {str(r["mask"]): m for r, (_, m, _, _) in zip(rows, read) if m is not None}
     mapped, _, classes = read_classes(raw, parse_value_map(value_map), classes, mask_type)
     out: dict[str, list[SegImage]] = {s: [] for s in SPLITS}
-    for r, (image, mask, _, _) in zip(rows, read):
-        out[r["split"]].append(SegImage(volume_name(r["image"]), image, mapped.get(str(r["mask"])), source=str(r["image"])))
+    for r, (image, mask, _, meta) in zip(rows, read):
+        out[r["split"]].append(SegImage(volume_name(r["image"]), image, mapped.get(str(r["mask"])), source=str(r["image"]),
+                                        spacing=spacing or meta.spacing))
     shapes = Counter(im.shape[1:] for im, *_ in read)
     resampled = f" -> resampled to {'x'.join(f'{s:g}' for s in spacing)} (MONAI's Spacing)" if spacing else ""
     spacings = Counter(tuple(round(s, 3) for s in m.spacing) if m.spacing else None for *_, m in read)

@@ -119,7 +119,8 @@ def score_volumes(model: torch.nn.Module, meta: dict, images: list[SegImage], de
             labels = volume_probabilities(model, im.image, meta, device, tta).argmax(0)
             rows.append({"name": im.name, **volume_scores(labels, im.mask, meta["classes"])})
             if pictures is not None and i < PICTURES:
-                orthogonal_slices(im.image[0], labels, pictures / f"{im.name}_slices.png", meta["classes"], im.mask)
+                orthogonal_slices(im.image[0], labels, pictures / f"{im.name}_slices.png", meta["classes"], im.mask,
+                                  spacing=im.spacing)
     return mean_scores(rows, meta["classes"]), rows
 
 
