@@ -106,6 +106,25 @@ def test_a_3d_unet_learns_the_structures_and_writes_label_maps_on_the_input_grid
     assert page.count("data:image/png;base64,") >= 3 and "<figcaption>test: " in page
 
 
+def test_a_volume_smaller_than_the_window_is_mapped_as_training_saw_it(trained, manifest):
+    """Inference pads a small volume as training's crops pad it (0 at the far end, before normalisation), so a
+    volume that fits one window gets the network's own output on that padded crop (MONAI's sliding window alone
+    pads the normalised volume on both sides with its mean)."""
+    from medconv.data.transforms import normalise
+    from medconv.segment.volume_maps import padded_to, volume_probabilities
+    from medconv.training.checkpoint import load_model
+
+    out, _ = trained
+    model, meta = load_model(out, "best", "cpu")
+    window = tuple(meta["input_size"])  # (16, 16, 14): the training crop
+    image = load_volume_segmentation(manifest=str(manifest))[1]["val"][0].image[:, 3:13, :16, 2:11]  # (1, 10, 16, 9)
+    with torch.no_grad():
+        x = normalise(torch.from_numpy(padded_to(image, window))[None].float(), meta["mean"], meta["std"])
+        assert x.shape[2:] == window  # one window, padded along D and W
+        expected = torch.softmax(model(x).float(), 1)[0, :, :10, :16, :9].numpy()
+    np.testing.assert_allclose(volume_probabilities(model, image, meta, "cpu"), expected, atol=1e-5)
+
+
 def test_volumes_on_two_processes_give_the_maps_and_rows_of_one(trained, manifest, tmp_path):
     """segment predict --nproc 2 on volumes: each rank maps every other volume (infer.shards) and writes its files;
     the maps are those of one process and rank 0 prints every volume's rows in input order."""

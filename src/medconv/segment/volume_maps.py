@@ -48,11 +48,14 @@ def load_volume_data(cfg: SegmentConfig) -> tuple[SegInfo, dict[str, list[SegIma
 def volume_probabilities(model: torch.nn.Module, image: np.ndarray, meta: dict, device: str | torch.device,
                          tta: str = "none") -> np.ndarray:
     """Class probabilities (K, D, H, W) of one volume (C, D, H, W) in [0, 1]: softmax of the sliding-window
-    logits (MONAI's sliding_window_inference, window = the training crop, 50% overlap, Gaussian weights; volumes
-    smaller than the window are padded and cropped back). tta "flip": also the three axis flips, averaged."""
+    logits (MONAI's sliding_window_inference, window = the training crop, 50% overlap, Gaussian weights; a volume
+    smaller than the window is padded as training pads it, padded_to, and cropped back). tta "flip": also the
+    three axis flips, averaged."""
     from monai.inferers import sliding_window_inference
 
-    x = normalise(torch.from_numpy(image)[None].float(), meta["mean"], meta["std"]).to(device)
+    shape = image.shape[1:]
+    padded = padded_to(image, tuple(meta["input_size"]))
+    x = normalise(torch.from_numpy(padded)[None].float(), meta["mean"], meta["std"]).to(device)
     flips = [()] if tta == "none" else [(), (2,), (3,), (4,)]
     total = None
     for axes in flips:
@@ -62,7 +65,18 @@ def volume_probabilities(model: torch.nn.Module, image: np.ndarray, meta: dict, 
         probs = torch.softmax(logits.float(), 1)
         probs = probs.flip(axes) if axes else probs
         total = probs if total is None else total + probs
-    return (total / len(flips))[0].cpu().numpy()
+    return (total / len(flips))[0, :, :shape[0], :shape[1], :shape[2]].cpu().numpy()
+
+
+def padded_to(array: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
+    """A volume (C, D, H, W) (or label map (D, H, W)) padded with 0 at the far end of each axis shorter than
+    `window` (D, H, W), before normalisation: training's crops of small volumes (volume_train.CropSampler) and
+    inference see the same padding. (MONAI's sliding window would pad the normalised volume on both sides
+    with 0, the mean intensity, where training saw the darkest value; with instance normalisation over a
+    window that is mostly padding, the whole map shifts.)"""
+    lead = [(0, 0)] * (array.ndim - 3)
+    pad = lead + [(0, max(0, w - s)) for w, s in zip(window, array.shape[-3:])]
+    return np.pad(array, pad) if any(after for _, after in pad) else array
 
 
 def on_grid(probs: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..training.engine import fit, open_run, resolve_device
 from ..training.runstate import tell_data, write_fingerprints
 from .config import SegmentConfig, tile_augment
 from .data import pixel_stats
-from .volume_maps import evaluate_volumes, load_volume_data, score_volumes, volume_summary
+from .volume_maps import evaluate_volumes, load_volume_data, padded_to, score_volumes, volume_summary
 
 PATH_FIELDS = ("manifest", "data_root")
 FOREGROUND_FRACTION = 0.5
@@ -52,9 +52,8 @@ class CropSampler:
         self.crop = crop
         self.images, self.masks, self.foreground = [], [], []
         for im in images:
-            pad = [(0, 0)] + [(0, max(0, c - s)) for c, s in zip(crop, im.image.shape[1:])]
-            self.images.append(np.pad(im.image, pad))
-            self.masks.append(np.pad(im.mask, pad[1:]))
+            self.images.append(padded_to(im.image, crop))
+            self.masks.append(padded_to(im.mask, crop))
             self.foreground.append(np.argwhere(self.masks[-1] > 0))
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
