@@ -191,7 +191,8 @@ def test_the_launcher_prints_each_ranks_own_error_once_and_returns_its_code(tmp_
     assert report_failures(left, [-15, 2]) == 2  # bad input on a rank: 2, as in one process
     assert capsys.readouterr().err.splitlines() == ["(rank 2) a: error: y", "(rank 3) a: z"]  # rank 0 printed x
     assert report_failures({1: (1, "a: diverged")}, [1]) == 1 and "(rank 1) a: diverged" in capsys.readouterr().err
-    assert report_failures({}, [-9, 1]) == 1  # killed ranks that left no line: 1
+    assert report_failures({}, [-9, 1]) == 1  # killed ranks that left no line: 1, and a line saying so
+    assert "2 of the processes failed without a message (exit codes -9, 1" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the options

@@ -72,6 +72,9 @@ def report_failures(left: dict[int, tuple[int, str]], exit_codes: list[int]) -> 
         if line not in printed:
             print(f"(rank {r}) {line}", file=sys.stderr)
             printed.add(line)
+    if not left:  # killed, or failed before medconv could say why (out of memory, a crash in a library)
+        print(f"medconv: {len(exit_codes)} of the processes failed without a message (exit codes "
+              f"{', '.join(map(str, exit_codes))}; negative: killed by that signal)", file=sys.stderr)
     codes = [code for code, _ in left.values()] or exit_codes
     return 2 if 2 in codes else max([1, *codes])
 
