@@ -229,6 +229,8 @@ CASES = [
     ("evaluate-segment-run", "evaluate {seg}", "segment"),
     ("evaluate-split", "evaluate {clf} --split holdout", "--split"),
     ("evaluate-checkpoint-choice", "evaluate {clf} --checkpoint first", "--checkpoint"),
+    ("evaluate-neighbours-not-nuclei", "evaluate {clf} --neighbours 2", "--neighbours 2: the neighbouring ensemble"),
+    ("evaluate-neighbours-negative", "evaluate {clf} --neighbours -1", "--neighbours"),
     ("evaluate-tta", "evaluate {clf} --tta rot", "--tta"),
     ("evaluate-level-without-taxonomy", "evaluate {clf} --level coarse", "--level"),
     ("evaluate-no-run-dir", "evaluate", "RUN_DIR"),

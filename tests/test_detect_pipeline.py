@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from picture_checks import check_segmentation_table, decodes, f1_of, read_rows
 
 from medconv.detect.targets import disc_mask, proximity_map
@@ -137,6 +138,39 @@ def test_detections_are_classified_on_the_patches_the_classifier_saw(crc_classif
     image = read_image(data_root / "crchistophenotypes" / "images" / "img4.png").transpose(2, 0, 1)
     typed = classify_detections(crc_classifier[0], np.ascontiguousarray(image), centres)
     assert len(pick) == 40 and typed == [meta["classes"][k] for k in expected]
+
+
+def test_neighbour_patches_are_the_centred_patch_moved_and_offsets_lie_in_the_radius(data_root):
+    from medconv.data.nuclei import load_nuclei, neighbour_offsets, shifted_patches
+
+    assert neighbour_offsets(0) == [(0, 0)] and len(neighbour_offsets(2)) == 13  # the 13 pixels within 2 px
+    assert neighbour_offsets(1) == [(0, 0), (-1, 0), (0, -1), (0, 1), (1, 0)]
+    test = load_nuclei(data_root)[1]["test"]
+    paths = test.paths[:300]
+    centred, moved = shifted_patches(data_root, paths, 27, [(0, 0), (2, -3)])
+    assert np.array_equal(centred, test.images[:300].numpy())  # offset 0: the dataset's own patches
+    # away from the borders, the patch 2 px lower and 3 px left is the centred one moved by as much
+    inside = [i for i, p in enumerate(paths) if all(20 < float(v) < 480 for v in p.split("@")[1].split(","))]
+    assert len(inside) > 200
+    assert np.array_equal(moved[inside, :, :-2, 3:], centred[inside, :, 2:, :-3])
+
+
+def test_evaluate_with_neighbours_averages_the_neighbouring_patches(crc_classifier, data_root):
+    from medconv.classify.evaluate import evaluate
+    from medconv.classify.predict import predict_scores
+    from medconv.data.nuclei import neighbour_offsets, shifted_patches
+    from medconv.training.checkpoint import load_model
+
+    run = crc_classifier[0]
+    plain = evaluate(run, "val", pictures=False)
+    nep = evaluate(run, "val", neighbours=1, pictures=False)
+    assert nep["neighbours"] == 1 and plain["neighbours"] == 0 and nep["n"] == plain["n"] > 100
+    model, meta = load_model(run)
+    rows = list(csv.DictReader(open(run / "predictions_val.csv")))[:20]  # written by the neighbours evaluation
+    by_hand = np.mean([predict_scores(model, torch.from_numpy(p), meta["mean"], meta["std"], meta["task"])
+                       for p in shifted_patches(data_root, [r["path"] for r in rows], 27, neighbour_offsets(1))], 0)
+    written = np.array([[float(r[f"prob_{c}"]) for c in meta["classes"]] for r in rows])
+    assert np.allclose(written, by_hand, atol=2e-6) and nep["auc"] != plain["auc"]
 
 
 FEW = ["img7", "img8", "img9", "img10"]  # 4 images: the loader splits them 2 train, 1 val, 1 test (seeded)

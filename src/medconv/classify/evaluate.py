@@ -18,6 +18,7 @@ from ..training.checkpoint import checkpoint_path, load_model, read_checkpoint
 from ..training.runstate import check_finished, warn_if_data_changed, write_fingerprints
 from ..training.engine import resolve_device
 from ..data.levels import at_level
+from .neighbours import check_neighbours, neighbourhood_scores
 from .pictures import write_pictures
 from .predict import predict_scores
 
@@ -25,13 +26,15 @@ from .predict import predict_scores
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta: str | None = None,
              data_root: str | None = None, device: str = "auto",
              data: tuple[DatasetInfo, dict[str, ImageSet]] | dict | None = None, level: str | None = None,
-             allow_unfinished: bool = False, pictures: bool = True) -> dict:
+             allow_unfinished: bool = False, pictures: bool = True, neighbours: int = 0) -> dict:
     """Metrics of checkpoint `which` on `split`; writes RUN_DIR/metrics_{split}.json, predictions, plots (and with
     `pictures` the precision-recall curves, most confident errors and Grad-CAM maps: classify.pictures).
     `level`: a level of the run's --taxonomy; leaf probabilities are summed up to it (files get _{level}).
     A run that has not finished training is refused unless `allow_unfinished`; data loaded here that differs
     from the split the run was trained and scored on gets a warning on standard error. `data`: (info, sets) as
-    loaded, or splits given in Python (a dict, as medconv.train's data=), checked against the run's data."""
+    loaded, or splits given in Python (a dict, as medconv.train's data=), checked against the run's data.
+    `neighbours` R > 0 (nucleus runs): each nucleus scored by the mean over the patches centred within R px of
+    its centroid (classify.neighbours), instead of its own patch and any test-time augmentation."""
     device = str(resolve_device(device))  # auto: CUDA when there is one
     run_dir = Path(run_dir)
     check_finished(run_dir, allow_unfinished, which)
@@ -48,18 +51,26 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
         raise UserError(f"dataset {info.name} has {info.num_outputs} classes but checkpoint "
                         f"{checkpoint_path(run_dir, which)} has {meta['num_classes']}")
     tta = tta or cfg.tta
+    check_neighbours(cfg, neighbours)
+    if neighbours and tta != "none":
+        raise UserError(f"--neighbours {neighbours} with --tta {tta}: the neighbouring patches are the ensemble; "
+                        "use one or the other")
     data_split = sets[split]
     if tuple(data_split.images.shape[1:]) != (meta["in_channels"], *meta["input_size"]):
         raise UserError(f"the {split} images are {' x '.join(map(str, data_split.images.shape[1:]))} (C x H x W) but "
                         f"the network takes {meta['in_channels']} x {' x '.join(map(str, meta['input_size']))}")
     if data is None:  # loaded here: perhaps not the data the run saw
         warn_if_data_changed(run_dir, split, data_split)
-    scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
+    if neighbours:
+        scores = neighbourhood_scores(model, meta, cfg, data_split, neighbours, device)
+    else:
+        scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
     labels, classes, task = data_split.labels.numpy(), meta["classes"], meta["task"]
     if level:
         scores, labels, classes, task = at_level(meta, level, scores, labels)
     metrics = classification_metrics(labels, scores, task, classes)
-    metrics.update({"split": split, "checkpoint": which, "tta": tta, "dataset": info.name, "level": level or "trained"})
+    metrics.update({"split": split, "checkpoint": which, "tta": tta, "neighbours": neighbours, "dataset": info.name,
+                    "level": level or "trained"})
     name = f"{split}_{level}" if level else split
     write_json(run_dir / f"metrics_{name}.json", metrics)
     write_predictions(run_dir / f"predictions_{name}.csv", labels, scores, classes, data_split.paths)

@@ -65,6 +65,37 @@ def extract_patches(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch
     return padded[rows[:, None, None] + offsets[None, :, None], cols[:, None, None] + offsets[None, None, :]]
 
 
+def neighbour_offsets(radius: int) -> list[tuple[int, int]]:
+    """Integer offsets (dy, dx) of the pixels within `radius` px of a centre (dy^2 + dx^2 <= radius^2), the
+    centre (0, 0) first: where the neighbouring patches of a nucleus are centred."""
+    span = range(-radius, radius + 1)
+    return sorted(((dy, dx) for dy in span for dx in span if dy * dy + dx * dx <= radius * radius),
+                  key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
+
+
+def shifted_patches(root: str | os.PathLike | None, paths: list[str], patch: int,
+                    offsets: list[tuple[int, int]]) -> list[np.ndarray]:
+    """For each offset (dy, dx), the patches (N, 3, patch, patch) uint8 of the nuclei named by `paths`
+    ("imgN.png@x,y", as load_nuclei names them) centred that far from their centroids (the centre kept inside
+    the image; borders mirrored as load_nuclei does). Each image is read once."""
+    folder = nuclei_folder(root)
+    out = [np.zeros((len(paths), 3, patch, patch), np.uint8) for _ in offsets]
+    by_image: dict[str, list[tuple[int, float, float]]] = {}
+    for i, path in enumerate(paths):
+        name, _, xy = path.partition("@")
+        x, y = (float(v) for v in xy.split(","))
+        by_image.setdefault(name, []).append((i, x, y))
+    for name, rows in by_image.items():
+        image = _read_rgb(folder / "images" / name)
+        h, w = image.shape[:2]
+        index = np.array([i for i, _, _ in rows])
+        ys, xs = pixel_index(np.array([y for _, _, y in rows]), h), pixel_index(np.array([x for _, x, _ in rows]), w)
+        for k, (dy, dx) in enumerate(offsets):
+            cut = extract_patches(image, np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1), patch)
+            out[k][index] = cut.transpose(0, 3, 1, 2)
+    return out
+
+
 def _number(name: str) -> int:
     """img12 -> 12, so images sort by number rather than as text."""
     return int("".join(ch for ch in name if ch.isdigit()) or 0)
