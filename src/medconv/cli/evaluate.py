@@ -31,6 +31,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(f"{metrics['dataset']} {args.split} (n={metrics['n']}): AUC {metrics['auc']:.4f}  "
+        ensemble = f", neighbouring ensemble within {args.neighbours} px" if args.neighbours else ""
+        print(f"{metrics['dataset']} {args.split} (n={metrics['n']}{ensemble}): AUC {metrics['auc']:.4f}  "
               f"ACC {metrics['acc']:.4f}  balanced ACC {metrics['balanced_accuracy']:.4f}  "
               f"-> {args.run_dir}/metrics_{args.split}{'_' + args.level if args.level else ''}.json")
