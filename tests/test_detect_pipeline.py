@@ -96,7 +96,7 @@ def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeyp
     pipeline.train_detector(cfg, tmp_path / "run", console=Console(file=io.StringIO()), tta=("none",),
                             score_test=False)
     assert seen["checkpoint"] == seen["peaks"] == selection_images(data_root)
-    test_images = split_csv(data_root, "val")  # split.csv's validation images: the test set
+    test_images = split_csv(data_root, "validation")  # split.csv's validation images: the test set
     assert len(test_images) == 10 and len(selection_images(data_root)) == 10 and not test_images & seen["peaks"]
     assert not (tmp_path / "run" / "detect_test.json").exists()
     assert "test" not in json.loads((tmp_path / "run" / "metrics.json").read_text())  # nor the pixel figures
