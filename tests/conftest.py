@@ -10,7 +10,10 @@ A test that reads a shared run must not change what other tests read in it (eval
 a test that re-tunes or re-trains one works on a copy). The shared runs train with torch's default thread count
 (a worker's share of the cores); their figures, asserted with margins, do not depend on it. A run gives the
 process back the thread count and deterministic mode it found (training.engine), so one test's --threads or
---deterministic does not carry into the next."""
+--deterministic does not carry into the next.
+
+A classifier evaluation run inside a test draws no report pictures (precision-recall curves, confident errors,
+Grad-CAM: 2-3 s a run) unless the test is marked `pictures`; runs built by shared fixtures keep theirs."""
 from __future__ import annotations
 
 import contextlib
@@ -26,6 +29,8 @@ import pytest
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # before torch is imported: its thread pool is sized once
     workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+import medconv.classify.evaluate as classify_evaluate  # noqa: E402  (after the thread count is set)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDCONV_DATA", ROOT.parent / "shared" / "datasets")).resolve()
@@ -79,6 +84,16 @@ def cli():
     """The medconv command run in-process: cli("segment", "evaluate", run, "--json") -> Done(returncode, stdout,
     stderr). For tests of what a verb does rather than of starting a process."""
     return run_in_process
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pictures: the test's classifier evaluations draw their report pictures")
+
+
+@pytest.fixture(autouse=True)
+def no_evaluation_pictures(request, monkeypatch):
+    if "pictures" not in request.keywords:
+        monkeypatch.setattr(classify_evaluate, "write_pictures", lambda *args, **kwargs: None)
 
 
 # ---------------------------------------------------------------- trained runs shared across test files

@@ -16,6 +16,7 @@ from medconv.models.registry import build_model
 from medconv.report.plots import plot_pr
 
 CLASSES = ["a", "b", "c"]
+pytestmark = pytest.mark.pictures  # the pictures are what these tests look at
 
 
 def png_size(path) -> tuple[int, int]:

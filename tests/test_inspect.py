@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-import medconv.classify.evaluate as classify_evaluate
 from medconv.analysis import layer_table
 from medconv.analysis.paper import TABLE1_ERRATA, compare_table1
 from medconv.classify.train import train
@@ -91,10 +90,8 @@ def small_breastmnist(tmp_path_factory, data_root):
 
 
 @pytest.mark.parametrize("arch", [a for a in available() if REGISTRY[a].dims == 2])  # 3D: test_volumes3d
-def test_every_architecture_trains_one_epoch_on_breastmnist(arch, tmp_path, small_breastmnist, monkeypatch):
-    # inception_v3 cannot run below 75 px: it gets --resize 75 (its native 299 works the same, slower); the
-    # evaluation pictures (2-3 s a run, Grad-CAM included) are left out here: test_eval_pictures draws them
-    monkeypatch.setattr(classify_evaluate, "write_pictures", lambda *args, **kwargs: None)
+def test_every_architecture_trains_one_epoch_on_breastmnist(arch, tmp_path, small_breastmnist):
+    # inception_v3 cannot run below 75 px: it gets --resize 75 (its native 299 works the same, slower)
     cfg = TrainConfig(dataset="breastmnist", data_root=str(small_breastmnist), arch=arch, epochs=1, batch_size=16,
                       resize=75 if arch == "inception_v3" else None)
     result = train(cfg, tmp_path / arch, console=Console(file=io.StringIO()))
