@@ -16,6 +16,7 @@ import re
 import sys
 
 from ..errors import TrainingDiverged, UserError
+from ..progress import distributed
 from . import (demo, detect, evaluate, experiment, explain, export, inspect, measure, predict, pretrain, report, segment,
                taxonomy, train, transfer)
 from .launch import launch, note_failure
@@ -52,7 +53,7 @@ def failed(code: int, line: str) -> int:
     """Print an error `line` (in a rank of a --nproc launch: rank 0 only, the launcher prints the others'); `code`."""
     if note_failure(code, line):
         print(line, file=sys.stderr)
-    if os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank: leave the process group, not waiting
+    if distributed():  # a torchrun rank: leave the process group, not waiting
         from ..training.distributed import abandon  # torch: only here, --help stays fast
         abandon()
     return code
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return launch(args.nproc, getattr(args, "device", None), argv)
         args.func(args)
         report.report_after(command, args)
-        if os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank: leave the process group cleanly
+        if distributed():  # a torchrun rank: leave the process group cleanly
             from ..training.distributed import leave  # torch: only here, --help stays fast
             leave()
         return 0

@@ -374,6 +374,7 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
             bar.update(task_id, status=status)
             if not console.is_terminal:
                 console.print(status + f" [{row['seconds']:.1f}s]", highlight=False, soft_wrap=True)
-    write_curves(history, run.out / "plots" / "training_curves.png", best_epoch)  # every history column
+    if writes_here():  # rank 0: the other ranks would draw a figure only to drop it
+        write_curves(history, run.out / "plots" / "training_curves.png", best_epoch)  # every history column
     distributed.barrier()  # every rank goes on (to evaluation) once rank 0 has written the last checkpoint
     return history
