@@ -26,6 +26,7 @@ from pathlib import Path
 from common import RUNS, hardware, mean_sd, recorded_runs, stamped, write_results
 
 from medconv.config import TrainConfig
+from medconv.data import load_dataset
 from medconv.classify.evaluate import evaluate
 from medconv.classify.train import train
 from medconv.published import SC_CNN_NUCLEI
@@ -89,16 +90,17 @@ def nuclei_run(level: str, seed: int) -> dict:
     if level == "fine":
         row.update(weighted_f1_centred=result["test"]["weighted_f1"], auc_centred=result["test"]["auc"],
                    acc_centred=result["test"]["acc"])
-        row.update(neighbourhood(out))
+        row.update(neighbourhood(out, load_dataset(cfg)))
     return stamped(row, out / "bench_row.json")
 
 
-def neighbourhood(out: Path) -> dict:
+def neighbourhood(out: Path, data) -> dict:
     """The radius of the neighbouring ensemble chosen on the selection images (the highest selection weighted
-    F1, ties to the smaller radius) and the test figures at it: the plan's rule."""
-    selection = {r: evaluate(out, "val", neighbours=r, pictures=False)["weighted_f1"] for r in NEP_RADII}
+    F1, ties to the smaller radius) and the test figures at it: the plan's rule. `data`: the run's (info, sets),
+    read once for the six evaluations."""
+    selection = {r: evaluate(out, "val", neighbours=r, pictures=False, data=data)["weighted_f1"] for r in NEP_RADII}
     radius = max(NEP_RADII, key=lambda r: (selection[r], -r))
-    test = evaluate(out, "test", neighbours=radius, pictures=False)
+    test = evaluate(out, "test", neighbours=radius, pictures=False, data=data)
     return {"nep_radius": radius, "selection_weighted_f1": {str(r): round(f, 4) for r, f in selection.items()},
             "weighted_f1": test["weighted_f1"], "auc": test["auc"], "acc": test["acc"]}
 

@@ -29,13 +29,12 @@ def neighbourhood_scores(model: nn.Module, meta: dict, cfg: TrainConfig, split: 
                          device: torch.device | str = "cpu") -> np.ndarray:
     """Probabilities (N, K) of the nuclei of `split` (paths "imgN.png@x,y"): the mean of `model`'s over the
     patches centred within `radius` px of each centroid (radius 0: the centred patch alone), each patch cut and
-    resized as training's were."""
-    check_neighbours(cfg, radius)
-    total = None
-    for patches in shifted_patches(cfg.data_root, split.paths, cfg.patch, neighbour_offsets(radius)):
+    resized as training's were. The radius is checked by the caller (check_neighbours)."""
+    offsets, total = neighbour_offsets(radius), None
+    for patches in shifted_patches(cfg.data_root, split.paths, cfg.patch, offsets):
         views = ImageSet(torch.from_numpy(patches), split.labels, split.paths)
         if cfg.resize and cfg.resize != cfg.patch:
             views = resized(views, cfg.resize, fit_mode(cfg.resize_mode, "resize"))
         scores = predict_scores(model, views.images, meta["mean"], meta["std"], meta["task"], device)
         total = scores if total is None else total + scores
-    return total / len(neighbour_offsets(radius))
+    return total / len(offsets)
