@@ -197,13 +197,22 @@ def test_slide_detections_are_whole_image_detections_once_each(slide_file):
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
+def write_pyramid(out, tiles, shape, dtype, tile, reduce):
+    """As slide_maps writes its maps: level 0's tiles streamed into a scratch file beside `out`, then the pyramid
+    from it (infer.pyramid); the levels' shapes."""
+    from medconv.infer.pyramid import pyramid_from_file, scratch_files, write_tiled
+
+    with scratch_files(out) as scratch:
+        level0 = scratch()
+        write_tiled(level0, tiles, shape, dtype, tile)
+        return pyramid_from_file(out, level0, reduce)
+
+
 @pytest.mark.parametrize("dtype, reduce", [(np.uint16, "mean"), (np.float32, "mean"), (np.uint8, "nearest")])
 def test_write_pyramid_halves_every_level_by_its_reduction(tmp_path, dtype, reduce):
     """A 701 x 1003 array (odd sides, partial tiles) streamed as tiles of 128: 4 levels (701 x 1003 down to
     88 x 126, the first within one tile), each the 2 x 2 means (rounded for integers) or every other pixel of the
     level above, as SubIFDs of level 0 in a zlib-compressed tiled BigTIFF; no scratch file is left."""
-    from medconv.infer.pyramid import write_pyramid
-
     rng, tile = np.random.default_rng(0), 128
     array = (rng.random((701, 1003)) * (255 if dtype == np.uint8 else 65535 if dtype == np.uint16 else 1)).astype(dtype)
     tiles = (np.pad(array[y:y + tile, x:x + tile], ((0, max(0, y + tile - 701)), (0, max(0, x + tile - 1003))))
@@ -233,8 +242,6 @@ def test_write_pyramid_halves_every_level_by_its_reduction(tmp_path, dtype, redu
 
 def test_write_pyramid_leaves_nothing_when_its_tiles_fail(tmp_path):
     """An error while level 0 streams in leaves neither the output nor a scratch file."""
-    from medconv.infer.pyramid import write_pyramid
-
     def tiles():
         yield np.zeros((64, 64), np.uint8)
         raise RuntimeError("the network failed")

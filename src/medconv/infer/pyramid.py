@@ -163,15 +163,3 @@ def pyramid_from_file(out: str | Path, level0: str | Path, reduce: str = "mean",
                                tile=(tile, tile), **FORMAT, **extra)
         atomic_write(out, write)
     return shapes
-
-
-def write_pyramid(out: str | Path, tiles: Iterable[np.ndarray], shape: tuple[int, int], dtype: np.dtype | type,
-                  tile: int, reduce: str = "mean") -> list[tuple[int, int]]:
-    """Write `out` as a tiled pyramidal TIFF whose level 0, of `shape` (H, W) and `dtype`, comes as `tiles`
-    (tile, tile) in row-major order (pixels past the right and bottom edges ignored), the reduced levels halved
-    by `reduce` ("mean" or "nearest"). Returns the levels' shapes (H, W)."""
-    check_reduction(reduce)
-    with scratch_files(out) as scratch:
-        level0 = scratch()
-        write_tiled(level0, tiles, shape, dtype, tile)
-        return pyramid_from_file(out, level0, reduce)
