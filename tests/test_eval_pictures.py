@@ -42,14 +42,14 @@ def test_a_trained_run_has_pr_error_and_cam_pictures_of_its_test_split(breast_ru
     """Training scores val and test; the pictures are drawn for the test split (the report's)."""
     out, _ = breast_run
     assert (out / "plots" / "roc_val.png").is_file() and not (out / "plots" / "cam_val.png").exists()
-    for split in ("test",):
-        rows = list(csv.DictReader((out / f"predictions_{split}.csv").read_text().splitlines()))
-        labels = np.array([[int(r["label"])] for r in rows])
-        scores = np.array([[float(r["prob_malignant"]), float(r["prob_normal, benign"])] for r in rows])
-        assert len(confident_errors(labels, scores, "binary-class")) > 0  # so errors_{split}.png is due
-        for kind in ("pr", "errors", "cam"):
-            width, height = png_size(out / "plots" / f"{kind}_{split}.png")
-            assert 300 < width < 2000 and 300 < height < 2000, (kind, width, height)
+    split = "test"
+    rows = list(csv.DictReader((out / f"predictions_{split}.csv").read_text().splitlines()))
+    labels = np.array([[int(r["label"])] for r in rows])
+    scores = np.array([[float(r["prob_malignant"]), float(r["prob_normal, benign"])] for r in rows])
+    assert len(confident_errors(labels, scores, "binary-class")) > 0  # so errors_{split}.png is due
+    for kind in ("pr", "errors", "cam"):
+        width, height = png_size(out / "plots" / f"{kind}_{split}.png")
+        assert 300 < width < 2000 and 300 < height < 2000, (kind, width, height)
     with Image.open(out / "plots" / "cam_test.png") as cam:
         pixels = np.asarray(cam.convert("RGB")).astype(int)
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 60).mean() > 0.05  # jet colours, not a grey picture

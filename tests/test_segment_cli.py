@@ -256,11 +256,10 @@ def test_isbi_evaluation_writes_scores_worst_first_and_overlays(isbi_patch_run):
     """Training ended with the evaluation of val (slices 20-24) and test (25-29): the test split (the report's) left
     its table and grid."""
     assert not (isbi_patch_run / "scores_val.csv").exists()
-    for split in ("test",):
-        rows = check_segmentation_table(isbi_patch_run, split, "rand_error")
-        assert len(rows) == 5 and sum(int(r["pixels"]) for r in rows) == 5 * 512 * 512  # ISBI has no roi
-        assert all(0 <= float(r["rand_error"]) <= 1 for r in rows)
-        assert float(rows[0]["rand_error"]) > float(rows[-1]["rand_error"])  # the worst slice leads, by a margin
+    rows = check_segmentation_table(isbi_patch_run, "test", "rand_error")
+    assert len(rows) == 5 and sum(int(r["pixels"]) for r in rows) == 5 * 512 * 512  # ISBI has no roi
+    assert all(0 <= float(r["rand_error"]) <= 1 for r in rows)
+    assert float(rows[0]["rand_error"]) > float(rows[-1]["rand_error"])  # the worst slice leads, by a margin
 
 
 def test_report_of_a_segmentation_run(isbi_patch_run, tmp_path):
