@@ -1,0 +1,55 @@
+"""examples/*.yaml: each benchmark's recipe as a config file a user runs with `--config`. Each must be the
+benchmark's own recipe, field for field, so the commands the docs give reproduce the benchmark's rows."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from medconv.config import TrainConfig, load_config
+from medconv.segment.config import SegmentConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import crc_detection  # noqa: E402  (benchmarks/ is not a package)
+import hippocampus  # noqa: E402
+import isbi2012  # noqa: E402
+import medmnist_2d  # noqa: E402
+import transfer  # noqa: E402
+
+RECIPES = {  # example: (its config class, the benchmark's configuration of the recipe it reports)
+    "breastmnist": (TrainConfig, lambda: medmnist_2d.config_for("breastmnist", "cnn-light", 0)),
+    "isbi2012": (SegmentConfig, lambda: SegmentConfig(dataset="isbi2012", **isbi2012.UNET_HALF_BORDER)),
+    "hippocampus": (SegmentConfig, lambda: SegmentConfig(**hippocampus.RECIPE)),
+    "crc_detection": (SegmentConfig,
+                      lambda: SegmentConfig(**crc_detection.METHODS["unet-proximity-r6-e60-bf16"][2])),
+    "nuclei_types": (TrainConfig, lambda: TrainConfig(**{**transfer.COMMON, **transfer.NUCLEI})),
+}
+# how many CPU threads a benchmark gave torch is not part of a recipe
+NOT_RECIPE = ("threads",)
+
+
+def recipe_fields(cfg) -> dict:
+    values = {k: v for k, v in cfg.to_dict().items() if k not in NOT_RECIPE}
+    if values.get("taxonomy"):  # a path relative to the repository root in the example, absolute in benchmarks
+        values["taxonomy"] = str((ROOT / values["taxonomy"]).resolve())
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_example_is_its_benchmarks_recipe_field_for_field(name):
+    config_class, benchmark = RECIPES[name]
+    example = load_config(EXAMPLES / f"{name}.yaml", config_class)
+    assert recipe_fields(example) == recipe_fields(benchmark())
+
+
+def test_every_recipe_example_is_checked_and_its_commands_name_it():
+    recipes = {p.stem for p in EXAMPLES.glob("*.yaml")} - {"nuclei_taxonomy"}
+    assert recipes == set(RECIPES)
+    for name in recipes:
+        commands = [line for line in (EXAMPLES / f"{name}.yaml").read_text().splitlines()
+                    if re.match(r"#\s+medconv ", line)]
+        assert any(f"--config examples/{name}.yaml" in line for line in commands), name
