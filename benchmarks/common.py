@@ -106,6 +106,15 @@ def cell(rows: list[dict], key: str, digits: int = 3) -> str:
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if len(rows) > 1 else "")
 
 
+def paused_minutes(run: Path) -> float:
+    """Minutes a run's process spent stopped (SIGSTOP) while other work was timed alone, as its RUN/PAUSED.txt
+    records them (lines "- SECONDS s, ..."); 0 without the file. Wall-clock train times overstate training by
+    this much."""
+    path = Path(run) / "PAUSED.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(float(line[2:].split(" s,", 1)[0]) for line in lines if line.startswith("- ")) / 60
+
+
 def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:
     """benchmarks/results/NAME.json in the format docs/protocols.md describes, and NAME.md
     ($MEDCONV_RESULTS_SUFFIX, e.g. _cuda on a GPU machine, keeps other hardware's figures apart from the
