@@ -49,6 +49,33 @@ def block_mean(a: np.ndarray) -> np.ndarray:
     return sums / counts
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread, as in each worker of the suite (conftest): on two cores shared with other work, two
+    threads slow these tiny networks 10-100x."""
+    from test_distributed_predict import one_thread
+
+    with one_thread():
+        yield
+
+
+def tiny_network(kind: str, method: str = "auto", tta: str = "none"):
+    """A MapMaker of an untrained seeded network of `kind`: a small U-Net (dense mode) or a patch classifier of
+    17 px (receptive radius 8; exact dense scanning, or with `method` sliding one pass per pixel)."""
+    import torch
+
+    from medconv.models.registry import build_model
+    from medconv.segment.maps import MapMaker
+
+    torch.manual_seed(1)
+    if kind == "unet":
+        model, meta = build_model("unet", 3, 2, (64, 64), features=[8, 8, 16, 16, 32, 8]), {"mode": "dense", "tile": 64}
+    else:
+        model = build_model("patch-cnn", 3, 2, (17, 17), widths=[4], kernels=[4], hidden=[8])
+        meta = {"mode": "patch", "patch": 17}
+    return MapMaker(model.eval(), {**meta, "mean": [0.5] * 3, "std": [0.25] * 3}, method, tta)
+
+
 def test_a_pyramidal_tiff_opens_with_its_levels_and_microns_per_pixel(slide_file):
     path, image, _ = slide_file
     slide = open_slide(path)
@@ -107,7 +134,7 @@ def test_slide_maps_tile_by_tile_equal_whole_image_inference(slide_file, tmp_pat
     whole = maker(torch.from_numpy(slide.read(1, 0, 0, width, height).transpose(2, 0, 1).copy()) / 255.0)[1].numpy()
     halo = 128 if kind == "unet" else 16
     threshold = float(np.median(whole))
-    stats = slide_maps(slide, 1, 256, halo, maker, 1, 3, tmp_path / "map.tif", min_tissue=0.0, floats=True,
+    stats = slide_maps(slide, 1, 256, halo, maker.arrays, 1, 3, tmp_path / "map.tif", min_tissue=0.0, floats=True,
                        mask_out=tmp_path / "mask.tif", threshold=threshold)
     assert stats["tissue_tiles"] == 12 and stats["size"] == [1024, 768] and stats["levels"] == 3
     assert np.abs(tifffile.imread(tmp_path / "map.tif") - whole).max() < 1e-5
@@ -122,7 +149,7 @@ def test_slide_maps_tile_by_tile_equal_whole_image_inference(slide_file, tmp_pat
         np.testing.assert_array_equal(below, above[::2, ::2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "mask.tif"]  # no scratch file left
     if kind == "unet":
-        slide_maps(slide, 1, 256, 0, maker, 1, 3, tmp_path / "seams.tif", min_tissue=0.0, floats=True)
+        slide_maps(slide, 1, 256, 0, maker.arrays, 1, 3, tmp_path / "seams.tif", min_tissue=0.0, floats=True)
         assert np.abs(tifffile.imread(tmp_path / "seams.tif") - whole).max() > 1e-3
 
 
@@ -179,22 +206,109 @@ def test_slide_detections_are_whole_image_detections_once_each(slide_file):
 
     from medconv.detect.peaks import detect
     from medconv.detect.slides import detection_halo, slide_detections
-    from medconv.models.registry import build_model
-    from medconv.segment.maps import MapMaker
 
-    torch.manual_seed(1)
-    model = build_model("patch-cnn", 3, 2, (17, 17), widths=[4], kernels=[4], hidden=[8])
-    maker = MapMaker(model.eval(), {"mode": "patch", "patch": 17, "mean": [0.5] * 3, "std": [0.25] * 3})
-    maps = lambda image: maker(torch.from_numpy(image)).numpy()  # noqa: E731
-    slide = open_slide(slide_file[0])
+    maker, slide = tiny_network("patch"), open_slide(slide_file[0])
     width, height = slide.sizes[1]
-    whole_map = maps(slide.read(1, 0, 0, width, height).transpose(2, 0, 1).astype(np.float32) / 255.0)[1]
+    image = slide.read(1, 0, 0, width, height).transpose(2, 0, 1).astype(np.float32) / 255.0
+    whole_map = maker(torch.from_numpy(image))[1].numpy()
     params = {"sigma": 2.0, "min_distance": 4, "threshold": float(np.quantile(whole_map, 0.9))}
     whole = detect(whole_map, params)
     halo = detection_halo(8, params)
-    tiled, mapped = slide_detections(slide, 1, 128, halo, maps, 3, params, min_tissue=0.0)
+    tiled, mapped = slide_detections(slide, 1, 128, halo, maker.arrays, 3, params, min_tissue=0.0)
     assert mapped == 48 and len(whole) > 20
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("kind", ["unet", "patch"])
+def test_tiles_batched_give_the_maps_and_detections_of_one_tile_at_a_time(slide_file, tmp_path, kind):
+    """Level 2 (512 x 384) in 35 tiles of 80 px (the last column 32 px wide, the last row 64 px high; regions
+    clipped at the slide's edges): up to N = 3 tiles whose regions have one shape go through the network together
+    (a run of 5 as 3 + 2), never more, and the slide map (segment) and the detections (detect) are those of one
+    tile at a time, for a U-Net and a patch classifier by exact dense scanning."""
+    from medconv.detect.slides import detection_halo, slide_detections
+    from medconv.infer.slides import slide_maps
+
+    maker, slide = tiny_network(kind), open_slide(slide_file[0])
+    batches, maps, detected = {1: [], 3: []}, {}, {}
+    for n, shapes in batches.items():
+        def recorded(images, shapes=shapes):
+            shapes.append(images.shape)
+            return maker.arrays(images)
+        stats = slide_maps(slide, 2, 80, 16, recorded, 1, 3, tmp_path / f"map{n}.tif", min_tissue=0.0, floats=True,
+                           batch=n)
+        maps[n] = tifffile.imread(tmp_path / f"map{n}.tif")
+        params = {"sigma": 1.0, "min_distance": 3, "threshold": float(np.quantile(maps[1], 0.9))}
+        detected[n] = slide_detections(slide, 2, 80, detection_halo(8, params), maker.arrays, 3, params,
+                                       min_tissue=0.0, batch=n)
+    assert stats["tissue_tiles"] == 35 and 35 % 3
+    sizes = [shape[0] for shape in batches[3]]
+    assert sum(sizes) == 35 and max(sizes) == 3 and {1, 2} <= set(sizes) and len(batches[1]) == 35
+    assert len({shape[2:] for shape in batches[3]}) == 9  # 3 widths (first, inner, last column) x 3 heights
+    assert np.abs(maps[3] - maps[1]).max() <= 1e-6 and maps[1].std() > 0
+    (one, tiles_one), (three, tiles_three) = detected[1], detected[3]
+    assert tiles_one == tiles_three == 35 and len(one) > 10
+    one, three = (found[np.lexsort((found[:, 1], found[:, 0]))] for found in (one, three))  # equal scores: by place
+    np.testing.assert_array_equal(three[:, :2], one[:, :2])
+    np.testing.assert_allclose(three[:, 2], one[:, 2], atol=1e-6)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("kind, method, tta", [("patch", "sliding", "none"), ("patch", "dense", "d4"),
+                                               ("unet", "auto", "flip")])
+def test_a_batch_of_images_has_the_maps_of_each_alone(kind, method, tta):
+    """MapMaker.arrays on images (N, C, H, W): the sliding window (which maps them one by one), exact dense
+    scanning under d4 test-time augmentation and a U-Net under flips give each image the map it gets alone."""
+    import torch
+
+    maker = tiny_network(kind, method, tta)
+    images = np.random.default_rng(0).random((3, 3, 24, 20), dtype=np.float32)
+    together = maker.arrays(images)
+    assert together.shape == (3, 2, 24, 20) and together.dtype == np.float32
+    for image, posteriors in zip(images, together):
+        np.testing.assert_allclose(posteriors, maker(torch.from_numpy(image)).numpy(), atol=1e-6)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_tile_batch_on_the_command_line_maps_and_detects_as_one_tile_at_a_time(slide_file, tmp_path):
+    """segment predict and detect predict --slide-level 2 --tile-batch 3 write the map, mask and detections of
+    --tile-batch 1 (the CPU's default) and say how many tiles went at a time; their help states the defaults."""
+    import json
+
+    import torch
+    from conftest import run_in_process
+    from test_bad_input import save_run
+
+    from medconv.infer.tiles import GPU_TILE_BATCH
+    from medconv.segment.config import SegmentConfig
+
+    torch.manual_seed(0)
+    patch, runs = {"widths": [4], "kernels": [3], "hidden": [8]}, {}
+    for name, dataset in (("seg", "isbi2012"), ("det", "crchistophenotypes")):
+        cfg = SegmentConfig(dataset=dataset, patch=15, model_options=patch, epochs=1).validate()
+        save_run(tmp_path / name, "patch-cnn", patch, 3, 15, ["background", "tissue"],
+                 {"task": "segmentation", "mode": "patch", "patch": 15, "tile": 128, "config": cfg.to_dict()})
+    (tmp_path / "det" / "detect.json").write_text(json.dumps({"sigma": 1.0, "min_distance": 3, "threshold": 0.5,
+                                                              "tta": "none", "tolerance": 6.0}))
+    for n in ("1", "3"):
+        done = run_in_process("segment", "predict", tmp_path / "seg", slide_file[0], "--slide-level", "2",
+                              "--slide-tile", "80", "--tile-batch", n, "--allow-unfinished", "--out", tmp_path / n)
+        assert done.returncode == 0 and f"(up to {n} at a time)" in done.stdout, done.stderr
+        found = run_in_process("detect", "predict", tmp_path / "det", slide_file[0], "--slide-level", "2",
+                               "--slide-tile", "80", "--tile-batch", n, "--allow-unfinished", "--device", "cpu",
+                               "--out", tmp_path / n / "found.csv")
+        assert found.returncode == 0 and f"up to {n} at a time" in found.stderr, found.stderr
+        runs[n] = [levels_of(tmp_path / n / f"disc_{name}.tif")[0] for name in ("prob", "mask")]
+        runs[n].append((tmp_path / n / "found.csv").read_text())
+    for one, three in zip(runs["1"], runs["3"]):
+        assert np.array_equal(one, three) if isinstance(one, np.ndarray) else one == three
+    assert runs["1"][2].count("\n") > 10  # detections to compare
+    assert "up to 1 at a time" in run_in_process("segment", "predict", tmp_path / "seg", slide_file[0],
+                                                  "--slide-level", "2", "--slide-tile", "80", "--allow-unfinished",
+                                                  "--device", "cpu", "--out", tmp_path / "default").stdout
+    for verb in ("segment", "detect"):  # the help states infer.tiles' defaults
+        assert f"(default: {GPU_TILE_BATCH} on a GPU, 1 on the CPU)" in " ".join(
+            run_in_process(verb, "predict", "--help").stdout.split())
 
 
 def write_pyramid(out, tiles, shape, dtype, tile, reduce):

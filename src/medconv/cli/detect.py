@@ -58,7 +58,8 @@ def add_parser(subparsers) -> None:
                                                           "chose on validation, if another"), device(exported=True),
                      ALLOW_UNFINISHED, slide_options(
                          "detect at this level tile by tile over the tissue; x, y in level-0 pixels",
-                         "the network's receptive radius + the smoothing's reach + the peaks' minimum distance"),
+                         "the network's receptive radius + the smoothing's reach + the peaks' minimum distance",
+                         batch="; an ONNX export maps one at a time"),
                      SHARDED])
     q.add_argument("--out", default=None, metavar="CSV", type=out_file("detections.csv"),
                    help="CSV file to write, a row per detection, and beside it a folder of the images with their "
@@ -133,7 +134,8 @@ def run_predict(args: argparse.Namespace) -> None:
                          "write the CSV outside it, or add --no-overlays")
     rows = predict_detections(args.run_dir, args.inputs, args.out, args.device, args.classifier, args.nms_radius,
                               args.tta, allow_unfinished=args.allow_unfinished, overlays=args.overlays,
-                              slide_level=args.slide_level, slide_tile=args.slide_tile, halo=args.halo)
+                              slide_level=args.slide_level, slide_tile=args.slide_tile, halo=args.halo,
+                              tile_batch=args.tile_batch)
     from ..progress import other_rank
     if args.out is None and rows and not other_rank():  # under torchrun every rank has all rows; rank 0 prints
         print_csv(rows)

@@ -186,10 +186,11 @@ SHARDED = add_nproc(parent(), "predict", ", each taking every N-th input file or
                     "input order, each process the per-image files of its share)")
 
 
-def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16") -> argparse.ArgumentParser:
+def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16",
+                  batch: str | None = None) -> argparse.ArgumentParser:
     """--slide-level, --slide-tile and --halo of a verb that also works on whole slides: `what` it does with the
     level, what its default `halo` covers (None: no --halo, the verb reads the context it needs) and what the
-    `tile` side must be."""
+    `tile` side must be; with `batch` (a note on when tiles are not batched, or ""), --tile-batch too."""
     p = parent()
     p.add_argument("--slide-level", type=number(0, whole=True), default=None, metavar="L",
                    help=f"the inputs are whole slides (pyramidal TIFF, SVS, ...): {what}")
@@ -198,6 +199,11 @@ def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16") -
     if halo is not None:
         p.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
                        help=f"with --slide-level: context read around each tile, a multiple of 16 (default: {halo})")
+    if batch is not None:  # the defaults are infer.tiles.default_tile_batch's
+        p.add_argument("--tile-batch", type=number(1, whole=True), default=None, metavar="N",
+                       help="with --slide-level: up to N tiles of one size (with their halos) through the network "
+                            f"in one pass, the same map as one at a time, N tiles held in memory{batch} (default: 4 "
+                            "on a GPU, 1 on the CPU)")
     return p
 
 

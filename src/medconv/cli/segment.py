@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
                     [run, inputs(), *shared, slide_options(
                         "map this level tile by tile over the tissue into NAME_prob.tif and NAME_mask.tif, tiled "
                         "pyramidal TIFFs (two-class runs)",
-                        "the network's receptive radius, so tiles give the whole-image map"), SHARDED])
+                        "the network's receptive radius, so tiles give the whole-image map", batch=""), SHARDED])
     q.add_argument("--out", required=True, metavar="DIR", type=out_folder,
                    help="folder for NAME_prob.png, NAME_mask.png, NAME_overlay.png")
     q.add_argument("--threshold", type=number(0, 1), default=None, metavar="P",
@@ -94,9 +94,11 @@ def run_predict(args: argparse.Namespace) -> None:
         def slide_map(path: str) -> str:
             done = predict_slide(args.run_dir, path, args.out, args.slide_level, args.slide_tile, args.halo, args.tta,
                                  local_device(args.device), floats=args.format == "tif",
-                                 allow_unfinished=args.allow_unfinished, threshold=args.threshold)
+                                 allow_unfinished=args.allow_unfinished, threshold=args.threshold,
+                                 tile_batch=args.tile_batch)
             return (f"{path}: {done['tissue_tiles']} of {done['tiles']} tiles hold tissue, "
-                    f"{done['tiles_per_second']:.1f} tiles/s -> {done['file']}, {done['mask']}")
+                    f"{done['tiles_per_second']:.1f} tiles/s (up to {done['tile_batch']} at a time) -> "
+                    f"{done['file']}, {done['mask']}")
         each_input(args.inputs, slide_map)  # under torchrun: each rank maps its share of the slides
         return
     if volume_run(args.run_dir):

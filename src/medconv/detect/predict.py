@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..fileio import image_files, own_files, write_csv
 from ..infer.onnx_maps import OnnxMaps, current_export
 from ..infer.shards import flattened, gather_in_order, local_device, my_share
+from ..infer.tiles import default_tile_batch
 from ..progress import make_console, other_rank, progress_bar
 from ..training.runstate import check_finished
 from .overlays import FOUND, draw_marks, overlay_folder
@@ -24,18 +25,16 @@ VIEWS = {"none": 1, "flip": 4, "d4": 8}  # the maps a test-time augmentation cos
 
 
 def map_function(run_dir: str | Path, tta: str, device: str = "auto") -> tuple[Callable, int, str]:
-    """(image (C, H, W) float32 in [0, 1] -> posteriors (K, H, W) numpy, input channels, engine): with device
-    auto or cpu the run's current ONNX export on the CPU ("onnxruntime"), else its checkpoint ("torch") on the
-    device (auto: cuda if available, else cpu)."""
+    """(images (N, C, H, W) float32 in [0, 1] -> posteriors (N, K, H, W) numpy, input channels, engine): with
+    device auto or cpu the run's current ONNX export on the CPU ("onnxruntime", one image at a time), else its
+    checkpoint ("torch") on the device (auto: cuda if available, else cpu)."""
     exported = current_export(run_dir) if device in ("auto", "cpu") else None
     if exported is not None:
         maps = OnnxMaps(exported, tta)
-        return maps, maps.in_channels, "onnxruntime"
-    import torch
-
-    from .pipeline import detection_maps
+        return maps.batch, maps.in_channels, "onnxruntime"
+    from .pipeline import detection_maps  # torch
     meta, maker = detection_maps(run_dir, {}, torch_device(device), tta)
-    return (lambda image: maker(torch.from_numpy(image)).numpy()), meta["in_channels"], "torch"
+    return maker.arrays, meta["in_channels"], "torch"
 
 
 def torch_device(device: str) -> str:
@@ -85,7 +84,7 @@ def detect_file(path: Path, maps: Callable, channels: int, params: dict) -> tupl
     array = read_image(path)
     tic = time.perf_counter()
     image = to_channels(array, channels)
-    found = detect(maps(image)[1], params)
+    found = detect(maps(image[None])[0, 1], params)
     return image, found, time.perf_counter() - tic
 
 
@@ -93,7 +92,7 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
                        device: str = "auto", classifier: str | Path | None = None,
                        nms_radius: float | None = None, tta: str | None = None, log: Callable | None = None,
                        allow_unfinished: bool = False, overlays: bool = True, slide_level: int | None = None,
-                       slide_tile: int = 512, halo: int | None = None) -> list[dict]:
+                       slide_tile: int = 512, halo: int | None = None, tile_batch: int | None = None) -> list[dict]:
     """Detections of image files as rows {image, x, y, score[, class], seconds} (1-based x = column,
     y = row, as the annotations), typed by a nucleus-type `classifier` run when given, after non-maximum
     suppression within `nms_radius` px when given; CSV at `out` when given, and with `overlays` each image with
@@ -102,9 +101,11 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     available, else cpu; a current ONNX export runs with onnxruntime), cpu, cuda or cuda:N. `tta`: test-time
     augmentation (None: none, with a line when the run chose another on validation). A run that has not
     finished training is refused unless `allow_unfinished`. `slide_level`: the inputs are whole slides, detected
-    at that level tile by tile over the tissue (detect.slides; x, y in level-0 pixels; no overlays). Under torchrun
-    each rank detects on its share of the images or slides and draws their overlays (infer.shards); rank 0 writes
-    the CSV and logs (by default), and every rank returns all rows, in input order."""
+    at that level tile by tile over the tissue (detect.slides; x, y in level-0 pixels; no overlays), up to
+    `tile_batch` tiles of one shape at a time (None: infer.tiles.default_tile_batch of the device; an ONNX export
+    maps one at a time whatever the number). Under torchrun each rank detects on its share of the images or slides
+    and draws their overlays (infer.shards); rank 0 writes the CSV and logs (by default), and every rank returns
+    all rows, in input order."""
     log = log or ((lambda line: None) if other_rank() else (lambda line: print(line, file=sys.stderr)))
     check_finished(run_dir, allow_unfinished)
     params = read_params(run_dir)
@@ -115,10 +116,11 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     maps, channels, engine = map_function(run_dir, tta, device)
     mine, failure = [], None  # under torchrun: per input of this rank's share, its rows
     if slide_level is not None:
+        batch = tile_batch or (default_tile_batch(torch_device(device)) if engine == "torch" else 1)
         try:
             for path in my_share(inputs):
                 mine.append(predict_slides(run_dir, [path], slide_level, slide_tile, halo, maps, channels,
-                                           {**params, "nms_radius": nms_radius}, log))
+                                           {**params, "nms_radius": nms_radius}, log, batch))
         except UserError as exc:
             failure = exc
         rows = flattened(gather_in_order(mine, failure))

@@ -13,12 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.slides import (ALIGN, Slide, check_tiling, open_slide, receptive_radius, tile_image, tissue_mask,
-                           tissue_tiles)
+from ..data.slides import ALIGN, Slide, check_tiling, open_slide, receptive_radius, tissue_mask, tissue_tiles
+from ..infer.tiles import mapped_tiles
 from ..progress import make_console, progress_bar
 from .peaks import detect, peaks_to_csv_rows, suppress
-
-
 
 
 def detection_halo(receptive_radius: int, params: dict) -> int:
@@ -29,16 +27,16 @@ def detection_halo(receptive_radius: int, params: dict) -> int:
 
 
 def slide_detections(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[np.ndarray], np.ndarray],
-                     channels: int, params: dict, min_tissue: float = 0.05) -> tuple[np.ndarray, int]:
+                     channels: int, params: dict, min_tissue: float = 0.05, batch: int = 1) -> tuple[np.ndarray, int]:
     """Detections (N, 3) (row, col, score) in `level`'s pixels, highest score first, and the number of tiles
-    mapped. `maps`: image (channels, H, W) float32 in [0, 1] -> posteriors (K, H, W) numpy."""
+    mapped. `maps`: images (n, channels, H, W) float32 in [0, 1] -> posteriors (n, K, H, W) numpy, given up to
+    `batch` tiles of one shape at a time (infer.tiles.mapped_tiles)."""
     tiles = list(tissue_tiles(slide, level, tile, halo, tissue_mask(slide), min_tissue))
     found = []
     with progress_bar(make_console(), disable=len(tiles) < 2) as bar:
         task = bar.add_task("slide tiles", total=len(tiles), status="")
-        for t in tiles:
-            image, x0, y0 = tile_image(slide, level, t, channels)
-            peaks = detect(maps(image)[1], {**params, "nms_radius": None})
+        for t, posteriors, x0, y0 in mapped_tiles(slide, level, tiles, maps, channels, batch):
+            peaks = detect(posteriors[1], {**params, "nms_radius": None})
             rows, cols = peaks[:, 0] + y0, peaks[:, 1] + x0
             inside = (rows >= t.y) & (rows < t.y + t.height) & (cols >= t.x) & (cols < t.x + t.width)
             found.append(np.column_stack([rows, cols, peaks[:, 2]])[inside])
@@ -51,9 +49,9 @@ def slide_detections(slide: Slide, level: int, tile: int, halo: int, maps: Calla
 
 def predict_slides(run_dir: str | Path, inputs: list[str], level: int, tile: int, halo: int | None,
                    maps: Callable[[np.ndarray], np.ndarray], channels: int, params: dict,
-                   log: Callable[[str], None]) -> list[dict]:
+                   log: Callable[[str], None], batch: int = 1) -> list[dict]:
     """Rows {image, x, y, score} of detections on whole slides: x, y 1-based pixels of level 0 (a detection
-    at level L scaled by its downsample), over `level` tile by tile (slide_detections)."""
+    at level L scaled by its downsample), over `level` tile by tile, `batch` tiles at a time (slide_detections)."""
     rows = []
     for path in inputs:
         slide = open_slide(path)
@@ -64,12 +62,12 @@ def predict_slides(run_dir: str | Path, inputs: list[str], level: int, tile: int
             reach = halo if halo is not None else detection_halo(radius, params)
             check_tiling(tile, reach, radius)
             tic = time.perf_counter()
-            peaks, mapped = slide_detections(slide, level, tile, reach, maps, channels, params)
+            peaks, mapped = slide_detections(slide, level, tile, reach, maps, channels, params, batch=batch)
             scale = slide.downsamples[level]
             peaks[:, :2] *= scale
             rows += peaks_to_csv_rows(Path(path).name, peaks)
             log(f"{Path(path).name}: {len(peaks)} detections, {mapped} tiles of {tile} px at level {level} with a "
-                f"halo of {reach} px in {time.perf_counter() - tic:.1f} s")
+                f"halo of {reach} px, up to {batch} at a time, in {time.perf_counter() - tic:.1f} s")
         finally:
             slide.close()
     return rows

@@ -12,6 +12,7 @@ memory stays bounded and the result does not depend on the tile size.
 
     dense = dense_network(model, patch)                 # once per trained model
     probs = dense_posteriors(dense, image, patch, mean, std)   # (K, H, W)
+    probs = dense_batch_posteriors(dense, images, patch, mean, std)   # (N, K, H, W), images of one size
     scan = DenseScan(dense, patch)                      # the same as one network (what medconv export writes)
 """
 from __future__ import annotations
@@ -126,20 +127,27 @@ class DenseScan(nn.Module):
         return logits[:, :, :x.shape[2], :x.shape[3]]
 
 
-@torch.no_grad()
 def dense_posteriors(dense: nn.Module, image: torch.Tensor, patch: int, mean: list[float], std: list[float],
                      tile: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
     """Softmax posteriors (K, H, W) of every pixel of image (C, H, W) in [0, 1], tile x tile at a time."""
+    return dense_batch_posteriors(dense, image[None], patch, mean, std, tile, device)[0]
+
+
+@torch.no_grad()
+def dense_batch_posteriors(dense: nn.Module, images: torch.Tensor, patch: int, mean: list[float], std: list[float],
+                           tile: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
+    """dense_posteriors of images (N, C, H, W) of one size, together: posteriors (N, K, H, W), each tile x tile
+    window of all N images in one pass."""
     from .sliding_window import padded_input
-    padded = padded_input(image, patch, mean, std)  # (C, H + P - 1, W + P - 1)
-    _, height, width = image.shape
+    padded = torch.stack([padded_input(image, patch, mean, std) for image in images])  # (N, C, H + P - 1, W + P - 1)
+    height, width = images.shape[-2:]
     rows = []
     for y in range(0, height, tile):
         cols = []
         for x in range(0, width, tile):
             h, w = min(tile, height - y), min(tile, width - x)
-            window = padded[:, y:y + h + patch - 1, x:x + w + patch - 1].unsqueeze(0).to(device)
-            logits = dense(window)[0, :, :h, :w]  # pooling floors may leave a few extra rows: crop
-            cols.append(torch.softmax(logits.float(), 0).cpu())
-        rows.append(torch.cat(cols, 2))
-    return torch.cat(rows, 1)
+            window = padded[:, :, y:y + h + patch - 1, x:x + w + patch - 1].to(device)
+            logits = dense(window)[:, :, :h, :w]  # pooling floors may leave a few extra rows: crop
+            cols.append(torch.softmax(logits.float(), 1).cpu())
+        rows.append(torch.cat(cols, 3))
+    return torch.cat(rows, 2)

@@ -111,3 +111,8 @@ class OnnxMaps:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return views_mean(np.asarray(image, np.float32), self.one_view, self.tta, lambda a, dims: np.flip(a, dims),
                           lambda a, k: np.ascontiguousarray(np.rot90(a, k, (-2, -1))))
+
+    def batch(self, images: np.ndarray) -> np.ndarray:
+        """Posteriors (N, K, H, W) of images (N, C, H, W), one image at a time: an export takes one image (its
+        batch axis is 1, export.forms), so there is nothing to gain from stacking them."""
+        return np.stack([self(image) for image in images])

@@ -1,7 +1,8 @@
 """Slide-level maps in bounded memory: a whole-slide image (data.slides) is cut into tiles over its tissue, each
-read with a halo and mapped by a function of images (C, H, W) -> posteriors (K, H, W) (segment.maps.MapMaker),
-its core kept, and the cores written one by one as the tiles of a tiled TIFF, never the whole map at once; that
-file is then written again as a tiled pyramidal TIFF (infer.pyramid), with a mask beside it at a threshold.
+read with a halo and mapped by a function of images (N, C, H, W) -> posteriors (N, K, H, W) (segment.maps.MapMaker's
+arrays), a few tiles of one shape at a time (infer.tiles), its core kept, and the cores written one by one as the
+tiles of a tiled TIFF, never the whole map at once; that file is then written again as a tiled pyramidal TIFF
+(infer.pyramid), with a mask beside it at a threshold.
 
 With a halo at least the network's receptive radius (a patch classifier: half its patch; a U-Net: its receptive
 field, and tiles on its down-sampling grid, multiples of 16), a core's posteriors are those whole-image inference
@@ -11,40 +12,42 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import torch
 
 from ..data.slides import Slide, Tile, tile_image, tissue_mask, tissue_tiles
 from ..fileio import writes_here
 from ..progress import make_console, progress_bar
 from .pyramid import pyramid_from_file, scratch_files, write_tiled
+from .tiles import Maps, mapped_tiles
 
 
-def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Callable[[torch.Tensor], torch.Tensor],
-               channel: int, channels: int, out: str | Path, min_tissue: float = 0.05, floats: bool = False,
-               mask_out: str | Path | None = None, threshold: float = 0.5) -> dict:
+def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Maps, channel: int, channels: int,
+               out: str | Path, min_tissue: float = 0.05, floats: bool = False, mask_out: str | Path | None = None,
+               threshold: float = 0.5, batch: int = 1) -> dict:
     """Write the posterior of class `channel` over `level` of `slide` as a tiled pyramidal TIFF at `out`
     (infer.pyramid: reduced levels by 2 x 2 means): uint16 round(p x 65535), or float32 with `floats`; tiles of
     tile x tile, glass 0. With `mask_out`, also the mask there: uint8 255 where p > `threshold`, else 0, same tiles,
     reduced levels by nearest pixel. Tiles are computed over the tissue only, once for both files (level 0 of
-    float32 p goes to a scratch file beside `out`, read back tile by tile for each); `maps` takes images of
-    `channels` channels. Returns {"tiles", "tissue_tiles", "seconds", "tiles_per_second"} of the mapping pass
-    (the pyramids after it not counted), "size" (width, height) and "levels" (of the pyramids)."""
+    float32 p goes to a scratch file beside `out`, read back tile by tile for each), up to `batch` at a time
+    (mapped_tiles); `maps` takes images of `channels` channels. Returns {"tiles", "tissue_tiles", "seconds",
+    "tiles_per_second"} of the mapping pass (the pyramids after it not counted), "size" (width, height) and
+    "levels" (of the pyramids)."""
     slide.check_level(level)
     width, height = slide.sizes[level]
     mask = tissue_mask(slide)
-    todo = {(t.x, t.y): t for t in tissue_tiles(slide, level, tile, halo, mask, min_tissue)}
+    todo = list(tissue_tiles(slide, level, tile, halo, mask, min_tissue))  # row by row, as the grid
     grid = tile_origins(slide.sizes[level], tile)
     console, started = make_console(), time.time()
 
     def cores(bar, task):
+        mapped, wanted = mapped_tiles(slide, level, todo, maps, channels, batch), {(t.x, t.y) for t in todo}
         for x, y in grid:
             core = np.zeros((tile, tile), np.float32)
-            if (x, y) in todo:
-                t = todo[(x, y)]
-                core[:t.height, :t.width] = map_core(slide, level, t, maps, channel, channels)
+            if (x, y) in wanted:
+                t, posteriors, x0, y0 = next(mapped)
+                core[:t.height, :t.width] = posteriors[channel, t.y - y0:t.y - y0 + t.height,
+                                                       t.x - x0:t.x - x0 + t.width]
                 bar.update(task, advance=1)
             yield core
 
@@ -93,14 +96,3 @@ def halo_image(slide: Slide, level: int, tile: Tile, channels: int = 3) -> np.nd
     if top or left or bottom or right:
         image = np.pad(image, ((0, 0), (top, bottom), (left, right)), mode="reflect")
     return image
-
-
-def map_core(slide: Slide, level: int, tile: Tile, maps: Callable[[torch.Tensor], torch.Tensor],
-             channel: int, channels: int = 3) -> np.ndarray:
-    """The posterior (height, width) float32 of class `channel` on a tile's core, computed on its region with
-    the halo (the slide's own pixels; mirrored only at the slide's edges, as whole-image inference does)."""
-    image, x0, y0 = tile_image(slide, level, tile, channels)
-    posteriors = maps(torch.from_numpy(image))
-    rows = slice(tile.y - y0, tile.y - y0 + tile.height)
-    cols = slice(tile.x - x0, tile.x - x0 + tile.width)
-    return posteriors[channel, rows, cols].numpy().astype(np.float32)

@@ -5,6 +5,7 @@ optional flip or d4 test-time augmentation.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..data.transforms import normalise
 from ..errors import UserError
-from ..infer.dense import dense_network, dense_posteriors
+from ..infer.dense import dense_batch_posteriors, dense_network
 from ..infer.sliding_window import sliding_posteriors
 from ..infer.views import unet_padding, views_mean
 from ..progress import progress_bar
@@ -48,30 +49,41 @@ class MapMaker:
         elif self.mode == "dense":
             self.method = "tiles"
 
-    @torch.no_grad()
     def __call__(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """Posteriors (K, H, W) of image (C, H, W); with tta, the mean over the views' maps turned back."""
-        return views_mean(image, lambda view: self.one_view(view, stride), self.tta, lambda x, dims: x.flip(dims),
+        return self.batch(image[None], stride)[0]
+
+    @torch.no_grad()
+    def batch(self, images: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """Posteriors (N, K, H, W) of images (N, C, H, W) of one size, each view of all N in one pass of the
+        network: each image's map is the one it gets alone (to float rounding, about 1e-7). The sliding window
+        (method sliding, or a stride) cannot batch: it maps the images one at a time."""
+        return views_mean(images, lambda view: self.one_view(view, stride), self.tta, lambda x, dims: x.flip(dims),
                           lambda x, k: torch.rot90(x, k, (-2, -1)))
 
-    def one_view(self, image: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    def arrays(self, images: np.ndarray) -> np.ndarray:
+        """batch on numpy: images (N, C, H, W) float32 in [0, 1] -> posteriors (N, K, H, W) float32."""
+        return self.batch(torch.from_numpy(images)).numpy()
+
+    def one_view(self, images: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """Posteriors (N, K, H, W) of images (N, C, H, W), without test-time augmentation."""
         mean, std = self.meta["mean"], self.meta["std"]
         if self.mode == "patch":
             if self.method == "dense" and stride == 1:
-                return dense_posteriors(self.dense, image, self.meta["patch"], mean, std, device=self.device)
+                return dense_batch_posteriors(self.dense, images, self.meta["patch"], mean, std, device=self.device)
 
             with progress_bar(Console(stderr=True)) as bar:  # one forward pass per pixel: minutes per image
                 task = bar.add_task("sliding window", total=None, status="")
-                return sliding_posteriors(self.model, image, self.meta["patch"], mean, std, stride,
-                                          device=self.device,
-                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-        return self.tiled(image)
+                return torch.stack([sliding_posteriors(
+                    self.model, image, self.meta["patch"], mean, std, stride, device=self.device,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total)) for image in images])
+        return self.tiled(images)
 
-    def tiled(self, image: torch.Tensor) -> torch.Tensor:
-        """A dense network's posteriors (K, H, W): in one pass over the whole image, mirrored out to a
-        multiple of 16 pixels, when it has at most WHOLE_IMAGE_PIXELS; else over overlapping tiles
-        blended with Gaussian weights (MONAI's sliding_window_inference)."""
-        x = normalise(image.float().unsqueeze(0), self.meta["mean"], self.meta["std"]).to(self.device)
+    def tiled(self, images: torch.Tensor) -> torch.Tensor:
+        """A dense network's posteriors (N, K, H, W) of images (N, C, H, W): in one pass over the whole images,
+        mirrored out to a multiple of 16 pixels, when each has at most WHOLE_IMAGE_PIXELS; else over overlapping
+        tiles blended with Gaussian weights (MONAI's sliding_window_inference)."""
+        x = normalise(images.float(), self.meta["mean"], self.meta["std"]).to(self.device)
         height, width = x.shape[-2:]
         if height * width <= WHOLE_IMAGE_PIXELS:
             rows, cols, mode = unet_padding(height, width)
@@ -82,4 +94,4 @@ class MapMaker:
 
             tile = self.meta["tile"]
             logits = sliding_window_inference(x, (tile, tile), 4, self.model, overlap=0.25, mode="gaussian")
-        return torch.softmax(logits.float(), 1)[0].cpu()
+        return torch.softmax(logits.float(), 1).cpu()
