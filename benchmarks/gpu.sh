@@ -13,6 +13,9 @@
 # back as $OUT/gpu.tar.gz; unpack it in the repository root here. (results/medmnist_2d_cuda.* is that
 # machine's partial report: ./run bench medmnist_2d --report-only here puts the reference runs in the table.)
 #   MEDCONV_DATA=gpu-data GPU_PARTS="speed explore" benchmarks/gpu.sh    # GPU_TRAIN_SECONDS caps part 2 (400)
+#   MEDCONV_DATA=gpu-data GPU_PARTS=wsi benchmarks/gpu.sh     # the 40,960 px whole slide (issue 24), alone: its
+#      slide is written there (about 60 s: 2.5 s at 8,192 px here), then segment and detect predict over it
+#      (about 6 h per verb on 2 CPU cores); results/wsi_cuda.* come back (needs crchistophenotypes/ in gpu-data)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} MEDCONV_RESULTS_SUFFIX=_cuda PYTHONUNBUFFERED=1
@@ -45,6 +48,12 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 if has speed; then
   part rbm_speed 120 "$PY" benchmarks/rbm_speed.py --epochs 3
   part dense_vs_sliding 180 "$PY" benchmarks/dense_vs_sliding.py --device cuda
+fi
+
+if has wsi; then
+  # TF32 off (cuDNN's convolutions use it by default): the seam check compares maps to 1e-5, and TF32 alone
+  # differs by about 1e-3 between the slide's tiles and the whole-image windows
+  NVIDIA_TF32_OVERRIDE=0 part wsi "${GPU_WSI_SECONDS:-480}" "$PY" benchmarks/wsi.py
 fi
 
 # 2. training, all at once (each process gets 2 CPU threads of the 16)

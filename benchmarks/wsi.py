@@ -122,8 +122,9 @@ def seam_check(slide_path: Path, run: Path, map_path: Path, detections: list[dic
     from medconv.segment.evaluate import load_segmenter
     from medconv.segment.maps import MapMaker
 
-    model, meta = load_segmenter(run)
-    maker = MapMaker(model, meta)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the device the commands mapped the slide on
+    model, meta = load_segmenter(run, "best", device)
+    maker = MapMaker(model, meta, device=device)
     params = read_params(run)
     slide = open_slide(slide_path)
     computed = np.zeros((slide.sizes[0][1], slide.sizes[0][0]), bool)  # the tissue tiles' cores (glass: not mapped)
