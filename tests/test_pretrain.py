@@ -1,7 +1,10 @@
 """Layer-wise pretraining: the MLP's hidden layers compute exactly the RBM/autoencoder codes."""
+import io
+
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from medconv.config import TrainConfig
 from medconv.data.transforms import channel_stats, normalise
@@ -94,8 +97,12 @@ def test_convolutional_autoencoder_pretraining(breast_images):
     mean, std = channel_stats(breast_images)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     before = [c.weight.clone() for c in convs]
-    summary = pretrain_convolutions(model, breast_images[:48], mean, std, epochs=1)
+    log = io.StringIO()
+    summary = pretrain_convolutions(model, breast_images[:48], mean, std, epochs=1, console=Console(file=log))
     assert len(summary) == len(convs) == 20
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("autoencoder ")]
+    assert [line.split()[1] for line in lines] == [f"{k}/20" for k in range(1, 21)]  # a line per layer as it ends
+    assert f"{summary[-1]['reconstruction_error']:.4f}" in lines[-1]
     assert all(not torch.equal(b, c.weight) for b, c in zip(before, convs))
     # one layer trained longer reconstructs its inputs better than at the start
     x = normalise(breast_images[:64].float() / 255, mean, std)

@@ -8,6 +8,8 @@ weights are kept; batch norm and the classifier are left as they are for fine-tu
 """
 from __future__ import annotations
 
+import time
+
 import torch
 from rich.console import Console
 from torch import nn
@@ -76,9 +78,12 @@ def pretrain_convolutions(model: nn.Module, images: torch.Tensor, mean: list[flo
         raise UserError("--pretrain cae pretrains convolution layers, and this network has none")
     summary = []
     for i, conv in enumerate(order):
+        tic = time.perf_counter()
         inputs = conv_inputs(model, conv, x)
         loss = pretrain_conv(conv, inputs, epochs, generator=generator)
         summary.append({"layer": i + 1, "out_channels": conv.out_channels, "reconstruction_error": loss})
+        console.print(f"autoencoder {i + 1}/{len(order)} ({conv.out_channels} filters): reconstruction error "
+                      f"{loss:.4f} [{time.perf_counter() - tic:.1f}s]", highlight=False)  # minutes on volumes
     model.train(was_training)
     console.print(f"pretrained {len(order)} convolution layers as autoencoders, {epochs} epochs each; "
                   f"reconstruction error of the last {summary[-1]['reconstruction_error']:.4f}", highlight=False)
