@@ -48,26 +48,26 @@ def run_once(seed: int) -> dict:
     return row
 
 
-def figures(seed: int, split: str, tta: str) -> dict:
-    """`segment evaluate` of a trained seed on a split, read back from its RUN/metrics_{split}[_tta-T].json when
-    computed before with that TTA."""
-    path = run_dir(seed) / f"metrics_{split}{'' if tta == 'none' else '_tta-' + tta}.json"
+def val_figures(seed: int, tta: str) -> dict:
+    """`segment evaluate --split val` of a trained seed, read back from its RUN/metrics_val[_tta-T].json when
+    computed before with that TTA (validation figures only: test figures are always computed afresh)."""
+    path = run_dir(seed) / f"metrics_val{'' if tta == 'none' else '_tta-' + tta}.json"
     cached = json.loads(path.read_text()) if path.exists() else {}
     if cached.get("tta") == tta and cached.get("checkpoint") == "best" and "dice_mean" in cached:
         return cached
-    return evaluate_volumes(run_dir(seed), split, tta=tta)
+    return evaluate_volumes(run_dir(seed), "val", tta=tta)
 
 
 def selected_tta(seeds) -> tuple[str, dict]:
     """The TTA of the plan's rule and every candidate's validation Dice mean, averaged over the seeds."""
-    val = {tta: statistics.mean(figures(seed, "val", tta)["dice_mean"] for seed in seeds) for tta in TTAS}
+    val = {tta: statistics.mean(val_figures(seed, tta)["dice_mean"] for seed in seeds) for tta in TTAS}
     return ("flip" if val["flip"] > val["none"] else "none"), val
 
 
 def scored(seed: int, tta: str) -> dict:
     """A trained seed's row with its test figures (the checkpoint chosen on validation, the TTA chosen there),
     stamped."""
-    test = figures(seed, "test", tta)
+    test = evaluate_volumes(run_dir(seed), "test", tta=tta)
     row = {**run_once(seed), **({} if tta == "none" else {"tta": tta}), "test_cases": test["n"],
            "test_dice_mean": test["dice_mean"], "test_dice_mean_sd_over_cases": test["dice_mean_std"],
            **{f"test_dice_{s}": test[f"dice_{s}"] for s in STRUCTURES},
@@ -106,7 +106,10 @@ def main() -> None:
         run_once(seed)
     tta, val = selected_tta(SEEDS)
     rows = [scored(seed, tta) for seed in SEEDS]
-    earlier = [] if tta == "none" else [scored(seed, "none") for seed in SEEDS]  # reported before the amendment
+    # the TTA-none rows reported before the amendment, as they were stamped then (no test figure is computed for
+    # a TTA not selected; after --fresh there are none)
+    earlier = [] if tta == "none" else [json.loads(p.read_text()) for p in
+                                        (run_dir(seed) / "bench_row.json" for seed in SEEDS) if p.exists()]
     summary = {"hippocampus_tta": tta, **{f"hippocampus_val_dice_{t}": v for t, v in val.items()},
                "hippocampus_dice_mean": mean(rows, "test_dice_mean"),
                "hippocampus_dice_anterior": mean(rows, "test_dice_anterior"),
