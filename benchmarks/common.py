@@ -106,13 +106,23 @@ def cell(rows: list[dict], key: str, digits: int = 3) -> str:
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if len(rows) > 1 else "")
 
 
-def paused_minutes(run: Path) -> float:
-    """Minutes a run's process spent stopped (SIGSTOP) while other work was timed alone, as its RUN/PAUSED.txt
-    records them (lines "- SECONDS s, ..."); 0 without the file. Wall-clock train times overstate training by
-    this much."""
+def paused_minutes(run: Path, start: float, end: float) -> float:
+    """Minutes within [start, end] (Unix seconds) that a run's process spent stopped (SIGSTOP) while other work
+    was timed alone, as its RUN/PAUSED.txt records them (lines "- SECONDS s, HH:MM:SS to HH:MM:SS UTC on
+    YYYY-MM-DD: ..."); 0 without the file. A wall-clock time over that window overstates training by this much."""
     path = Path(run) / "PAUSED.txt"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return sum(float(line[2:].split(" s,", 1)[0]) for line in lines if line.startswith("- ")) / 60
+    total = 0.0
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if not line.startswith("- "):
+            continue
+        times, day = line.split(" UTC on ", 1)
+        first, last = (part.split()[-1] for part in times.split(" to "))
+        stamp = lambda hms: datetime.datetime.strptime(f"{day[:10]} {hms}", "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        begun, ended = stamp(first), stamp(last)
+        ended += 86400 if ended < begun else 0  # past midnight
+        total += max(0.0, min(ended, end) - max(begun, start))
+    return total / 60
 
 
 def write_results(name: str, summary: dict, runs: list[dict], markdown: str, extra: dict | None = None) -> Path:
