@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import DEVICE as DEVICE_NAME
 from ..config import TrainConfig, load_config
 from ..errors import UserError
+from ..infer.tiles import GPU_TILE_BATCH
 from .fields import DATA_ROOT, TTA, Field, field_help
 
 
@@ -199,11 +200,11 @@ def slide_options(what: str, halo: str | None, tile: str = "a multiple of 16",
     if halo is not None:
         p.add_argument("--halo", type=number(0, whole=True), default=None, metavar="PX",
                        help=f"with --slide-level: context read around each tile, a multiple of 16 (default: {halo})")
-    if batch is not None:  # the defaults are infer.tiles.default_tile_batch's
+    if batch is not None:  # the defaults of infer.tiles.default_tile_batch
         p.add_argument("--tile-batch", type=number(1, whole=True), default=None, metavar="N",
                        help="with --slide-level: up to N tiles of one size (with their halos) through the network "
-                            f"in one pass, the same map as one at a time, N tiles held in memory{batch} (default: 4 "
-                            "on a GPU, 1 on the CPU)")
+                            f"in one pass, the same map as one at a time, N tiles held in memory{batch} (default: "
+                            f"{GPU_TILE_BATCH} on a GPU, 1 on the CPU)")
     return p
 
 

@@ -116,7 +116,8 @@ def predict_detections(run_dir: str | Path, inputs: list[str], out: str | Path |
     maps, channels, engine = map_function(run_dir, tta, device)
     mine, failure = [], None  # under torchrun: per input of this rank's share, its rows
     if slide_level is not None:
-        batch = tile_batch or (default_tile_batch(torch_device(device)) if engine == "torch" else 1)
+        # an ONNX export maps one tile at a time (its batch axis is 1), whatever was asked
+        batch = (tile_batch or default_tile_batch(torch_device(device))) if engine == "torch" else 1
         try:
             for path in my_share(inputs):
                 mine.append(predict_slides(run_dir, [path], slide_level, slide_tile, halo, maps, channels,

@@ -46,6 +46,7 @@ def slide_maps(slide: Slide, level: int, tile: int, halo: int, maps: Maps, chann
             core = np.zeros((tile, tile), np.float32)
             if (x, y) in wanted:
                 t, posteriors, x0, y0 = next(mapped)
+                assert (t.x, t.y) == (x, y), "tiles mapped out of the grid's order"
                 core[:t.height, :t.width] = posteriors[channel, t.y - y0:t.y - y0 + t.height,
                                                        t.x - x0:t.x - x0 + t.width]
                 bar.update(task, advance=1)

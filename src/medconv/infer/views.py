@@ -9,7 +9,8 @@ TTA_MODES = ("none", "flip", "d4")
 
 
 def views_mean(image, one_view: Callable, tta: str, flip: Callable, rot90: Callable):
-    """Mean of one_view over the views of image (C, H, W) -> a map (K, H, W) aligned with the image.
+    """Mean of one_view over the views of image (C, H, W) -> a map (K, H, W) aligned with the image; likewise
+    for a batch, images (N, C, H, W) -> maps (N, K, H, W) (only the last two axes are flipped and turned).
 
     tta: "none" (one view), "flip" (the 4 flips of the two axes) or "d4" (those 4, each also turned by
     90 degrees: 8 views). flip(a, dims) flips axes dims; rot90(a, k) turns the last two axes k times.
