@@ -13,7 +13,7 @@ from ..data.slides import Slide, Tile, tile_image
 
 Maps = Callable[[np.ndarray], np.ndarray]  # images (N, C, H, W) float32 in [0, 1] -> posteriors (N, K, H, W)
 # tiles per pass of the network by default on a GPU (cli.options' --tile-batch help says so); 1 on the CPU, where
-# batching measured no faster (2 cores) and each more tile costs memory (a U-Net, 512 px tiles: about 0.6 GB)
+# batching measured no faster (2 cores) and each more tile costs memory (docs/verbs.md gives the measurement)
 GPU_TILE_BATCH = 4
 
 
