@@ -16,6 +16,7 @@ import time
 from common import RUNS, cell, mean, stamped, write_results
 
 from medconv.segment.config import SegmentConfig
+from medconv.segment.evaluate import metrics_name
 from medconv.segment.volume_maps import evaluate_volumes
 from medconv.segment.volume_train import train_volume_segmentation
 
@@ -51,7 +52,7 @@ def run_once(seed: int) -> dict:
 def val_figures(seed: int, tta: str) -> dict:
     """`segment evaluate --split val` of a trained seed, read back from its RUN/metrics_val[_tta-T].json when
     computed before with that TTA (validation figures only: test figures are always computed afresh)."""
-    path = run_dir(seed) / f"metrics_val{'' if tta == 'none' else '_tta-' + tta}.json"
+    path = run_dir(seed) / metrics_name("val", tta)
     cached = json.loads(path.read_text()) if path.exists() else {}
     if cached.get("tta") == tta and cached.get("checkpoint") == "best" and "dice_mean" in cached:
         return cached

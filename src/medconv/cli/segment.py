@@ -122,8 +122,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
         m = evaluate_volumes(args.run_dir, args.split, device=args.device, tta=args.tta,
                              allow_unfinished=args.allow_unfinished)
         print(json.dumps(m, indent=2) if args.json else
-              f"{args.split} ({m['n']} volumes): {volume_summary(m)}  -> {args.run_dir}/metrics_{args.split}"
-              f"{'' if args.tta == 'none' else '_tta-' + args.tta}.json")
+              f"{args.split} ({m['n']} volumes): {volume_summary(m)}  -> "
+              f"{args.run_dir}/{metrics_name(args.split, args.tta)}")
         return
     m = evaluate_segmentation(args.run_dir, args.split, args.method, device=args.device, tta=args.tta, thin=args.thin,
                               allow_unfinished=args.allow_unfinished)

@@ -27,6 +27,7 @@ from ..training.checkpoint import load_model
 from ..training.runstate import check_finished, warn_if_data_changed
 from ..training.engine import resolve_device
 from .config import SegmentConfig
+from .evaluate import metrics_name
 
 OVERLAP = 0.5
 PICTURES = 3  # volumes of a split drawn by evaluate (RUN/plots/SPLIT/NAME_slices.png)
@@ -157,7 +158,7 @@ def evaluate_volumes(run_dir: str | Path, split: str = "test", which: str = "bes
                                   pictures=Path(run_dir) / "plots" / split)
     metrics = {**summary, "seconds_per_volume": (time.time() - tic) / max(1, summary["n"]), "split": split,
                "checkpoint": which, "tta": tta, "volumes": rows}
-    write_json(Path(run_dir) / f"metrics_{split}{'' if tta == 'none' else '_tta-' + tta}.json", metrics)
+    write_json(Path(run_dir) / metrics_name(split, tta), metrics)
     return metrics
 
 
