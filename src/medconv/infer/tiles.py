@@ -24,23 +24,14 @@ def mapped_tiles(slide: Slide, level: int, tiles: Iterable[Tile], maps: Maps, ch
     mirrored, at the slide's edges), so regions at the edges are smaller: consecutive tiles whose regions have one
     shape go through `maps` together, up to `batch` at a time, and no region is padded, so each tile gets the
     posteriors it gets alone (to float rounding, about 1e-7 for a U-Net: a batched convolution may sum in another
-    order). At most `batch` regions are held at once."""
+    order). At most `batch` regions (and their stacked copy) are held at once."""
     size = slide.sizes[level]
     for _, same in itertools.groupby(tiles, key=lambda t: t.region(size)[2:]):
         while group := list(itertools.islice(same, batch)):
-            regions = [t.region(size) for t in group]
-            posteriors = maps(region_images(slide, level, group, channels))
-            for t, (x0, y0, _, _), p in zip(group, regions, posteriors):
+            read = [tile_image(slide, level, t, channels) for t in group]  # (image (C, h, w), x0, y0) each
+            posteriors = maps(np.stack([image for image, _, _ in read]))
+            for t, (_, x0, y0), p in zip(group, read, posteriors):
                 yield t, p, x0, y0
-
-
-def region_images(slide: Slide, level: int, tiles: list[Tile], channels: int) -> np.ndarray:
-    """The regions of tiles whose regions have one shape, as images (N, channels, h, w) float32 in [0, 1]."""
-    _, _, width, height = tiles[0].region(slide.sizes[level])
-    images = np.empty((len(tiles), channels, height, width), np.float32)
-    for i, t in enumerate(tiles):
-        images[i] = tile_image(slide, level, t, channels)[0]
-    return images
 
 
 def default_tile_batch(device: str) -> int:
