@@ -54,18 +54,20 @@ def brute_force_rand_error(membrane_prob: np.ndarray, truth_membrane: np.ndarray
     return 1 - best
 
 
-def test_patch_classifier_learns_membranes(isbi_patch_run, data_root):
+def test_patch_classifier_learns_membranes(isbi_patch_run, isbi_small_root):
     from medconv.segment.metrics import rand_error
 
     metrics = json.loads((isbi_patch_run / "metrics.json").read_text())
-    # 2 short epochs (3072 patches): far from converged, but clearly better than all-cell (pixel error 0.22)
+    # 2 short epochs (3072 patches): far from converged, but clearly better than all-cell (pixel error 0.24 on these
+    # crops; measured 0.17)
     assert metrics["test"]["f1"] > 0.55 and metrics["test"]["pixel_error"] < 0.2
     assert metrics["test"]["method"] == "dense"
-    # Rand error of slices 25-29: measured 0.30 (and 0.12 after thinning, below); calling every pixel cell (one
-    # segment: every true cell merged) scores 0.91 on the same slices, a perfect map 0
-    trivial = rand_error(np.zeros((5, 512, 512)), np.stack(isbi_membranes(data_root, range(25, 30))))["rand_error"]
-    assert trivial > 0.85 and metrics["test"]["rand_error"] < 0.4
-    assert metrics["test"]["isbi_pixel_error"] < 0.12  # the leaderboard's pixel error (1 - best cell F): 0.078
+    # Rand error of slices 25-29 (their central 256 px): measured 0.30 (and 0.20 after thinning, below); calling
+    # every pixel cell (one segment: every true cell merged) scores 0.85 on the same crops, a perfect map 0
+    truth = np.stack(isbi_membranes(isbi_small_root, range(25, 30)))
+    trivial = rand_error(np.zeros(truth.shape), truth)["rand_error"]
+    assert trivial > 0.8 and metrics["test"]["rand_error"] < 0.4
+    assert metrics["test"]["isbi_pixel_error"] < 0.12  # the leaderboard's pixel error (1 - best cell F): measured 0.094
     chosen = json.loads((isbi_patch_run / "threshold.json").read_text())  # for predict, chosen on validation
     assert chosen["metric"] == "rand" and 0 < chosen["threshold"] < 1 and chosen == metrics["threshold"]
 
@@ -124,8 +126,9 @@ def test_thinned_membranes_evaluate_and_predict(isbi_patch_run, tmp_path, data_r
         assert evaluated[key] == trained[key], key
     assert evaluated["tta"] == "none" and json.loads((run / "metrics_test.json").read_text()) == evaluated
     raw = evaluated["rand_error"]
-    # thick, blurred membranes split cells; one-pixel lines grown from seeds do not: measured 0.30 -> 0.12
-    assert thinned["rand_error"] < 0.2 and thinned["rand_error"] < raw - 0.1
+    # thick, blurred membranes split cells; one-pixel lines grown from seeds do not: measured 0.30 -> 0.20 on these
+    # 256 px crops (0.30 -> 0.12 on the full 512 px slices, where the seeds chosen on validation have more cells)
+    assert thinned["rand_error"] < 0.25 and thinned["rand_error"] < raw - 0.05
     proc = cli("segment", "predict", run, image, "--thin", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     membrane = np.array(Image.open(tmp_path / "03_mask.png")) > 0
@@ -257,7 +260,7 @@ def test_isbi_evaluation_writes_scores_worst_first_and_overlays(isbi_patch_run):
     its table and grid."""
     assert not (isbi_patch_run / "scores_val.csv").exists()
     rows = check_segmentation_table(isbi_patch_run, "test", "rand_error")
-    assert len(rows) == 5 and sum(int(r["pixels"]) for r in rows) == 5 * 512 * 512  # ISBI has no roi
+    assert len(rows) == 5 and sum(int(r["pixels"]) for r in rows) == 5 * 256 * 256  # ISBI has no roi
     assert all(0 <= float(r["rand_error"]) <= 1 for r in rows)
     assert float(rows[0]["rand_error"]) > float(rows[-1]["rand_error"])  # the worst slice leads, by a margin
 
