@@ -74,6 +74,7 @@ def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeyp
     from rich.console import Console
 
     import medconv.detect.pipeline as pipeline
+    import medconv.detect.tuning as tuning
     import medconv.segment.train as segment_train
     from medconv.segment.config import SegmentConfig
 
@@ -90,6 +91,8 @@ def test_selection_code_never_receives_a_test_image(data_root, tmp_path, monkeyp
 
     monkeypatch.setattr(segment_train, "score", spy_score)
     monkeypatch.setattr(pipeline, "centre_maps", spy_maps)
+    monkeypatch.setattr(tuning, "SIGMAS", (1.0,))  # which images the choice sees, not how much it tries: one pair
+    monkeypatch.setattr(tuning, "MIN_DISTANCES", (3,))
     cfg = SegmentConfig(dataset="crchistophenotypes", data_root=str(data_root), patch=9, epochs=1,
                         samples_per_epoch=128,
                         model_options={"widths": [4], "kernels": [3], "hidden": [8]})
