@@ -79,7 +79,7 @@ def scored(seed: int, tta: str) -> dict:
 
 
 def markdown(rows: list[dict], summary: dict, val: dict) -> str:
-    lines = ["# MSD hippocampus (Task04), 3D U-Net, 3 seeds", "",
+    lines = ["## MSD hippocampus (Task04), 3D U-Net, 3 seeds", "",
              "Cases sorted by id: every 5th test (52), the next validation (51), the rest train (157). Checkpoint: "
              "best mean validation Dice. Figures: means over the 52 test cases, then mean ± sd over seeds. "
              "Plan: benchmarks/plans/hippocampus.md.", "",

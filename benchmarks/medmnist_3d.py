@@ -94,7 +94,7 @@ def wall(row: dict) -> str:
 
 def markdown(rows: dict[str, list[dict]], best: str, summary: dict) -> str:
     target_auc, target_acc = best_published(DATASET)
-    lines = ["# AdrenalMNIST3D (28³), 3 seeds", "",
+    lines = ["## AdrenalMNIST3D (28³), 3 seeds", "",
              "Official splits; each run's checkpoint chosen on validation AUC; test AUC/ACC as medmnist.Evaluator, "
              "mean ± sd over seeds. Plan: benchmarks/plans/medmnist_3d.md.", "",
              "| recipe | val AUC | test AUC | test ACC | train min, max of seeds | wall min (stopped) |",
