@@ -1,9 +1,12 @@
-"""Evaluate a run's checkpoint on a split: metrics JSON, predictions CSV, ROC and confusion plots."""
+"""Evaluate a run's checkpoint, or an ensemble of runs, on a split: metrics JSON, predictions CSV, ROC and confusion
+plots."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from ..config import TrainConfig
@@ -37,6 +40,38 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
     its centroid (classify.neighbours), instead of its own patch and any test-time augmentation."""
     device = str(resolve_device(device))  # auto: CUDA when there is one
     run_dir = Path(run_dir)
+    scored = run_scores(run_dir, split, which, tta, data_root, device, data, allow_unfinished, neighbours)
+    labels, scores, classes, task = scored.labels, scored.scores, scored.meta["classes"], scored.meta["task"]
+    if level:
+        scores, labels, classes, task = at_level(scored.meta, level, scores, labels)
+    metrics = classification_metrics(labels, scores, task, classes)
+    metrics.update({"split": split, "checkpoint": which, "tta": scored.tta, "neighbours": neighbours,
+                    "dataset": scored.info.name, "level": level or "trained"})
+    name = f"{split}_{level}" if level else split
+    write_evaluation(run_dir, name, metrics, labels, scores, task, classes, scored.info.name, scored.split.paths)
+    if pictures:
+        write_pictures(scored.model, scored.meta, scored.split.images, labels, scores, task, classes,
+                       run_dir / "plots", name, device, title=f"{scored.info.name} {name}:")
+    return metrics
+
+
+@dataclass
+class Scored:
+    """A run's class probabilities on one split: scores (N, K) as the labels (N, ...) of `split` are ordered."""
+    model: torch.nn.Module
+    meta: dict
+    info: DatasetInfo
+    split: ImageSet
+    tta: str
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+def run_scores(run_dir: Path, split: str, which: str = "best", tta: str | None = None, data_root: str | None = None,
+               device: str = "cpu", data: tuple[DatasetInfo, dict[str, ImageSet]] | dict | None = None,
+               allow_unfinished: bool = False, neighbours: int = 0) -> Scored:
+    """The probabilities of checkpoint `which` of a run on `split` of its own data (read as it was trained, or
+    `data`), with its test-time augmentation unless `tta`; the checks of `evaluate`."""
     check_finished(run_dir, allow_unfinished, which)
     model, meta = load_model(run_dir, which, device)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -65,25 +100,47 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best", tta:
         scores = neighbourhood_scores(model, meta, cfg, data_split, neighbours, device)
     else:
         scores = predict_scores(model, data_split.images, meta["mean"], meta["std"], meta["task"], device, tta=tta)
-    labels, classes, task = data_split.labels.numpy(), meta["classes"], meta["task"]
-    if level:
-        scores, labels, classes, task = at_level(meta, level, scores, labels)
-    metrics = classification_metrics(labels, scores, task, classes)
-    metrics.update({"split": split, "checkpoint": which, "tta": tta, "neighbours": neighbours, "dataset": info.name,
-                    "level": level or "trained"})
-    name = f"{split}_{level}" if level else split
-    write_json(run_dir / f"metrics_{name}.json", metrics)
-    write_predictions(run_dir / f"predictions_{name}.csv", labels, scores, classes, data_split.paths)
-    plots = run_dir / "plots"
-    plot_roc(labels, scores, task, classes, plots / f"roc_{name}.png",
-             title=f"{info.name} {name}: AUC {metrics['auc']:.3f}")
-    if task != MULTI_LABEL:
-        plot_confusion(metrics["confusion_matrix"], classes, plots / f"confusion_{name}.png",
-                       title=f"{info.name} {name}: ACC {metrics['acc']:.3f}")
-    if pictures:
-        write_pictures(model, meta, data_split.images, labels, scores, task, classes, plots, name, device,
-                       title=f"{info.name} {name}:")
+    return Scored(model, meta, info, data_split, tta, data_split.labels.numpy(), np.asarray(scores))
+
+
+def evaluate_ensemble(run_dirs: list[str | Path], out: str | Path, split: str = "test", which: str = "best",
+                      data_root: str | None = None, device: str = "auto", allow_unfinished: bool = False) -> dict:
+    """Metrics of the mean class probabilities of several runs of one task (seeds or recipes: each member reads
+    the split as it was trained, with its own test-time augmentation) on `split`; writes OUT/metrics_{split}.json
+    (naming the members), OUT/predictions_{split}.csv and the ROC and confusion plots. Members that disagree on
+    the task, the classes, or the split's labels and their order are refused."""
+    if len(run_dirs) < 2:
+        raise UserError("an ensemble needs at least 2 runs")
+    device = str(resolve_device(device))
+    members = [run_scores(Path(r), split, which, None, data_root, device, None, allow_unfinished) for r in run_dirs]
+    first = members[0]
+    for run, m in zip(run_dirs[1:], members[1:]):
+        if (m.meta["task"], m.meta["classes"]) != (first.meta["task"], first.meta["classes"]):
+            raise UserError(f"{run}: its task and classes ({m.meta['task']}: {', '.join(m.meta['classes'])}) are not "
+                            f"those of {run_dirs[0]} ({first.meta['task']}: {', '.join(first.meta['classes'])})")
+        if not np.array_equal(m.labels, first.labels):
+            raise UserError(f"{run}: its {split} split holds other labels, or another order, than that of "
+                            f"{run_dirs[0]}: the runs were trained on different data")
+    scores = np.mean([m.scores for m in members], axis=0)
+    task, classes = first.meta["task"], first.meta["classes"]
+    metrics = classification_metrics(first.labels, scores, task, classes)
+    metrics.update({"split": split, "checkpoint": which, "dataset": first.info.name,
+                    "members": [{"run": str(r), "tta": m.tta} for r, m in zip(run_dirs, members)]})
+    write_evaluation(Path(out), split, metrics, first.labels, scores, task, classes,
+                     f"{first.info.name} ensemble of {len(members)}", first.split.paths)
     return metrics
+
+
+def write_evaluation(out: Path, name: str, metrics: dict, labels: np.ndarray, scores: np.ndarray, task: str,
+                     classes: list[str], title: str, paths: list[str] | None) -> None:
+    """OUT/metrics_NAME.json, OUT/predictions_NAME.csv, and the ROC (and but for multi-label, confusion) plots."""
+    write_json(out / f"metrics_{name}.json", metrics)
+    write_predictions(out / f"predictions_{name}.csv", labels, scores, classes, paths)
+    plot_roc(labels, scores, task, classes, out / "plots" / f"roc_{name}.png",
+             title=f"{title} {name}: AUC {metrics['auc']:.3f}")
+    if task != MULTI_LABEL:
+        plot_confusion(metrics["confusion_matrix"], classes, out / "plots" / f"confusion_{name}.png",
+                       title=f"{title} {name}: ACC {metrics['acc']:.3f}")
 
 
 def write_predictions(path: Path, labels: np.ndarray, scores: np.ndarray, classes: list[str],

@@ -1,0 +1,87 @@
+"""`medconv evaluate RUN --with RUN... --out DIR`: an ensemble's figures are those of its members' mean probabilities;
+members of another task or other data are refused."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from rich.console import Console
+from sklearn.metrics import roc_auc_score
+
+from medconv.classify.evaluate import evaluate_ensemble
+from medconv.classify.train import train
+from medconv.config import TrainConfig
+from medconv.errors import UserError
+
+TINY = {"widths": [4, 8], "hidden": [8]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three runs of one tiny CNN on the synthetic lesions, 1 epoch each: seeds 0 and 1, and seed 2 at 32 px
+    (the generator draws other lesions and labels at another size: other data)."""
+    root = tmp_path_factory.mktemp("ensemble")
+    made = {}
+    for name, extra in (("s0", {"seed": 0}), ("s1", {"seed": 1}), ("s2-32px", {"seed": 2, "size": 32})):
+        cfg = TrainConfig(dataset="synthetic", arch="simple-cnn", model_options=TINY, epochs=1, batch_size=64,
+                          deterministic=True, **extra)
+        train(cfg, root / name, console=Console(file=io.StringIO()))
+        made[name] = root / name
+    return made
+
+
+def probabilities(run, split="test") -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,), probabilities (N, 2)) from a run's predictions CSV, as its own evaluation wrote them."""
+    with open(run / f"predictions_{split}.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = [k for k in rows[0] if k.startswith("prob_")]
+    return np.array([int(r["label"]) for r in rows]), np.array([[float(r[c]) for c in columns] for r in rows])
+
+
+def test_the_ensemble_scores_its_members_mean_probabilities(runs, tmp_path):
+    members = [runs["s0"], runs["s1"]]
+    metrics = evaluate_ensemble(members, tmp_path / "ens", split="test")
+    labels, first = probabilities(members[0])
+    mean = np.mean([probabilities(r)[1] for r in members], axis=0)  # the members' own test predictions
+    assert metrics["n"] == len(labels) == 200
+    assert metrics["auc"] == pytest.approx(roc_auc_score(labels, mean[:, 1]), abs=1e-4)  # CSVs hold 6 decimals
+    assert metrics["acc"] == pytest.approx(np.mean(mean.argmax(axis=1) == labels), abs=1 / 200)
+    own = [json.loads((r / "metrics_test.json").read_text())["auc"] for r in members]
+    assert all(abs(metrics["auc"] - a) > 1e-4 for a in own)  # not any one member's figure
+    assert [m["run"] for m in metrics["members"]] == [str(r) for r in members]
+    written = json.loads((tmp_path / "ens" / "metrics_test.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    ens_labels, ens_probs = probabilities(tmp_path / "ens")
+    assert np.array_equal(ens_labels, labels) and np.allclose(ens_probs, mean, atol=2e-6)
+    assert (tmp_path / "ens" / "plots" / "roc_test.png").stat().st_size > 5000
+
+
+def test_members_of_another_task_or_other_data_are_refused(runs, tmp_path, data_root):
+    with pytest.raises(UserError, match="at least 2 runs"):
+        evaluate_ensemble([runs["s0"]], tmp_path / "one")
+    other = tmp_path / "breast"  # BreastMNIST's first 64/32/32 images: other classes
+    with np.load(data_root / "medmnist" / "breastmnist.npz") as npz:
+        arrays = {k: npz[k][:64 if k.startswith("train") else 32] for k in npz.files}
+    (tmp_path / "root").mkdir()
+    np.savez(tmp_path / "root" / "breastmnist.npz", **arrays)
+    train(TrainConfig(dataset="breastmnist", data_root=str(tmp_path / "root"), arch="simple-cnn", model_options=TINY,
+                      epochs=1), other, console=Console(file=io.StringIO()))
+    with pytest.raises(UserError, match="task and classes"):
+        evaluate_ensemble([runs["s0"], other], tmp_path / "mixed")
+    with pytest.raises(UserError, match="other labels, or another order"):
+        evaluate_ensemble([runs["s0"], runs["s1"], runs["s2-32px"]], tmp_path / "other-data")
+    assert not (tmp_path / "mixed").exists() and not (tmp_path / "other-data").exists()
+
+
+def test_the_evaluate_verb_takes_members_with_an_out_folder(runs, tmp_path, cli):
+    done = cli("evaluate", runs["s0"], "--with", runs["s1"], "--out", tmp_path / "ens", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == json.loads((tmp_path / "ens" / "metrics_test.json").read_text())
+    assert len(json.loads(done.stdout)["members"]) == 2
+    for argv, words in ((("--out", tmp_path / "x"), "--with"), (("--with", runs["s1"]), "--out"),
+                        (("--with", runs["s1"], "--out", tmp_path / "y", "--tta", "flip"), "--tta")):
+        refused = cli("evaluate", runs["s0"], *argv)
+        assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
