@@ -9,6 +9,7 @@ validation AUC over its seeds. Runs are cached under benchmarks/runs/medmnist_3d
     ./run bench medmnist_3d                       # train what is missing, report everything
     ./run bench medmnist_3d --only plain,ds       # train these recipes only (no results written until all exist)
     ./run bench medmnist_3d --fresh --only plain  # delete that recipe's cache first
+    ./run bench medmnist_3d --ensembles           # issue 26: ensembles of the runs (the plan's last section)
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import time
 
 from common import RUNS, cell, mean, paused_minutes, stamped, write_results
 
-from medconv.classify.evaluate import evaluate
+from medconv.classify.evaluate import evaluate, evaluate_ensemble
 from medconv.classify.train import train
 from medconv.config import TrainConfig
 from medconv.published import MEDMNIST_V2, best_published
@@ -116,11 +117,60 @@ def markdown(rows: dict[str, list[dict]], best: str, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+ENSEMBLES = {  # candidate: the recipes whose runs of one seed it averages (the plan's issue 26 section)
+    "resnet18_3d": ("resnet18_3d",),
+    "ens4": ("plain", "ds", "cae_ds", "resnet18_3d"),
+    "ens3_cnn": ("plain", "ds", "cae_ds"),
+}
+
+
+def candidate_figures(name: str, seed: int, split: str) -> dict:
+    """A candidate's AUC and ACC on `split` for one seed: a lone run's evaluation, or the ensemble of its runs
+    (`medconv evaluate RUN --with RUN...`, written to RUNS/medmnist_3d/ensembles/NAME/seedS)."""
+    members = [run_dir(recipe, seed) for recipe in ENSEMBLES[name]]
+    if len(members) == 1:
+        figures = evaluate(members[0], split=split, pictures=False)
+    else:
+        figures = evaluate_ensemble(members, RUNS / "medmnist_3d" / "ensembles" / name / f"seed{seed}", split=split)
+    return {f"{split}_auc": figures["auc"], f"{split}_acc": figures["acc"]}
+
+
+def ensembles() -> None:
+    """The plan's issue 26 section: every candidate on validation, then the selected one's test figures only."""
+    rows = {n: [{"candidate": n, "seed": s, **candidate_figures(n, s, "val")} for s in SEEDS] for n in ENSEMBLES}
+    val = {n: mean(rows[n], "val_auc") for n in ENSEMBLES}
+    selected = max(ENSEMBLES, key=lambda n: (val[n], -list(ENSEMBLES).index(n)))
+    rows[selected] = [{**r, **candidate_figures(selected, r["seed"], "test")} for r in rows[selected]]
+    target_auc, target_acc = best_published(DATASET)
+    summary = {"adrenal_ensemble_selected": selected, "adrenal_ensemble_auc": mean(rows[selected], "test_auc"),
+               "adrenal_ensemble_acc": mean(rows[selected], "test_acc")}
+    met = summary["adrenal_ensemble_auc"] >= target_auc and summary["adrenal_ensemble_acc"] >= target_acc
+    lines = ["## AdrenalMNIST3D (28³): ensembles of the recipes, 3 seeds", "",
+             "Mean class probabilities of the runs of one seed (`medconv evaluate RUN --with RUN...`), each at its "
+             "checkpoint chosen on validation; the candidate with the best mean validation AUC is selected and only "
+             "its test figures are computed. Plan: benchmarks/plans/medmnist_3d.md (issue 26 section).", "",
+             "| candidate | runs of seed s | val AUC | val ACC | test AUC | test ACC |", "|---|---|---|---|---|---|"]
+    for name, group in rows.items():
+        mark = " (selected)" if name == selected else ""
+        lines.append(f"| {name}{mark} | {', '.join(ENSEMBLES[name])} | {cell(group, 'val_auc')} | "
+                     f"{cell(group, 'val_acc')} | {cell(group, 'test_auc')} | {cell(group, 'test_acc')} |")
+    lines += ["", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
+              + ("met." if met else "missed.")]
+    text = "\n".join(lines) + "\n"
+    stamped_rows = [stamped(r) for g in rows.values() for r in g]
+    write_results("medmnist_3d_ensembles", summary, stamped_rows, text, {"val_auc_means": val})
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(RECIPES), help="comma list of recipes to train")
     parser.add_argument("--fresh", action="store_true", help="delete the cached runs of --only's recipes first")
+    parser.add_argument("--ensembles", action="store_true",
+                        help="issue 26: score the ensembles of the finished runs (trains nothing)")
     args = parser.parse_args()
+    if args.ensembles:
+        return ensembles()
     only = args.only.split(",")
     unknown = set(only) - set(RECIPES)
     if unknown:
