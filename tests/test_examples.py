@@ -23,14 +23,7 @@ import medmnist_3d  # noqa: E402
 import transfer  # noqa: E402
 
 
-def adrenal_recipe() -> TrainConfig:
-    """The medmnist_3d recipe that its committed results selected on validation (their best_recipe)."""
-    best = json.loads((ROOT / "benchmarks" / "results" / "medmnist_3d.json").read_text())["best_recipe"]
-    return TrainConfig(**{**medmnist_3d.COMMON, **medmnist_3d.RECIPES[best][1]})
-
-
 RECIPES = {  # example: (its config class, the benchmark's configuration of the recipe it reports)
-    "adrenalmnist3d": (TrainConfig, adrenal_recipe),
     "breastmnist": (TrainConfig, lambda: medmnist_2d.config_for("breastmnist", "cnn-light", 0)),
     "isbi2012": (SegmentConfig, lambda: SegmentConfig(dataset="isbi2012", **isbi2012.UNET_HALF_BORDER)),
     "hippocampus": (SegmentConfig, lambda: SegmentConfig(**hippocampus.RECIPE)),
@@ -38,6 +31,9 @@ RECIPES = {  # example: (its config class, the benchmark's configuration of the 
                       lambda: SegmentConfig(**crc_detection.METHODS["unet-proximity-r6-e60-bf16"][2])),
     "nuclei_types": (TrainConfig, lambda: TrainConfig(**{**transfer.COMMON, **transfer.NUCLEI})),
 }
+RECIPES.update({f"adrenalmnist3d_{name}": (TrainConfig, lambda name=name: TrainConfig(**{**medmnist_3d.COMMON,
+                                                                                         **medmnist_3d.RECIPES[name][1]}))
+                for name in medmnist_3d.RECIPES})
 # how many CPU threads a benchmark gave torch is not part of a recipe
 NOT_RECIPE = ("threads",)
 
@@ -63,3 +59,15 @@ def test_every_recipe_example_is_checked_and_its_commands_name_it():
         commands = [line for line in (EXAMPLES / f"{name}.yaml").read_text().splitlines()
                     if re.match(r"#\s+medconv ", line)]
         assert any(f"--config examples/{name}.yaml" in line for line in commands), name
+
+
+def test_the_selected_adrenal_ensembles_members_are_examples_and_their_command_joins_them():
+    """The ensemble medmnist_3d --ensembles selected (its committed results) is made of recipes with example files,
+    and every one of those files ends with the evaluate command that joins the four."""
+    selected = json.loads((ROOT / "benchmarks" / "results" / "medmnist_3d_ensembles.json").read_text())["summary"][
+        "adrenal_ensemble_selected"]
+    members = medmnist_3d.ENSEMBLES[selected]
+    assert len(members) > 1
+    for name in members:
+        text = (EXAMPLES / f"adrenalmnist3d_{name}.yaml").read_text()
+        assert "--with" in text and f"--out runs/adrenal3d-{selected}" in text, name
