@@ -62,6 +62,10 @@ def test_the_ensemble_scores_its_members_mean_probabilities(runs, tmp_path):
 def test_members_of_another_task_or_other_data_are_refused(runs, tmp_path, data_root):
     with pytest.raises(UserError, match="at least 2 runs"):
         evaluate_ensemble([runs["s0"]], tmp_path / "one")
+    with pytest.raises(UserError, match="named twice"):
+        evaluate_ensemble([runs["s0"], runs["s1"], runs["s0"]], tmp_path / "twice")
+    with pytest.raises(UserError, match="one of the members"):
+        evaluate_ensemble([runs["s0"], runs["s1"]], runs["s1"])
     other = tmp_path / "breast"  # BreastMNIST's first 64/32/32 images: other classes
     with np.load(data_root / "medmnist" / "breastmnist.npz") as npz:
         arrays = {k: npz[k][:64 if k.startswith("train") else 32] for k in npz.files}
@@ -82,6 +86,7 @@ def test_the_evaluate_verb_takes_members_with_an_out_folder(runs, tmp_path, cli)
     assert json.loads(done.stdout) == json.loads((tmp_path / "ens" / "metrics_test.json").read_text())
     assert len(json.loads(done.stdout)["members"]) == 2
     for argv, words in ((("--out", tmp_path / "x"), "--with"), (("--with", runs["s1"]), "--out"),
-                        (("--with", runs["s1"], "--out", tmp_path / "y", "--tta", "flip"), "--tta")):
+                        (("--with", runs["s1"], "--out", tmp_path / "y", "--tta", "flip"), "--tta"),
+                        (("--with", runs["s1"], "--out", tmp_path / "y", "--level", "coarse"), "--level")):
         refused = cli("evaluate", runs["s0"], *argv)
         assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -68,6 +68,9 @@ def test_the_selected_adrenal_ensembles_members_are_examples_and_their_command_j
         "adrenal_ensemble_selected"]
     members = medmnist_3d.ENSEMBLES[selected]
     assert len(members) > 1
-    for name in members:
-        text = (EXAMPLES / f"adrenalmnist3d_{name}.yaml").read_text()
-        assert "--with" in text and f"--out runs/adrenal3d-{selected}" in text, name
+    texts = [(EXAMPLES / f"adrenalmnist3d_{name}.yaml").read_text() for name in members]
+    trained = [re.search(rf"medconv train --config examples/adrenalmnist3d_{name}.yaml --out (\S+)", text).group(1)
+               for name, text in zip(members, texts)]  # each file's own run directory
+    joined = f"medconv evaluate {trained[0]} --with {' '.join(trained[1:])}"
+    for name, text in zip(members, texts):
+        assert joined in text and f"--out runs/adrenal3d-{selected} --split test" in text, name

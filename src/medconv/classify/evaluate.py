@@ -111,6 +111,11 @@ def evaluate_ensemble(run_dirs: list[str | Path], out: str | Path, split: str = 
     the task, the classes, or the split's labels and their order are refused."""
     if len(run_dirs) < 2:
         raise UserError("an ensemble needs at least 2 runs")
+    resolved = [Path(r).resolve() for r in run_dirs]
+    if len(set(resolved)) < len(resolved):
+        raise UserError(f"a run is named twice among {', '.join(map(str, run_dirs))}: it would count twice")
+    if Path(out).resolve() in resolved:
+        raise UserError(f"--out {out} is one of the members: the ensemble's files would replace that run's")
     device = str(resolve_device(device))
     members = [run_scores(Path(r), split, which, None, data_root, device, None, allow_unfinished) for r in run_dirs]
     first = members[0]
