@@ -116,13 +116,15 @@ def evaluate_ensemble(run_dirs: list[str | Path], out: str | Path, split: str = 
         raise UserError(f"a run is named twice among {', '.join(map(str, run_dirs))}: it would count twice")
     if Path(out).resolve() in resolved:
         raise UserError(f"--out {out} is one of the members: the ensemble's files would replace that run's")
+    metas = [read_checkpoint(checkpoint_path(r, which), tensors=False)[1] for r in run_dirs]  # headers: checked first
+    for run, meta in zip(run_dirs[1:], metas[1:]):
+        if (meta["task"], meta["classes"]) != (metas[0]["task"], metas[0]["classes"]):
+            raise UserError(f"{run}: its task and classes ({meta['task']}: {', '.join(meta['classes'])}) are not "
+                            f"those of {run_dirs[0]} ({metas[0]['task']}: {', '.join(metas[0]['classes'])})")
     device = str(resolve_device(device))
     members = [run_scores(Path(r), split, which, None, data_root, device, None, allow_unfinished) for r in run_dirs]
     first = members[0]
     for run, m in zip(run_dirs[1:], members[1:]):
-        if (m.meta["task"], m.meta["classes"]) != (first.meta["task"], first.meta["classes"]):
-            raise UserError(f"{run}: its task and classes ({m.meta['task']}: {', '.join(m.meta['classes'])}) are not "
-                            f"those of {run_dirs[0]} ({first.meta['task']}: {', '.join(first.meta['classes'])})")
         if not np.array_equal(m.labels, first.labels):
             raise UserError(f"{run}: its {split} split holds other labels, or another order, than that of "
                             f"{run_dirs[0]}: the runs were trained on different data")
