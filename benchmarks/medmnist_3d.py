@@ -102,8 +102,9 @@ def markdown(rows: dict[str, list[dict]], best: str, summary: dict) -> str:
              "|---|---|---|---|---|---|"]
     for name, group in rows.items():
         mark = " (best on validation)" if name == best else ""
+        minutes = longest(group)
         lines.append(f"| {RECIPES[name][0]}{mark} | {cell(group, 'val_auc')} | {cell(group, 'test_auc')} | "
-                     f"{cell(group, 'test_acc')} | {'—' if longest(group) is None else f'{longest(group):.1f}'} | "
+                     f"{cell(group, 'test_acc')} | {'—' if minutes is None else f'{minutes:.1f}'} | "
                      + ", ".join(wall(r) for r in group) + " |")
     for method, (auc, acc) in MEDMNIST_V2[DATASET].items():
         lines.append(f"| {method} (MedMNIST v2, published) | — | {auc:.3f} | {acc:.3f} | — | — |")
