@@ -39,6 +39,8 @@ def cells() -> list[np.ndarray]:
     """The 80 CRCHistoPhenotypes images, each mirrored out to CELL x CELL (H, W, 3) uint8."""
     folder = data_root(None) / "crchistophenotypes" / "images"
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("img*.png"))]
+    if not images:
+        raise SystemExit(f"no img*.png in {folder}: set MEDCONV_DATA to the folder that holds crchistophenotypes/")
     pad = CELL - images[0].shape[0]
     return [np.pad(a, ((0, pad), (0, pad), (0, 0)), mode="reflect") for a in images]
 
@@ -137,10 +139,9 @@ def seam_check(slide_path: Path, run: Path, map_path: Path, detections: list[dic
     computed = np.zeros((slide.sizes[0][1], slide.sizes[0][0]), bool)  # the tissue tiles' cores (glass: not mapped)
     for t in tissue_tiles(slide, 0, TILE, 0, tissue_mask(slide), MIN_TISSUE_FRACTION):
         computed[t.y:t.y + t.height, t.x:t.x + t.width] = True
-    written = tifffile.imread(map_path, aszarr=True)
     import zarr
 
-    stored = zarr.open(written, mode="r")
+    stored = zarr.open(tifffile.imread(map_path, aszarr=True, level=0), mode="r")  # full resolution of the pyramid
     worst, theirs, ours = 0.0, set(), set()
     c, side = UNET_RADIUS, slide.sizes[0][0]
     starts = [s for s in range(origin + TILE // 2, origin + REGION - WINDOW + 1, WINDOW)
@@ -182,7 +183,9 @@ def main() -> None:
     maps, csv_path = work / "maps", work / "detections.csv"
     segment = measured(["segment", "predict", str(run), str(slide), "--slide-level", "0", "--format", "tif",
                         "--out", str(maps)])
+    print(f"segment predict: {segment['seconds']:.0f} s, peak {segment['peak_rss_mb']:.0f} MB", flush=True)
     detect = measured(["detect", "predict", str(run), str(slide), "--slide-level", "0", "--out", str(csv_path)])
+    print(f"detect predict: {detect['seconds']:.0f} s, peak {detect['peak_rss_mb']:.0f} MB", flush=True)
     import csv
 
     detections = list(csv.DictReader(open(csv_path)))

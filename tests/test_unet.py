@@ -48,3 +48,21 @@ def test_dense_maps_in_one_pass_or_over_tiles(monkeypatch):
     tiled = maps.MapMaker(net, meta)(odd)
     assert tiled.shape == (2, 45, 70) and not torch.allclose(tiled, whole)
     assert (tiled - whole).abs().mean() < 0.1  # the same network: maps differ only near tile borders
+
+
+def test_inference_form_folds_batch_norm_and_gives_the_same_posteriors():
+    from medconv.infer.fused import inference_form
+
+    torch.manual_seed(0)
+    net = build_model("unet", 3, 2, (32, 32), features="4,6,8,10,12,5")
+    for m in net.modules():  # non-trivial statistics and affine weights, so the folding has something to do
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    fused = inference_form(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 18  # the model itself is untouched
+    assert fused.conv_0.conv_0.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x), atol=1e-5, rtol=1e-5)
