@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from rich.console import Console
 from sklearn.metrics import roc_auc_score
 
@@ -90,3 +91,51 @@ def test_the_evaluate_verb_takes_members_with_an_out_folder(runs, tmp_path, cli)
                         (("--with", runs["s1"], "--out", tmp_path / "y", "--level", "coarse"), "--level")):
         refused = cli("evaluate", runs["s0"], *argv)
         assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_train_with_an_ensembles_file_trains_each_member_then_scores_their_mean(tmp_path, cli):
+    """`medconv train --config ENSEMBLE.yaml --out DIR`: the members (a file of their own and inline settings)
+    trained into DIR/NAME with the options given over their settings, the ensemble scored into DIR; a second
+    command refuses the folder without --resume and, with it, keeps the finished members and resumes the other."""
+    common = {"dataset": "synthetic", "arch": "simple-cnn", "model_options": TINY, "epochs": 1, "batch_size": 64,
+              "deterministic": True}
+    (tmp_path / "first.yaml").write_text(json.dumps({**common, "lr": 0.003}))  # JSON is YAML
+    (tmp_path / "ens.yaml").write_text(json.dumps({"members": {"a": "first.yaml", "b": {**common, "seed": 1}}}))
+    out = tmp_path / "ens"
+    done = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    seeds = {name: yaml.safe_load((out / name / "config.yaml").read_text()) for name in ("a", "b")}
+    assert (seeds["a"]["seed"], seeds["b"]["seed"], seeds["a"]["lr"]) == (3, 3, 0.003)  # --seed over both files
+    for split in ("val", "test"):
+        labels, _ = probabilities(out / "a", split)
+        mean = np.mean([probabilities(out / name, split)[1] for name in ("a", "b")], axis=0)
+        metrics = json.loads((out / f"metrics_{split}.json").read_text())
+        assert metrics["auc"] == pytest.approx(roc_auc_score(labels, mean[:, 1]), abs=1e-4)
+        assert [m["run"] for m in metrics["members"]] == [str(out / "a"), str(out / "b")]
+    summary = json.loads((out / "ensemble.json").read_text())
+    assert summary["test"]["auc"] == metrics["auc"] and set(summary["members"]) == {"a", "b"}
+    pages = [out / "report.html", out / "a" / "report.html", out / "b" / "report.html"]  # members side by side, each
+    assert all(p.stat().st_size > 10000 for p in pages) and "report not written" not in done.stderr
+
+    refused = cli("train", "--config", tmp_path / "ens.yaml", "--out", out)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    kept = (out / "a" / "metrics.json").stat().st_mtime_ns
+    (out / "b" / "metrics.json").unlink()  # b as if stopped before its last evaluation
+    again = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "a: finished, kept" in again.stderr and "b: resuming" in again.stderr
+    assert (out / "a" / "metrics.json").stat().st_mtime_ns == kept and (out / "b" / "metrics.json").exists()
+
+
+def test_an_ensembles_file_must_name_two_members_and_nothing_else(tmp_path):
+    from medconv.config import load_members
+
+    for text, words in (("members: {a: {epochs: 1}}", "at least two"), ("members: {a: {}, b: {}}\nepochs: 3",
+                        "`members` alone"), ("members: {../a: {}, b: {}}", "folder name"),
+                        ("members: {a: missing.yaml, b: {}}", "file not found"), ("members: {a: 3, b: {}}",
+                                                                                   "config file's name or")):
+        (tmp_path / "e.yaml").write_text(text)
+        with pytest.raises(UserError, match=words):
+            load_members(tmp_path / "e.yaml")
+    (tmp_path / "one.yaml").write_text("epochs: 2")
+    assert load_members(tmp_path / "one.yaml") is None  # the config of one run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medconv.config import TrainConfig, load_config
+from medconv.config import TrainConfig, load_config, load_members
 from medconv.segment.config import SegmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +52,12 @@ def test_each_example_is_its_benchmarks_recipe_field_for_field(name):
     assert recipe_fields(example) == recipe_fields(benchmark())
 
 
+ENSEMBLE_FILES = {"adrenalmnist3d_ensemble"}  # ensembles' files: their members are recipes above
+
+
 def test_every_recipe_example_is_checked_and_its_commands_name_it():
     recipes = {p.stem for p in EXAMPLES.glob("*.yaml")} - {"nuclei_taxonomy"}
-    assert recipes == set(RECIPES)
+    assert recipes == set(RECIPES) | ENSEMBLE_FILES
     for name in recipes:
         commands = [line for line in (EXAMPLES / f"{name}.yaml").read_text().splitlines()
                     if re.match(r"#\s+medconv ", line)]
@@ -74,3 +77,14 @@ def test_the_selected_adrenal_ensembles_members_are_examples_and_their_command_j
     joined = f"medconv evaluate {trained[0]} --with {' '.join(trained[1:])}"
     for name, text in zip(members, texts):
         assert joined in text and f"--out runs/adrenal3d-{selected} --split test" in text, name
+
+
+def test_the_adrenal_ensembles_file_trains_the_selected_members_each_its_recipe():
+    """One command (`train --config examples/adrenalmnist3d_ensemble.yaml`) trains the ensemble medmnist_3d
+    --ensembles selected: the same members in the same order, each with its benchmark recipe."""
+    selected = json.loads((ROOT / "benchmarks" / "results" / "medmnist_3d_ensembles.json").read_text())["summary"][
+        "adrenal_ensemble_selected"]
+    members = load_members(EXAMPLES / "adrenalmnist3d_ensemble.yaml")
+    assert tuple(members) == medmnist_3d.ENSEMBLES[selected]
+    for name, cfg in members.items():
+        assert recipe_fields(cfg) == recipe_fields(RECIPES[f"adrenalmnist3d_{name}"][1]()), name

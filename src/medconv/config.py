@@ -335,6 +335,37 @@ def check_model_options(arch: str, options: dict) -> None:
 
 def load_config(path: str | Path, cls=TrainConfig):
     """Read a config dataclass (TrainConfig by default) from YAML; unknown keys are an error."""
+    return cls.from_dict(read_settings(path), source=str(path))
+
+
+def load_members(path: str | Path, cls=TrainConfig) -> dict[str, BaseConfig] | None:
+    """The members of an ensemble's config file, {name: config}, or None when `path` is the config of one run.
+    An ensemble's file holds one key, `members`: a mapping of at least two names (each a run folder's name) to a
+    config file (relative to this one) or to the settings themselves."""
+    values = read_settings(path)
+    if "members" not in values:
+        return None
+    members = values["members"]
+    if set(values) != {"members"}:
+        raise UserError(f"--config {path}: an ensemble's file holds `members` alone, not also "
+                        f"{', '.join(sorted(set(values) - {'members'}))}; settings go in the members' files")
+    if not isinstance(members, dict) or len(members) < 2:
+        raise UserError(f"--config {path}: `members` must map at least two names to config files or settings")
+    configs = {}
+    for name, member in members.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
+            raise UserError(f"--config {path}: member name {name!r} must be a folder name (letters, digits, - _ .)")
+        if isinstance(member, str):
+            configs[str(name)] = load_config(Path(path).parent / member, cls)
+        elif isinstance(member, dict):
+            configs[str(name)] = cls.from_dict(member, source=f"{path}: members: {name}")
+        else:
+            raise UserError(f"--config {path}: member {name} must be a config file's name or a mapping of settings")
+    return configs
+
+
+def read_settings(path: str | Path) -> dict:
+    """The mapping of settings in a YAML file, or one clear line on what is wrong with the file."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -350,7 +381,7 @@ def load_config(path: str | Path, cls=TrainConfig):
         raise UserError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise UserError(f"--config {path}: expected a mapping of settings")
-    return cls.from_dict(values, source=str(path))
+    return values
 
 
 def dump_config(cfg: BaseConfig) -> str:

@@ -273,7 +273,9 @@ def config_options(config_class, only: tuple[str, ...] | None = None) -> argpars
     options given override --config."""
     p = parent()
     p.add_argument("--config", default=None, metavar="YAML",
-                   help="YAML run configuration; options given here override it")
+                   help="YAML run configuration; options given here override it. For medconv train it may also be "
+                        "an ensemble's file (members: NAME: a config file or settings, ...): each member trained "
+                        "into --out/NAME, then their ensemble scored into --out")
     own = vars(config_class).get("__annotations__", {})  # the class's own fields first, then a base class's
     for f in sorted(dataclasses.fields(config_class), key=lambda f: f.name not in own):
         if only is not None and f.name not in only:
@@ -331,7 +333,12 @@ def explicit_options(args: argparse.Namespace, config_class=TrainConfig) -> dict
 def config_from_args(args: argparse.Namespace, config_class=TrainConfig):
     """--config's settings (or the defaults), overridden by the options given on the command line."""
     cfg = load_config(args.config, config_class) if args.config else config_class()
-    for name, value in explicit_options(args, config_class).items():
+    return with_options(cfg, explicit_options(args, config_class))
+
+
+def with_options(cfg, options: dict):
+    """`cfg` with `options` (explicit_options) set over its settings, model options merged key by key."""
+    for name, value in options.items():
         setattr(cfg, name, {**cfg.model_options, **value} if name == "model_options" else value)
     return cfg
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from .options import verb_parser
 
@@ -37,7 +39,14 @@ def report_after(command: str, args: argparse.Namespace) -> None:
     from ..report.page import write_report
     if command not in REPORTED or not writes_here():
         return
+    folder = Path(getattr(args, REPORTED[command]))
     try:
-        print(f"report -> {write_report([getattr(args, REPORTED[command])])}", file=sys.stderr)
+        if (folder / "ensemble.json").exists():  # train with an ensemble's file: each member's page, then theirs
+            members = list(json.loads((folder / "ensemble.json").read_text())["members"].values())
+            for member in members:
+                print(f"report -> {write_report([member])}", file=sys.stderr)
+            print(f"report -> {write_report(members, folder / 'report.html')}", file=sys.stderr)
+        else:
+            print(f"report -> {write_report([folder])}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the run is complete whatever the page does
         print(f"{command}: warning: report not written: {exc}", file=sys.stderr)

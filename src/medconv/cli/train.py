@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import TrainConfig
-from .options import NO_TEST, RESUMABLE, config_options, training_run, verb_parser
+from ..config import TrainConfig, load_members
+from .options import NO_TEST, RESUMABLE, config_options, explicit_options, training_run, verb_parser, with_options
 
-EXAMPLES = "example: medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast"
+EXAMPLES = """examples:
+  medconv train --dataset breastmnist --arch resnet18 --epochs 30 --augment light --out runs/breast
+  medconv train --config examples/adrenalmnist3d_ensemble.yaml --out runs/adrenal3d-ensemble
+      # an ensemble's file: each member trained into runs/adrenal3d-ensemble/NAME, then their ensemble scored there"""
 
 
 def add_parser(subparsers) -> None:
@@ -24,6 +27,14 @@ def add_parser(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from ..classify.train import train  # torch: imported here to keep medconv --help fast
+    # torch: imported here to keep medconv --help fast
+    from ..classify.ensemble import train_ensemble
+    from ..classify.train import train
+    members = load_members(args.config) if args.config else None
+    if members is not None:  # an ensemble's file: every member with the options given over its settings
+        options = explicit_options(args, TrainConfig)
+        train_ensemble({name: with_options(cfg, options) for name, cfg in members.items()}, args.out,
+                       resume=args.resume, overrides=options, score_test=args.score_test)
+        return
     cfg, resume = training_run(args, TrainConfig)
     train(cfg, args.out, score_test=args.score_test, **resume)
