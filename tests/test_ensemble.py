@@ -86,6 +86,8 @@ def test_the_evaluate_verb_takes_members_with_an_out_folder(runs, tmp_path, cli)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == json.loads((tmp_path / "ens" / "metrics_test.json").read_text())
     assert len(json.loads(done.stdout)["members"]) == 2
+    page = (tmp_path / "ens" / "report.html").read_text()  # the ensemble's page, with its members side by side
+    assert "Ensemble: the mean" in page and str(runs["s1"]) in page
     for argv, words in ((("--out", tmp_path / "x"), "--with"), (("--with", runs["s1"]), "--out"),
                         (("--with", runs["s1"], "--out", tmp_path / "y", "--tta", "flip"), "--tta"),
                         (("--with", runs["s1"], "--out", tmp_path / "y", "--level", "coarse"), "--level")):
@@ -116,6 +118,8 @@ def test_train_with_an_ensembles_file_trains_each_member_then_scores_their_mean(
     assert summary["test"]["auc"] == metrics["auc"] and set(summary["members"]) == {"a", "b"}
     pages = [out / "report.html", out / "a" / "report.html", out / "b" / "report.html"]  # members side by side, each
     assert all(p.stat().st_size > 10000 for p in pages) and "report not written" not in done.stderr
+    page = pages[0].read_text()
+    assert "Ensemble: the mean" in page and f"{metrics['auc']:.4g}" in page and "Side by side" in page
 
     refused = cli("train", "--config", tmp_path / "ens.yaml", "--out", out)
     assert refused.returncode == 2 and "--resume" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -33,20 +33,28 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def report_after(command: str, args: argparse.Namespace) -> None:
-    """After a training or evaluation command: rewrite RUN_DIR/report.html (its path on standard error). A report
-    that cannot be written is a warning, not a failed command: the run itself is complete."""
+    """After a training or evaluation command: rewrite its pages (report_pages; their paths on standard error). A
+    report that cannot be written is a warning, not a failed command: the run itself is complete."""
     from ..fileio import writes_here
     from ..report.page import write_report
     if command not in REPORTED or not writes_here():
         return
-    folder = Path(getattr(args, REPORTED[command]))
     try:
-        if (folder / "ensemble.json").exists():  # train with an ensemble's file: each member's page, then theirs
-            members = list(json.loads((folder / "ensemble.json").read_text())["members"].values())
-            for member in members:
-                print(f"report -> {write_report([member])}", file=sys.stderr)
-            print(f"report -> {write_report(members, folder / 'report.html')}", file=sys.stderr)
-        else:
-            print(f"report -> {write_report([folder])}", file=sys.stderr)
+        for runs, ensemble in report_pages(command, args):
+            page = ensemble / "report.html" if ensemble else None
+            print(f"report -> {write_report(runs, page, ensemble)}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the run is complete whatever the page does
         print(f"{command}: warning: report not written: {exc}", file=sys.stderr)
+
+
+def report_pages(command: str, args: argparse.Namespace) -> list[tuple[list[Path], Path | None]]:
+    """The pages a command leaves, as (runs, ensemble folder or None): its run's own; for an ensemble (train with an
+    ensemble's file, evaluate --with), each member trained by it and the members side by side in the ensemble's
+    folder, the ensemble's figures first."""
+    if getattr(args, "members", None):  # evaluate RUN --with RUN... --out DIR
+        return [([Path(args.run_dir), *map(Path, args.members)], Path(args.out))]
+    folder = Path(getattr(args, REPORTED[command]))
+    if (folder / "ensemble.json").exists():  # train --config ENSEMBLE.yaml
+        members = [Path(m) for m in json.loads((folder / "ensemble.json").read_text())["members"].values()]
+        return [([m], None) for m in members] + [(members, folder)]
+    return [([folder], None)]

@@ -7,6 +7,7 @@ import base64
 import datetime
 import html
 import io
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -144,8 +145,20 @@ def comparison(views: list[RunView]) -> str:
     return "<h2>Side by side</h2>" + table(header, rows)
 
 
-def render(views: list[RunView]) -> str:
-    """The HTML text of the report of `views`."""
+def ensemble_section(folder: Path) -> str:
+    """An ensemble's own figures (the metrics_{split}.json and plots evaluate_ensemble wrote into `folder`)."""
+    splits = [s for s in ("val", "test") if (folder / f"metrics_{s}.json").is_file()]
+    metrics = {s: json.loads((folder / f"metrics_{s}.json").read_text()) for s in splits}
+    names = ["n", "auc", "acc", "balanced_accuracy"]
+    pictures = [figure(png.read_bytes(), png.stem.replace("_", " ")) for png in sorted((folder / "plots").glob("*.png"))]
+    return ("<h2>Ensemble: the mean of the members' class probabilities</h2>"
+            + table(["metric"] + splits, [[n] + [metrics[s].get(n) for s in splits] for n in names])
+            + f"<div class='pictures'>{''.join(pictures)}</div>")
+
+
+def render(views: list[RunView], ensemble: Path | None = None) -> str:
+    """The HTML text of the report of `views`; with `ensemble`, the folder of their ensemble's figures, shown
+    first."""
     title = "medconv report: " + ", ".join(v.name for v in views)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     runs = "".join(run_section(v) for v in views)
@@ -153,14 +166,16 @@ def render(views: list[RunView]) -> str:
             f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>"
             f"<p class='note'>written {when} by medconv {esc(__version__)} from "
             f"{esc(', '.join(str(v.path) for v in views))}</p>"
+            + (ensemble_section(ensemble) if ensemble else "")
             + (comparison(views) if len(views) > 1 else "")
             + f"<div class='runs' style='grid-template-columns: repeat({len(views)}, minmax(0, 1fr))'>{runs}</div>"
             "</body></html>")
 
 
-def write_report(runs: list[str | Path], out: str | Path | None = None) -> Path:
-    """Write the report of `runs` to `out` (default: RUN/report.html for one run, report.html for several)."""
+def write_report(runs: list[str | Path], out: str | Path | None = None, ensemble: str | Path | None = None) -> Path:
+    """Write the report of `runs` to `out` (default: RUN/report.html for one run, report.html for several); with
+    `ensemble`, the folder where evaluate_ensemble wrote the runs' ensemble figures, those first."""
     views = [read_run(r) for r in runs]
     out = Path(out) if out else (views[0].path / "report.html" if len(views) == 1 else Path("report.html"))
-    write_text(out, render(views))
+    write_text(out, render(views, Path(ensemble) if ensemble else None))
     return out
