@@ -11,6 +11,7 @@ reference rows only; mean +- std over seeds. Runs are cached under benchmarks/ru
     ./run bench medmnist_2d                                  # train what is missing, report everything
     ./run bench medmnist_2d --only breastmnist:best          # its candidates (seed 0), then the chosen seeds
     ./run bench medmnist_2d --fresh --only breastmnist:best  # delete that part's cache, retrain, report it alone
+    ./run bench medmnist_2d --ensembles                      # issue 26: BreastMNIST recipe ensembles (plan section)
 
 A table row (a recipe's seeds) comes all from runs cached here or all from the committed results (marked
 with their own date and hardware), never mixed. Committed rows are used only where they carry their
@@ -134,8 +135,14 @@ def cached_run(dataset: str, recipe: str, seed: int) -> dict | None:
 
 def score(dataset: str, recipe: str, seed: int, split: str, ttas=TTAS) -> dict:
     """{tta: {auc, acc}} on `split` of a run's probabilities (an ensemble's: the mean of its members')."""
-    models = [load_model(d) for d in run_dirs(dataset, recipe, seed)]
-    info, sets = load_dataset(config_for(dataset, CANDIDATES.get(recipe, {}).get("ensemble_of", recipe), seed))
+    return mean_scores(run_dirs(dataset, recipe, seed), config_for(dataset, CANDIDATES.get(recipe, {}).get(
+        "ensemble_of", recipe), seed), split, ttas)
+
+
+def mean_scores(dirs: list, cfg: TrainConfig, split: str, ttas=TTAS) -> dict:
+    """{tta: {auc, acc}} on `split` (of the data `cfg` names) of the mean probabilities of the runs in `dirs`."""
+    models = [load_model(d) for d in dirs]
+    info, sets = load_dataset(cfg)
     labels, out = sets[split].labels.numpy(), {}
     for tta in ttas:
         scores = np.mean([predict_scores(model, sets[split].images, meta["mean"], meta["std"], meta["task"], tta=tta)
@@ -284,6 +291,60 @@ def report(parts: list[tuple[str, str]], seeds: list[int]) -> tuple[dict, list[d
     return summary, runs, selection, missing
 
 
+ENSEMBLE_DATASET = "breastmnist"
+ENSEMBLES = {  # candidate: the recipes whose runs of one seed it averages (the plan's issue 26 section)
+    "cnn-light": ("cnn-light",),
+    "ens3_cnn": ("cnn-light", "cnn-strong-mixup", "wide-strong-ls"),
+    "ens5_cnn": ("cnn-light", "cnn-strong", "wide-strong-ls", "cnn-strong-mixup", "cnn-strong-ema"),
+}
+
+
+def ensemble_row(name: str, seed: int, split: str) -> dict:
+    """A candidate's AUC and ACC on `split` for one seed: the mean probabilities (TTA none) of its recipes' runs."""
+    dirs = [run_dir(ENSEMBLE_DATASET, recipe, seed) for recipe in ENSEMBLES[name]]
+    figures = mean_scores(dirs, config_for(ENSEMBLE_DATASET, ENSEMBLES[name][0], seed), split, ("none",))["none"]
+    return {f"{split}_auc": figures["auc"], f"{split}_acc": figures["acc"]}
+
+
+def ensembles(seeds: list[int]) -> None:
+    """The plan's issue 26 section: the member runs trained where missing (test withheld), every candidate on
+    validation, then the selected candidate's test figures only."""
+    for recipe in dict.fromkeys(r for members in ENSEMBLES.values() for r in members):
+        for seed in seeds:
+            run_once(ENSEMBLE_DATASET, recipe, seed)
+    rows = {n: [{"candidate": n, "seed": s, **ensemble_row(n, s, "val")} for s in seeds] for n in ENSEMBLES}
+    val = {n: statistics.mean(r["val_auc"] + r["val_acc"] for r in rows[n]) for n in ENSEMBLES}
+    selected = max(ENSEMBLES, key=lambda n: (val[n], -list(ENSEMBLES).index(n)))  # ties: the first in the plan
+    rows[selected] = [{**r, **ensemble_row(selected, r["seed"], "test")} for r in rows[selected]]
+    target_auc, target_acc = best_published(ENSEMBLE_DATASET)
+    key = f"{ENSEMBLE_DATASET}_ensemble"
+    summary = {f"{key}_selected": selected, f"{key}_auc": statistics.mean(r["test_auc"] for r in rows[selected]),
+               f"{key}_acc": statistics.mean(r["test_acc"] for r in rows[selected])}
+
+    def cell(group: list[dict], k: str) -> str:
+        if not all(k in r for r in group):
+            return "—"
+        m, sd = mean_sd([r[k] for r in group])
+        return f"{m:.3f} ± {sd:.3f}"
+
+    lines = [f"## {ENSEMBLE_DATASET} (28 px): ensembles of the recipes, {len(seeds)} seeds", "",
+             "Mean class probabilities (TTA none) of the recipes' runs of one seed, each at its checkpoint chosen on "
+             "validation AUC; the candidate with the best mean validation AUC + ACC is selected and only its test "
+             "figures are computed. Plan: benchmarks/plans/medmnist_2d.md (issue 26 section).", "",
+             "| candidate | runs of seed s | val AUC | val ACC | test AUC | test ACC |", "|---|---|---|---|---|---|"]
+    for name, group in rows.items():
+        mark = " (selected)" if name == selected else ""
+        lines.append(f"| {name}{mark} | {', '.join(ENSEMBLES[name])} | {cell(group, 'val_auc')} | "
+                     f"{cell(group, 'val_acc')} | {cell(group, 'test_auc')} | {cell(group, 'test_acc')} |")
+    met = summary[f"{key}_auc"] >= target_auc and summary[f"{key}_acc"] >= target_acc
+    lines += ["", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
+              + ("met." if met else "missed.")]
+    text = "\n".join(lines) + "\n"
+    write_results("medmnist_2d_ensembles", summary, [stamped(r) for g in rows.values() for r in g], text,
+                  {"val_score_means": val, "plan": "benchmarks/plans/medmnist_2d.md"})
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
@@ -296,7 +357,14 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true",
                         help="use no committed row or selection: train what is not cached here (the cache is kept; "
                              "--fresh also deletes it)")
+    parser.add_argument("--ensembles", action="store_true",
+                        help="issue 26: BreastMNIST recipe ensembles (the plan's section): train the missing member "
+                             "runs, select on validation, score the selected one on test")
     args = parser.parse_args()
+    if args.ensembles:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return ensembles([int(s) for s in args.seeds.split(",")])
     if args.fresh and args.report_only:
         parser.error("--fresh trains; --report-only does not")
     global RECORDED, RECORDED_SELECTION
