@@ -125,10 +125,13 @@ def test_train_with_an_ensembles_file_trains_each_member_then_scores_their_mean(
     assert refused.returncode == 2 and "--resume" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     kept = (out / "a" / "metrics.json").stat().st_mtime_ns
     (out / "b" / "metrics.json").unlink()  # b as if stopped before its last evaluation
-    again = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume")
+    again = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume", "--seed", "3")  # as trained
     assert again.returncode == 0, again.stderr
     assert "a: finished, kept" in again.stderr and "b: resuming" in again.stderr
     assert (out / "a" / "metrics.json").stat().st_mtime_ns == kept and (out / "b" / "metrics.json").exists()
+    (tmp_path / "first.yaml").write_text(json.dumps({**common, "lr": 0.01}))  # the file changed since a was trained
+    changed = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume", "--seed", "3")
+    assert changed.returncode == 2 and "member a" in changed.stderr and "lr 0.003 there, 0.01 now" in changed.stderr
 
 
 def test_an_ensembles_file_must_name_two_members_and_nothing_else(tmp_path):

@@ -6,16 +6,19 @@ those not begun.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from ..config import TrainConfig
 from ..errors import UserError
 from ..fileio import write_json
 from ..progress import make_console
+from ..training.engine import RESUME_MAY_CHANGE
 from .evaluate import evaluate_ensemble
-from .train import train
+from .train import PATH_FIELDS, train
 
 
 def train_ensemble(members: dict[str, TrainConfig], out: str | Path, resume: bool = False,
@@ -33,6 +36,8 @@ def train_ensemble(members: dict[str, TrainConfig], out: str | Path, resume: boo
     if begun and not resume:
         raise UserError(f"{', '.join(map(str, begun.values()))} already hold{'s' if len(begun) == 1 else ''} a run: "
                         "add --resume to continue the ensemble, or choose another --out")
+    for name, folder in begun.items():
+        check_same_settings(name, folder, members[name])
     for i, (name, cfg) in enumerate(members.items(), 1):
         folder = folders[name]
         if (folder / "metrics.json").exists():
@@ -54,3 +59,16 @@ def train_ensemble(members: dict[str, TrainConfig], out: str | Path, resume: boo
     console.print(f"ensemble of {len(runs)} ({', '.join(members)}): {scores}  ->  {out}", highlight=False,
                   soft_wrap=True)
     return result
+
+
+def check_same_settings(name: str, folder: Path, cfg: TrainConfig) -> None:
+    """A member begun earlier must have been trained with the settings the file (and the options) give it now, but
+    for those a resumed run may change and the paths (a run stores them absolute): else one clear line."""
+    saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    wanted = json.loads(json.dumps(cfg.to_dict()))  # lists, not tuples, as YAML reads them
+    ignored = set(RESUME_MAY_CHANGE) | set(PATH_FIELDS)
+    differ = [k for k, v in wanted.items() if k not in ignored and saved.get(k) != v]
+    if differ:
+        shown = ", ".join(f"{k} {saved.get(k)!r} there, {wanted[k]!r} now" for k in differ[:3])
+        raise UserError(f"member {name}: {folder} was trained with other settings ({shown}): it would be kept as it "
+                        "was; choose another --out for the new settings")
