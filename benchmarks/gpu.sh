@@ -14,11 +14,10 @@
 # machine's partial report: ./run bench medmnist_2d --report-only here puts the reference runs in the table.)
 #   MEDCONV_DATA=gpu-data GPU_PARTS="speed explore" benchmarks/gpu.sh    # GPU_TRAIN_SECONDS caps part 2 (400)
 #   MEDCONV_DATA=gpu-data GPU_PARTS=wsi benchmarks/gpu.sh     # the 40,960 px whole slide (issue 24), alone: its
-#      slide is written there (about 60 s: 2.5 s at 8,192 px here), then segment and detect predict over it
-#      (on 2 CPU cores at 4,096 px: 0.2 tiles/s by `./run bench wsi --side 4096` while other work shared the
-#      cores, 0.88 tiles/s by segment predict alone: 1.4 to 6 h per verb over the ~4,500 tissue tiles at
-#      40,960 px; on the GPU unmeasured, so 480 s may not be enough); results/wsi_cuda.* come back (needs
-#      crchistophenotypes/ in gpu-data)
+#      slide is written there (67 s on 2 CPU cores), then segment and detect predict over it (on 2 CPU cores,
+#      2026-12-06: 58 min per verb over the 4,074 tissue tiles, 1.2 tiles/s, results/wsi.md; on the GPU
+#      unmeasured, so 480 s may not be enough); results/wsi_cuda.* come back (needs crchistophenotypes/ in
+#      gpu-data)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} MEDCONV_RESULTS_SUFFIX=_cuda PYTHONUNBUFFERED=1

@@ -7,7 +7,7 @@ tiles/s; and the seams: on a 4,096 x 4,096 region the slide map is compared with
 1,024 px windows (one pass each, with 128 px of context) placed across the slide tiles' seams, and the
 detections there with the peaks of those windows' maps.
 
-    ./run bench wsi                 # 40,960 px a side (about 1.7 gigapixels; long on a CPU)
+    ./run bench wsi                 # 40,960 px a side (1.7 gigapixels; 2 h on 2 CPU cores, nothing else running)
     ./run bench wsi --side 8192     # a quick check of the same path
 """
 from __future__ import annotations
