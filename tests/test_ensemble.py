@@ -135,7 +135,8 @@ def test_train_with_an_ensembles_file_trains_each_member_then_scores_their_mean(
 
 
 def test_an_ensembles_file_must_name_two_members_and_nothing_else(tmp_path):
-    from medconv.config import load_members
+    from medconv.config import load_config, load_members
+    from medconv.segment.config import SegmentConfig
 
     for text, words in (("members: {a: {epochs: 1}}", "at least two"), ("members: {a: {}, b: {}}\nepochs: 3",
                         "`members` alone"), ("members: {../a: {}, b: {}}", "folder name"),
@@ -146,3 +147,9 @@ def test_an_ensembles_file_must_name_two_members_and_nothing_else(tmp_path):
             load_members(tmp_path / "e.yaml")
     (tmp_path / "one.yaml").write_text("epochs: 2")
     assert load_members(tmp_path / "one.yaml") is None  # the config of one run
+    (tmp_path / "e.yaml").write_text("members: {a: {}, b: {}}")
+    with pytest.raises(UserError, match="only `medconv train --config` takes one"):  # e.g. segment train --config
+        load_config(tmp_path / "e.yaml", SegmentConfig)
+    (tmp_path / "nested.yaml").write_text("members: {a: e.yaml, b: {}}")
+    with pytest.raises(UserError, match="not as a member"):
+        load_members(tmp_path / "nested.yaml")

@@ -335,7 +335,11 @@ def check_model_options(arch: str, options: dict) -> None:
 
 def load_config(path: str | Path, cls=TrainConfig):
     """Read a config dataclass (TrainConfig by default) from YAML; unknown keys are an error."""
-    return cls.from_dict(read_settings(path), source=str(path))
+    values = read_settings(path)
+    if "members" in values:  # load_members reads those; here it would be an unknown setting
+        raise UserError(f"--config {path}: an ensemble's file (members: ...); only `medconv train --config` takes "
+                        "one, and not as a member of another")
+    return cls.from_dict(values, source=str(path))
 
 
 def load_members(path: str | Path, cls=TrainConfig) -> dict[str, BaseConfig] | None:
