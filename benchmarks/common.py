@@ -98,6 +98,17 @@ def mean(rows: list[dict], key: str) -> float:
     return statistics.mean(r[key] for r in rows)
 
 
+def ensemble_table(rows: dict[str, list[dict]], members: dict[str, tuple], selected: str) -> list[str]:
+    """Markdown lines of an ensembles table: per candidate (its rows per seed), the recipes it averages and its
+    validation and test AUC / ACC (test: the selected candidate's only)."""
+    lines = ["| candidate | runs of seed s | val AUC | val ACC | test AUC | test ACC |", "|---|---|---|---|---|---|"]
+    for name, group in rows.items():
+        mark = " (selected)" if name == selected else ""
+        lines.append(f"| {name}{mark} | {', '.join(members[name])} | {cell(group, 'val_auc')} | "
+                     f"{cell(group, 'val_acc')} | {cell(group, 'test_auc')} | {cell(group, 'test_acc')} |")
+    return lines
+
+
 def cell(rows: list[dict], key: str, digits: int = 3) -> str:
     """A table cell: mean ± sd of `key` over the rows (the mean alone for one row), or — when a row lacks it."""
     if not rows or not all(key in r for r in rows):

@@ -27,8 +27,8 @@ import time
 
 import numpy as np
 import torch
-from common import (PROVENANCE, RUNS, committed_results, hardware, mean_sd, provenance, recorded_runs, stamped,
-                    write_results)
+from common import (PROVENANCE, RUNS, committed_results, ensemble_table, hardware, mean, mean_sd, provenance,
+                    recorded_runs, stamped, write_results)
 
 from medconv.config import TrainConfig
 from medconv.data import load_dataset
@@ -318,24 +318,13 @@ def ensembles(seeds: list[int]) -> None:
     rows[selected] = [{**r, **ensemble_row(selected, r["seed"], "test")} for r in rows[selected]]
     target_auc, target_acc = best_published(ENSEMBLE_DATASET)
     key = f"{ENSEMBLE_DATASET}_ensemble"
-    summary = {f"{key}_selected": selected, f"{key}_auc": statistics.mean(r["test_auc"] for r in rows[selected]),
-               f"{key}_acc": statistics.mean(r["test_acc"] for r in rows[selected])}
-
-    def cell(group: list[dict], k: str) -> str:
-        if not all(k in r for r in group):
-            return "—"
-        m, sd = mean_sd([r[k] for r in group])
-        return f"{m:.3f} ± {sd:.3f}"
-
+    summary = {f"{key}_selected": selected, f"{key}_auc": mean(rows[selected], "test_auc"),
+               f"{key}_acc": mean(rows[selected], "test_acc")}
     lines = [f"## {ENSEMBLE_DATASET} (28 px): ensembles of the recipes, {len(seeds)} seeds", "",
              "Mean class probabilities (TTA none) of the recipes' runs of one seed, each at its checkpoint chosen on "
              "validation AUC; the candidate with the best mean validation AUC + ACC is selected and only its test "
              "figures are computed. Plan: benchmarks/plans/medmnist_2d.md (issue 26 section).", "",
-             "| candidate | runs of seed s | val AUC | val ACC | test AUC | test ACC |", "|---|---|---|---|---|---|"]
-    for name, group in rows.items():
-        mark = " (selected)" if name == selected else ""
-        lines.append(f"| {name}{mark} | {', '.join(ENSEMBLES[name])} | {cell(group, 'val_auc')} | "
-                     f"{cell(group, 'val_acc')} | {cell(group, 'test_auc')} | {cell(group, 'test_acc')} |")
+             *ensemble_table(rows, ENSEMBLES, selected)]
     met = summary[f"{key}_auc"] >= target_auc and summary[f"{key}_acc"] >= target_acc
     lines += ["", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
               + ("met." if met else "missed.")]

@@ -18,7 +18,7 @@ import json
 import shutil
 import time
 
-from common import RUNS, cell, mean, paused_minutes, stamped, write_results
+from common import RUNS, cell, ensemble_table, mean, paused_minutes, stamped, write_results
 
 from medconv.classify.evaluate import evaluate, evaluate_ensemble
 from medconv.classify.train import train
@@ -150,12 +150,7 @@ def ensembles() -> None:
              "Mean class probabilities of the runs of one seed (`medconv evaluate RUN --with RUN...`), each at its "
              "checkpoint chosen on validation; the candidate with the best mean validation AUC is selected and only "
              "its test figures are computed. Plan: benchmarks/plans/medmnist_3d.md (issue 26 section).", "",
-             "| candidate | runs of seed s | val AUC | val ACC | test AUC | test ACC |", "|---|---|---|---|---|---|"]
-    for name, group in rows.items():
-        mark = " (selected)" if name == selected else ""
-        lines.append(f"| {name}{mark} | {', '.join(ENSEMBLES[name])} | {cell(group, 'val_auc')} | "
-                     f"{cell(group, 'val_acc')} | {cell(group, 'test_auc')} | {cell(group, 'test_acc')} |")
-    lines += ["", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
+             *ensemble_table(rows, ENSEMBLES, selected), "", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
               + ("met." if met else "missed.")]
     text = "\n".join(lines) + "\n"
     stamped_rows = [stamped(r) for g in rows.values() for r in g]
