@@ -41,8 +41,7 @@ def report_after(command: str, args: argparse.Namespace) -> None:
         return
     try:
         for runs, ensemble in report_pages(command, args):
-            page = ensemble / "report.html" if ensemble else None
-            print(f"report -> {write_report(runs, page, ensemble)}", file=sys.stderr)
+            print(f"report -> {write_report(runs, ensemble=ensemble)}", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the run is complete whatever the page does
         print(f"{command}: warning: report not written: {exc}", file=sys.stderr)
 

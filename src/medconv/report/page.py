@@ -174,8 +174,10 @@ def render(views: list[RunView], ensemble: Path | None = None) -> str:
 
 def write_report(runs: list[str | Path], out: str | Path | None = None, ensemble: str | Path | None = None) -> Path:
     """Write the report of `runs` to `out` (default: RUN/report.html for one run, report.html for several); with
-    `ensemble`, the folder where evaluate_ensemble wrote the runs' ensemble figures, those first."""
+    `ensemble`, the folder where evaluate_ensemble wrote the runs' ensemble figures, those first (default `out`:
+    ENSEMBLE/report.html)."""
     views = [read_run(r) for r in runs]
-    out = Path(out) if out else (views[0].path / "report.html" if len(views) == 1 else Path("report.html"))
+    out = Path(out) if out else Path(ensemble) / "report.html" if ensemble else (
+        views[0].path / "report.html" if len(views) == 1 else Path("report.html"))
     write_text(out, render(views, Path(ensemble) if ensemble else None))
     return out

@@ -90,7 +90,7 @@ class MapMaker:
         if height * width <= WHOLE_IMAGE_PIXELS:
             rows, cols, mode = unet_padding(height, width)
             padded = F.pad(x, (0, cols, 0, rows), mode="replicate" if mode == "edge" else mode)
-            logits = self.model(padded.contiguous(memory_format=torch.channels_last))[..., :height, :width]
+            logits = self.model(padded)[..., :height, :width]  # channels_last weights: the convolutions run channels_last
         else:
             from monai.inferers import sliding_window_inference
 
