@@ -11,7 +11,7 @@ reference rows only; mean +- std over seeds. Runs are cached under benchmarks/ru
     ./run bench medmnist_2d                                  # train what is missing, report everything
     ./run bench medmnist_2d --only breastmnist:best          # its candidates (seed 0), then the chosen seeds
     ./run bench medmnist_2d --fresh --only breastmnist:best  # delete that part's cache, retrain, report it alone
-    ./run bench medmnist_2d --ensembles                      # issue 26: BreastMNIST recipe ensembles (plan section)
+    ./run bench medmnist_2d --ensembles [pneumoniamnist]     # issue 26: recipe ensembles (plan sections)
 
 A table row (a recipe's seeds) comes all from runs cached here or all from the committed results (marked
 with their own date and hardware), never mixed. Committed rows are used only where they carry their
@@ -291,46 +291,64 @@ def report(parts: list[tuple[str, str]], seeds: list[int]) -> tuple[dict, list[d
     return summary, runs, selection, missing
 
 
-ENSEMBLE_DATASET = "breastmnist"
-ENSEMBLES = {  # candidate: the recipes whose runs of one seed it averages (the plan's issue 26 section)
+ENSEMBLES = {  # breastmnist's candidates: the recipes whose runs of one seed each averages (its plan section)
     "cnn-light": ("cnn-light",),
     "ens3_cnn": ("cnn-light", "cnn-strong-mixup", "wide-strong-ls"),
     "ens5_cnn": ("cnn-light", "cnn-strong", "wide-strong-ls", "cnn-strong-mixup", "cnn-strong-ema"),
 }
 
 
-def ensemble_row(name: str, seed: int, split: str) -> dict:
-    """A candidate's AUC and ACC on `split` for one seed: the mean probabilities (TTA none) of its recipes' runs."""
-    dirs = [run_dir(ENSEMBLE_DATASET, recipe, seed) for recipe in ENSEMBLES[name]]
-    figures = mean_scores(dirs, config_for(ENSEMBLE_DATASET, ENSEMBLES[name][0], seed), split, ("none",))["none"]
+def ensemble_candidates(dataset: str) -> tuple[dict[str, tuple], str]:
+    """({candidate: its recipes}, the TTA every member is scored with), as the plan's issue 26 sections fix them:
+    breastmnist's three fixed candidates without TTA; for other datasets the best row's recipe alone and `ens3`,
+    its three candidates with the highest seed-0 validation AUC + ACC under the best row's TTA."""
+    if dataset == "breastmnist":
+        return ENSEMBLES, "none"
+    entries, pending = trials(dataset)
+    if pending:
+        raise SystemExit(f"{dataset}: its best row's selection is not complete ({', '.join(pending)}); run "
+                         f"./run bench medmnist_2d --only {dataset}:best first")
+    recipe, tta = select_best(entries)
+    ranked = sorted(entries, key=lambda c: (c[tta]["auc"] + c[tta]["acc"], c["recipe"]), reverse=True)
+    return {"best": (recipe,), "ens3": tuple(c["recipe"] for c in ranked[:3])}, tta
+
+
+def ensemble_row(dataset: str, recipes: tuple, tta: str, seed: int, split: str) -> dict:
+    """A candidate's AUC and ACC on `split` for one seed: the mean probabilities (under `tta`) of its recipes' runs."""
+    dirs = [run_dir(dataset, recipe, seed) for recipe in recipes]
+    figures = mean_scores(dirs, config_for(dataset, recipes[0], seed), split, (tta,))[tta]
     return {f"{split}_auc": figures["auc"], f"{split}_acc": figures["acc"]}
 
 
-def ensembles(seeds: list[int]) -> None:
-    """The plan's issue 26 section: the member runs trained where missing (test withheld), every candidate on
-    validation, then the selected candidate's test figures only."""
-    for recipe in dict.fromkeys(r for members in ENSEMBLES.values() for r in members):
+def ensembles(dataset: str, seeds: list[int]) -> None:
+    """The plan's issue 26 section of `dataset`: the member runs trained where missing (test withheld), every
+    candidate on validation, then the selected candidate's test figures only."""
+    members_of, tta = ensemble_candidates(dataset)
+    for recipe in dict.fromkeys(r for members in members_of.values() for r in members):
         for seed in seeds:
-            run_once(ENSEMBLE_DATASET, recipe, seed)
-    rows = {n: [{"candidate": n, "seed": s, **ensemble_row(n, s, "val")} for s in seeds] for n in ENSEMBLES}
-    val = {n: statistics.mean(r["val_auc"] + r["val_acc"] for r in rows[n]) for n in ENSEMBLES}
-    selected = max(ENSEMBLES, key=lambda n: (val[n], -list(ENSEMBLES).index(n)))  # ties: the first in the plan
-    rows[selected] = [{**r, **ensemble_row(selected, r["seed"], "test")} for r in rows[selected]]
-    target_auc, target_acc = best_published(ENSEMBLE_DATASET)
-    key = f"{ENSEMBLE_DATASET}_ensemble"
+            run_once(dataset, recipe, seed)
+    rows = {n: [{"candidate": n, "seed": s, **ensemble_row(dataset, m, tta, s, "val")} for s in seeds]
+            for n, m in members_of.items()}
+    val = {n: statistics.mean(r["val_auc"] + r["val_acc"] for r in rows[n]) for n in members_of}
+    selected = max(members_of, key=lambda n: (val[n], -list(members_of).index(n)))  # ties: the first in the plan
+    rows[selected] = [{**r, **ensemble_row(dataset, members_of[selected], tta, r["seed"], "test")}
+                      for r in rows[selected]]
+    target_auc, target_acc = best_published(dataset)
+    key = f"{dataset}_ensemble"
     summary = {f"{key}_selected": selected, f"{key}_auc": mean(rows[selected], "test_auc"),
                f"{key}_acc": mean(rows[selected], "test_acc")}
-    lines = [f"## {ENSEMBLE_DATASET} (28 px): ensembles of the recipes, {len(seeds)} seeds", "",
-             "Mean class probabilities (TTA none) of the recipes' runs of one seed, each at its checkpoint chosen on "
-             "validation AUC; the candidate with the best mean validation AUC + ACC is selected and only its test "
-             "figures are computed. Plan: benchmarks/plans/medmnist_2d.md (issue 26 section).", "",
-             *ensemble_table(rows, ENSEMBLES, selected)]
+    lines = [f"## {dataset} (28 px): ensembles of the recipes, {len(seeds)} seeds", "",
+             f"Mean class probabilities (TTA {tta}) of the recipes' runs of one seed, each at its checkpoint chosen "
+             "on validation AUC; the candidate with the best mean validation AUC + ACC is selected and only its test "
+             "figures are computed. Plan: benchmarks/plans/medmnist_2d.md (issue 26 sections).", "",
+             *ensemble_table(rows, members_of, selected)]
     met = summary[f"{key}_auc"] >= target_auc and summary[f"{key}_acc"] >= target_acc
     lines += ["", f"Target: test AUC ≥ {target_auc} and ACC ≥ {target_acc} (the best published figures): "
               + ("met." if met else "missed.")]
     text = "\n".join(lines) + "\n"
-    write_results("medmnist_2d_ensembles", summary, [stamped(r) for g in rows.values() for r in g], text,
-                  {"val_score_means": val, "plan": "benchmarks/plans/medmnist_2d.md"})
+    name = "medmnist_2d_ensembles" + ("" if dataset == "breastmnist" else f"_{dataset}")
+    write_results(name, summary, [stamped(r) for g in rows.values() for r in g], text,
+                  {"val_score_means": val, "tta": tta, "plan": "benchmarks/plans/medmnist_2d.md"})
     print(text)
 
 
@@ -346,14 +364,14 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true",
                         help="use no committed row or selection: train what is not cached here (the cache is kept; "
                              "--fresh also deletes it)")
-    parser.add_argument("--ensembles", action="store_true",
-                        help="issue 26: BreastMNIST recipe ensembles (the plan's section): train the missing member "
-                             "runs, select on validation, score the selected one on test")
+    parser.add_argument("--ensembles", nargs="?", const="breastmnist", choices=DATASETS, default=None,
+                        help="issue 26: a dataset's recipe ensembles (the plan's sections; default breastmnist): train "
+                             "the missing member runs, select on validation, score the selected one on test")
     args = parser.parse_args()
     if args.ensembles:
         if args.threads:
             torch.set_num_threads(args.threads)
-        return ensembles([int(s) for s in args.seeds.split(",")])
+        return ensembles(args.ensembles, [int(s) for s in args.seeds.split(",")])
     if args.fresh and args.report_only:
         parser.error("--fresh trains; --report-only does not")
     global RECORDED, RECORDED_SELECTION
