@@ -25,6 +25,7 @@ import transfer  # noqa: E402
 
 RECIPES = {  # example: (its config class, the benchmark's configuration of the recipe it reports)
     "breastmnist": (TrainConfig, lambda: medmnist_2d.config_for("breastmnist", "cnn-light", 0)),
+    "pneumoniamnist": (TrainConfig, lambda: medmnist_2d.config_for("pneumoniamnist", "cnn-light", 0)),
     "isbi2012": (SegmentConfig, lambda: SegmentConfig(dataset="isbi2012", **isbi2012.UNET_HALF_BORDER)),
     "hippocampus": (SegmentConfig, lambda: SegmentConfig(**hippocampus.RECIPE)),
     "crc_detection": (SegmentConfig,
