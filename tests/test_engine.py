@@ -120,10 +120,21 @@ def test_the_best_checkpoint_is_the_highest_validation_metric_and_nan_never_wins
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match="epoch 3"):
+    with pytest.raises(TrainingDiverged, match="epoch 3") as stopped:
         toy_fit(tmp_path, ToyTask(nan_loss_epoch=2))
     import json
     assert json.loads((tmp_path / "checkpoints" / "last.json").read_text())["epoch"] == 2
+    assert f"last good checkpoint kept in {tmp_path / 'checkpoints'}" in str(stopped.value)
+    assert "--precision" not in str(stopped.value)  # fp32: no precision to blame
+
+
+def test_a_nan_loss_before_any_checkpoint_says_so_and_points_reduced_precision_to_fp32(tmp_path):
+    with pytest.raises(TrainingDiverged) as stopped:
+        toy_fit(tmp_path, ToyTask(nan_loss_epoch=0), precision="bf16")
+    said = str(stopped.value)
+    assert "epoch 1, step 1" in said and "no checkpoint had been written yet" in said and "kept in" not in said
+    assert "it trained in bf16" in said and said.endswith("try --precision fp32")
+    assert not (tmp_path / "checkpoints" / "last.safetensors").exists()
 
 
 @pytest.mark.parametrize("precision, ema", [("fp32", 0.0), ("bf16", 0.9), ("fp16", 0.0)])
