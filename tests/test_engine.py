@@ -164,6 +164,25 @@ def test_reduced_precision_runs_under_autocast(tmp_path):
     assert set(dtypes[:4]) == {torch.bfloat16} and set(dtypes[4:]) == {torch.float32}
 
 
+def test_bf16_on_a_cpu_without_amx_warns_and_says_what_is_safer(tmp_path, monkeypatch):
+    amd, xeon = tmp_path / "amd", tmp_path / "xeon"
+    amd.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    xeon.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    assert engine.cpu_lacks_amx(amd)
+    assert not engine.cpu_lacks_amx(xeon) and not engine.cpu_lacks_amx(tmp_path / "absent")
+    for lacks in (True, False):
+        monkeypatch.setattr(engine, "cpu_lacks_amx", lambda lacks=lacks: lacks)
+        for precision in ("bf16", "fp32"):
+            console = Console(record=True, width=300)
+            cfg, run = open_run(BaseConfig(epochs=1, precision=precision), tmp_path / f"{lacks}{precision}", False,
+                                None)
+            with run:
+                fit(ToyTask(), cfg, run, {"arch": "toy", "config": cfg.to_dict()}, console)
+            said = console.export_text()
+            warned = "without AMX" in said and "--precision fp32 is the safer choice" in said
+            assert warned == (lacks and precision == "bf16")
+
+
 def test_configs_share_one_base_and_refuse_bad_values():
     from medconv.segment.config import SegmentConfig
     assert issubclass(TrainConfig, BaseConfig) and issubclass(SegmentConfig, BaseConfig)
