@@ -237,9 +237,7 @@ def base_rate(optimizer: torch.optim.Optimizer) -> float:
 
 def diverged_message(value: float, epoch: int, step: int, last: Path, precision: str) -> str:
     """What stopped a run whose loss became `value` at 0-based `epoch` and `step`: where its last good checkpoint
-    is (if it got one), and, for reduced precision, the way out. bf16 on a CPU without AMX (an AMD EPYC with
-    avx512_bf16, torch 2.14.1) was seen to give a 3D ResNet-18 sporadic non-finite weight gradients that fp32 did
-    not: the loss turned NaN in its first epoch."""
+    is (if it got one), and, for reduced precision, the way out (see the bf16 warning in `fit`)."""
     kept = f"last good checkpoint kept in {last.parent}" if last.exists() else "no checkpoint had been written yet"
     hint = (f"; it trained in {precision}: reduced precision can overflow, or, on some CPUs, give wrong gradients; "
             "try --precision fp32") if precision != "fp32" else ""
@@ -320,9 +318,9 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
     model = task.model
     device = next(model.parameters()).device
     if cfg.precision == "bf16" and device.type == "cpu" and cpu_lacks_amx():
-        console.print("warning: --precision bf16 on a CPU without AMX: expect no speed-up over fp32, and on such a CPU "
-                      "(an AMD EPYC) a 3D ResNet-18's bf16 gradients became non-finite and its run stopped; "
-                      "--precision fp32 is the safer choice here", highlight=False, soft_wrap=True)
+        console.print("warning: --precision bf16 on a CPU without AMX: on such a CPU (an AMD EPYC) a 3D ResNet-18's "
+                      "bf16 gradients became non-finite and its run stopped; --precision fp32 is the safer choice here",
+                      highlight=False, soft_wrap=True)
     if cfg.precision != "fp32":  # the layout oneDNN and cuDNN run reduced precision fastest in
         volumes = any(isinstance(m, nn.Conv3d) for m in model.modules())
         model.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
