@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,10 @@ def test_report_verb(breast_run, cli, tmp_path):
     assert "breastmnist" in (tmp_path / "page.html").read_text()
     refused = cli("report", tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not a medconv run" in refused.stderr
+
+
+def test_report_default_paths(tiny_run, tmp_path, monkeypatch):
+    """Without --out: one run's page in its folder, several runs' page in the working folder."""
+    assert write_report([tiny_run]) == tiny_run / "report.html" and (tiny_run / "report.html").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert write_report([tiny_run, tiny_run]) == Path("report.html") and (tmp_path / "report.html").is_file()

@@ -177,7 +177,7 @@ def write_report(runs: list[str | Path], out: str | Path | None = None, ensemble
     `ensemble`, the folder where evaluate_ensemble wrote the runs' ensemble figures, those first (default `out`:
     ENSEMBLE/report.html)."""
     views = [read_run(r) for r in runs]
-    out = Path(out) if out else Path(ensemble) / "report.html" if ensemble else (
-        views[0].path / "report.html" if len(views) == 1 else Path("report.html"))
-    write_text(out, render(views, Path(ensemble) if ensemble else None))
-    return out
+    if not out:
+        out = (Path(ensemble) if ensemble else views[0].path if len(views) == 1 else Path(".")) / "report.html"
+    write_text(Path(out), render(views, Path(ensemble) if ensemble else None))
+    return Path(out)
