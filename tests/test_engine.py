@@ -14,7 +14,7 @@ from torch import nn
 
 from medconv.config import BaseConfig, TrainConfig
 from medconv.errors import TrainingDiverged, UserError
-from medconv.training import engine
+from medconv.training import engine, precision
 from medconv.training.engine import fit, make_optimizer, make_scheduler, open_run
 
 
@@ -156,7 +156,8 @@ def test_reduced_precision_runs_under_autocast(tmp_path):
 
     class Spy(ToyTask):
         def loss(self, model, batch):
-            dtypes.append(model[0](batch[0]).dtype)
+            if torch.is_grad_enabled():  # a training step, not the kernel check's forward pass
+                dtypes.append(model[0](batch[0]).dtype)
             return super().loss(model, batch)
 
     toy_fit(tmp_path / "bf16", Spy(), precision="bf16", epochs=1)
@@ -164,23 +165,65 @@ def test_reduced_precision_runs_under_autocast(tmp_path):
     assert set(dtypes[:4]) == {torch.bfloat16} and set(dtypes[4:]) == {torch.float32}
 
 
-def test_bf16_on_a_cpu_without_amx_warns_and_says_what_is_safer(tmp_path, monkeypatch):
-    amd, xeon = tmp_path / "amd", tmp_path / "xeon"
-    amd.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
-    xeon.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
-    assert engine.cpu_lacks_amx(amd)
-    assert not engine.cpu_lacks_amx(xeon) and not engine.cpu_lacks_amx(tmp_path / "absent")
-    for lacks in (True, False):
-        monkeypatch.setattr(engine, "cpu_lacks_amx", lambda lacks=lacks: lacks)
-        for precision in ("bf16", "fp32"):
-            console = Console(record=True, width=300)
-            cfg, run = open_run(BaseConfig(epochs=1, precision=precision), tmp_path / f"{lacks}{precision}", False,
-                                None)
-            with run:
-                fit(ToyTask(), cfg, run, {"arch": "toy", "config": cfg.to_dict()}, console)
-            said = console.export_text()
-            warned = "without AMX" in said and "--precision fp32 is the safer choice" in said
-            assert warned == (lacks and precision == "bf16")
+class FaultyConv(nn.Conv2d):
+    """A convolution whose weight gradient is tripled when it runs in reduced precision: a planted kernel fault."""
+
+    def forward(self, x):
+        if super().forward(x).dtype == torch.float32:
+            return super().forward(x)
+        return self._conv_forward(x, Tripled.apply(self.weight), self.bias)
+
+
+class Tripled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        return w.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+
+
+def conv_net(faulty: bool) -> nn.Sequential:
+    torch.manual_seed(0)
+    conv = (FaultyConv if faulty else nn.Conv2d)(2, 4, 3, padding=1)
+    return nn.Sequential(conv, nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 36, 1))
+
+
+def test_kernel_check_passes_sound_layers_untouched_and_names_a_faulty_one():
+    net, x = conv_net(False).train(), torch.randn(8, 2, 6, 6)
+    found = precision.layer_inputs(net, lambda: net(x))
+    assert [(name, shape) for name, _, shape, _ in found] == [("0", (8, 2, 6, 6)), ("4", (8, 144))]
+    rng, stats = torch.get_rng_state(), net[1].running_mean.clone()
+    precision.check_kernels(net, lambda: net(x), "bf16", torch.device("cpu"))  # sound: passes
+    assert torch.equal(torch.get_rng_state(), rng) and torch.equal(net[1].running_mean, stats)
+    assert all(p.grad is None for p in net.parameters())
+    assert 0 < precision.gradient_error(net[0], (8, 2, 6, 6), torch.contiguous_format, "bf16",
+                                        torch.device("cpu")) < 0.02  # bf16's rounding alone
+    faulty = conv_net(True).train()
+    assert precision.gradient_error(faulty[0], (8, 2, 6, 6), torch.contiguous_format, "bf16",
+                                    torch.device("cpu")) == pytest.approx(2, rel=0.05)
+    with pytest.raises(UserError, match=r"--precision bf16 gives wrong gradients on this machine: those of layer 0 "
+                                        r"\(FaultyConv, input 8x2x6x6\) differ from fp32's by 2\d\d%.*--precision fp32"):
+        precision.check_kernels(faulty, lambda: faulty(x), "bf16", torch.device("cpu"))
+
+
+def test_training_refuses_reduced_precision_whose_kernels_are_faulty(tmp_path):
+    class ConvTask(ToyTask):
+        def __init__(self, faulty):
+            super().__init__()
+            self.model, self.x = conv_net(faulty), torch.randn(64, 2, 6, 6)
+
+    for faulty, precision_, refused in ((True, "bf16", True), (True, "fp32", False), (False, "bf16", False)):
+        cfg, run = open_run(BaseConfig(epochs=1, precision=precision_), tmp_path / f"{faulty}{precision_}", False, None)
+        with run:
+            if refused:
+                with pytest.raises(UserError, match="those of layer 0 .FaultyConv"):
+                    fit(ConvTask(faulty), cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
+            else:
+                history = fit(ConvTask(faulty), cfg, run, {"arch": "toy", "config": cfg.to_dict()}, Console(quiet=True))
+                assert len(history) == 1
+        assert (tmp_path / f"{faulty}{precision_}" / "checkpoints" / "last.safetensors").exists() != refused
 
 
 def test_configs_share_one_base_and_refuse_bad_values():

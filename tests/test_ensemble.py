@@ -129,6 +129,10 @@ def test_train_with_an_ensembles_file_trains_each_member_then_scores_their_mean(
     assert again.returncode == 0, again.stderr
     assert "a: finished, kept" in again.stderr and "b: resuming" in again.stderr
     assert (out / "a" / "metrics.json").stat().st_mtime_ns == kept and (out / "b" / "metrics.json").exists()
+    other = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume", "--seed", "3", "--precision",
+                "bf16")  # finished members keep the precision they trained in (the next member could need another)
+    assert other.returncode == 0 and other.stderr.count("finished, kept") == 2, other.stderr
+    assert "trained in fp32, not bf16" in other.stderr and (out / "a" / "metrics.json").stat().st_mtime_ns == kept
     (tmp_path / "first.yaml").write_text(json.dumps({**common, "lr": 0.01}))  # the file changed since a was trained
     changed = cli("train", "--config", tmp_path / "ens.yaml", "--out", out, "--resume", "--seed", "3")
     assert changed.returncode == 2 and "member a" in changed.stderr and "lr 0.003 there, 0.01 now" in changed.stderr

@@ -222,7 +222,7 @@ def test_bf16_training_forward_gives_float32_logits_near_fp32_ones():
     import torch
 
     from medconv.models.registry import build_model
-    from medconv.training.engine import precision_context
+    from medconv.training.precision import precision_context
     torch.manual_seed(0)
     unet = build_model("unet", 3, 2, (32, 32), features="8,8,16,16,32,8")
     x = torch.randn(2, 3, 32, 32)

@@ -36,12 +36,13 @@ def train_ensemble(members: dict[str, TrainConfig], out: str | Path, resume: boo
     if begun and not resume:
         raise UserError(f"{', '.join(map(str, begun.values()))} already hold{'s' if len(begun) == 1 else ''} a run: "
                         "add --resume to continue the ensemble, or choose another --out")
-    for name, folder in begun.items():
-        check_same_settings(name, folder, members[name])
+    saved = {name: check_same_settings(name, folder, members[name]) for name, folder in begun.items()}
     for i, (name, cfg) in enumerate(members.items(), 1):
         folder = folders[name]
         if (folder / "metrics.json").exists():
-            console.print(f"member {i}/{len(members)} {name}: finished, kept ({folder})", highlight=False)
+            other = saved[name].get("precision", cfg.precision)
+            note = f"; trained in {other}, not {cfg.precision}" if other != cfg.precision else ""
+            console.print(f"member {i}/{len(members)} {name}: finished, kept ({folder}{note})", highlight=False)
             continue
         console.print(f"member {i}/{len(members)} {name}: {'resuming' if name in begun else 'training'} "
                       f"({cfg.arch} on {cfg.dataset}) -> {folder}", highlight=False)
@@ -61,14 +62,18 @@ def train_ensemble(members: dict[str, TrainConfig], out: str | Path, resume: boo
     return result
 
 
-def check_same_settings(name: str, folder: Path, cfg: TrainConfig) -> None:
+def check_same_settings(name: str, folder: Path, cfg: TrainConfig) -> dict:
     """A member begun earlier must have been trained with the settings the file (and the options) give it now, but
-    for those a resumed run may change and the paths (a run stores them absolute): else one clear line."""
+    for those a resumed run may change and the paths (a run stores them absolute), and, once finished, its
+    precision (members of one ensemble may need different ones: training.precision refuses bf16 for some networks
+    on some CPUs): else one clear line. Returns the member's saved configuration."""
     saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     wanted = json.loads(json.dumps(cfg.to_dict()))  # lists, not tuples, as YAML reads them
-    ignored = set(RESUME_MAY_CHANGE) | set(PATH_FIELDS)
+    finished = (folder / "metrics.json").exists()
+    ignored = set(RESUME_MAY_CHANGE) | set(PATH_FIELDS) | ({"precision"} if finished else set())
     differ = [k for k, v in wanted.items() if k not in ignored and saved.get(k) != v]
     if differ:
         shown = ", ".join(f"{k} {saved.get(k)!r} there, {wanted[k]!r} now" for k in differ[:3])
         raise UserError(f"member {name}: {folder} was trained with other settings ({shown}): it would be kept as it "
                         "was; choose another --out for the new settings")
+    return saved

@@ -52,7 +52,8 @@ COMMON = {
     "class_weights": Field("loss weight of each class: none (all 1) or balanced (inverse class frequency)"),
     "precision": Field("arithmetic of the training steps: fp32, or bf16/fp16 autocast on CPU or CUDA (./run bench "
                        "precision_speed measures the gain on your machine, about 3x for U-Net steps in bf16 on a "
-                       "CPU with AMX); validation stays fp32"),
+                       "CPU with AMX); validation stays fp32; on a CPU, refused at the start where a layer's "
+                       "gradients differ from fp32's (a fault of some CPUs' kernels)"),
     "seed": Field("random seed of the weights, the data order and the augmentation", metavar="N"),
     "deterministic": Field("deterministic algorithms only (slower; a resumed run ends with the same weights)"),
     "device": Field("where to train: auto (CUDA when there is one, else cpu), cpu, cuda or cuda:N",

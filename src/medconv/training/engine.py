@@ -8,7 +8,8 @@ batch and the validation metrics; `fit` does the rest, the same way for all of t
 - the optimiser (AdamW, Adam or SGD, one parameter group per layer group for discriminative rates) and
   the per-epoch schedule from `torch.optim.lr_scheduler` (linear warm-up, then cosine, step or constant);
 - `--precision fp32|bf16|fp16`: training steps under autocast on CPU or CUDA (fp16 with a gradient
-  scaler), weights in channels-last layout; validation stays fp32;
+  scaler), weights in channels-last layout; validation stays fp32; on a CPU, the network's layers are first
+  checked to get fp32's gradients at that precision (training.precision: some CPUs' kernels do not);
 - the weight average (`--ema`), validated and kept instead of the last step's weights;
 - the NaN stop (a non-finite loss or validation metric ends the run, the last good checkpoint kept);
 - the best checkpoint by the task's validation metric (higher is better; NaN never wins);
@@ -20,7 +21,6 @@ batch and the validation metrics; `fit` does the rest, the same way for all of t
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -45,10 +45,10 @@ from . import distributed
 from .checkpoint import load_weights, read_checkpoint, restore_optimizer, save_checkpoint
 from .ema import WeightAverage
 from .lock import RunLock
+from .precision import check_kernels, precision_context
 from .tracking import require, track
 
 RESUME_MAY_CHANGE = ("epochs", "device", "threads", "data_root", "tensorboard")
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Task(Protocol):
@@ -237,28 +237,11 @@ def base_rate(optimizer: torch.optim.Optimizer) -> float:
 
 def diverged_message(value: float, epoch: int, step: int, last: Path, precision: str) -> str:
     """What stopped a run whose loss became `value` at 0-based `epoch` and `step`: where its last good checkpoint
-    is (if it got one), and, for reduced precision, the way out (see the bf16 warning in `fit`)."""
+    is (if it got one), and, for reduced precision, the way out (training.precision: some CPUs' kernels)."""
     kept = f"last good checkpoint kept in {last.parent}" if last.exists() else "no checkpoint had been written yet"
     hint = (f"; it trained in {precision}: reduced precision can overflow, or, on some CPUs, give wrong gradients; "
             "try --precision fp32") if precision != "fp32" else ""
     return f"loss became {value} in epoch {epoch + 1}, step {step + 1}; training stopped, {kept}{hint}"
-
-
-def cpu_lacks_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU's flags (Linux's /proc/cpuinfo) are known and lack amx_bf16, the matrix unit that makes
-    bf16 pay on a CPU; False where the flags cannot be read (another system), so nothing is claimed there."""
-    try:
-        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), None)
-    except OSError:
-        return False
-    return flags is not None and "amx_bf16" not in flags.split()
-
-
-def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast for a training step at `precision` (fp32: none)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def write_history(path: Path, history: list[dict], fields: list[str]) -> None:
@@ -317,10 +300,6 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
         meta = {**meta, "data": data}
     model = task.model
     device = next(model.parameters()).device
-    if cfg.precision == "bf16" and device.type == "cpu" and cpu_lacks_amx():
-        console.print("warning: --precision bf16 on a CPU without AMX: on such a CPU (an AMD EPYC) a 3D ResNet-18's "
-                      "bf16 gradients became non-finite and its run stopped; --precision fp32 is the safer choice here",
-                      highlight=False, soft_wrap=True)
     if cfg.precision != "fp32":  # the layout oneDNN and cuDNN run reduced precision fastest in
         volumes = any(isinstance(m, nn.Conv3d) for m in model.modules())
         model.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
@@ -361,6 +340,8 @@ def fit(task: Task, cfg: BaseConfig, run: RunDir, meta: dict, console: Console,
                 bar.update(task_id, total=(cfg.epochs - start) * len(batches))
             total, count = 0.0, 0
             for step, batch in enumerate(batches):
+                if epoch == start and step == 0 and cfg.precision != "fp32" and device.type == "cpu":
+                    check_kernels(model, lambda: task.loss(model, distributed.shard(batch)), cfg.precision, device)
                 with precision_context(cfg.precision, device):
                     loss = task.loss(trained, distributed.shard(batch))
                 value = distributed.mean(loss.item(), device)  # the step's one synchronisation with the device
