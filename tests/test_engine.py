@@ -169,9 +169,8 @@ class FaultyConv(nn.Conv2d):
     """A convolution whose weight gradient is tripled when it runs in reduced precision: a planted kernel fault."""
 
     def forward(self, x):
-        if super().forward(x).dtype == torch.float32:
-            return super().forward(x)
-        return self._conv_forward(x, Tripled.apply(self.weight), self.bias)
+        out = super().forward(x)
+        return out if out.dtype == torch.float32 else self._conv_forward(x, Tripled.apply(self.weight), self.bias)
 
 
 class Tripled(torch.autograd.Function):

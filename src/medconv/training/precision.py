@@ -31,7 +31,7 @@ def precision_context(precision: str, device: torch.device) -> contextlib.Abstra
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def layouts(x: torch.Tensor) -> torch.memory_format:
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The memory format `x` is laid out in (channels-last when the engine converted the network)."""
     for fmt, dims in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
         if x.dim() == dims and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
@@ -49,8 +49,9 @@ def layer_inputs(model: nn.Module, forward: Callable[[], object]) -> list[tuple[
     def catch(module: nn.Module, args: tuple) -> None:
         x = args[0] if args else None
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            key = (type(module).__name__, module.extra_repr(), tuple(x.shape), layouts(x))
-            seen.setdefault(key, (names.get(module, "?"), module, tuple(x.shape), layouts(x)))
+            shape, fmt = tuple(x.shape), memory_format_of(x)
+            key = (type(module).__name__, module.extra_repr(), shape, fmt)
+            seen.setdefault(key, (names[module], module, shape, fmt))
 
     hooks = [m.register_forward_pre_hook(catch) for m in model.modules() if isinstance(m, CHECKED)]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
